@@ -1,0 +1,135 @@
+//! Autoregressive generation over token ids: prefill, then one token at a time with the KV
+//! cache (or, for checking, a full forward per step).
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::model::Llama;
+use crate::sampling::{Sampler, SamplingConfig, log_softmax};
+use crate::{Error, Result};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Most new tokens.
+    pub max_new_tokens: usize,
+    /// Token choice.
+    pub sampling: SamplingConfig,
+    /// Generation ends when one of these is produced (it is not returned).
+    pub stop_tokens: Vec<u32>,
+    /// Reuse keys/values across steps (the normal path); `false` recomputes the whole
+    /// sequence every step.
+    pub use_cache: bool,
+    /// Also return each chosen token's logprob and this many top alternatives.
+    pub top_logprobs: Option<usize>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), use_cache: true, top_logprobs: None }
+    }
+}
+
+/// The logprob of a chosen token and its top alternatives, `(id, logprob)` most likely first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepLogprobs {
+    /// The chosen token's logprob.
+    pub logprob: f32,
+    /// The most likely tokens at this step.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A stop token was produced, or the callback asked to stop.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+}
+
+/// Generated tokens.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// New token ids (stop token excluded).
+    pub tokens: Vec<u32>,
+    /// Per-token logprobs when asked for.
+    pub logprobs: Vec<StepLogprobs>,
+    /// Why it ended.
+    pub finish: Finish,
+}
+
+fn last_logits(model: &Llama, ids: &[u32], cache: Option<&mut crate::KvCache>) -> Result<Vec<f32>> {
+    let device = model.embed_tokens.weight.device();
+    let data = TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, ids.len()]);
+    let tokens = Tensor::<2, Int>::from_data(data, &device);
+    let hidden = model.forward_hidden(tokens, cache);
+    let [_, len, d] = hidden.dims();
+    let last = hidden.narrow(1, len - 1, 1).reshape([1, 1, d]);
+    let logits = model.logits(last);
+    logits
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Generation(format!("reading logits: {e:?}")))
+}
+
+/// Generates after `prompt`, calling `on_token` with each new id; it returns `false` to stop.
+///
+/// # Errors
+/// An empty prompt, or a sequence longer than the model's position table.
+pub fn generate(
+    model: &Llama,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    mut on_token: impl FnMut(u32) -> bool,
+) -> Result<Generated> {
+    if prompt.is_empty() {
+        return Err(Error::Generation("the prompt is empty".into()));
+    }
+    let limit = model.config.max_position_embeddings;
+    if prompt.len() + options.max_new_tokens > limit {
+        return Err(Error::Generation(format!(
+            "prompt ({}) + max_new_tokens ({}) exceeds the model's {limit} positions",
+            prompt.len(),
+            options.max_new_tokens
+        )));
+    }
+    let vocab = model.config.vocab_size as u32;
+    if let Some(&bad) = prompt.iter().find(|&&t| t >= vocab) {
+        return Err(Error::Generation(format!("token id {bad} is outside the vocabulary ({vocab})")));
+    }
+    let mut sampler = Sampler::new(options.sampling.clone());
+    let mut cache = options.use_cache.then(|| model.new_cache());
+    let mut sequence = prompt.to_vec();
+    let mut out = Generated { tokens: Vec::new(), logprobs: Vec::new(), finish: Finish::Length };
+    let mut logits = last_logits(model, prompt, cache.as_mut())?;
+    for step in 0..options.max_new_tokens {
+        let next = sampler.sample(&logits) as u32;
+        if let Some(k) = options.top_logprobs {
+            let lp = log_softmax(&logits);
+            let mut order: Vec<usize> = (0..lp.len()).collect();
+            order.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]).then(a.cmp(&b)));
+            let top = order.iter().take(k).map(|&i| (i as u32, lp[i])).collect();
+            out.logprobs.push(StepLogprobs { logprob: lp[next as usize], top });
+        }
+        if options.stop_tokens.contains(&next) {
+            out.logprobs.truncate(out.tokens.len());
+            out.finish = Finish::Stop;
+            break;
+        }
+        out.tokens.push(next);
+        sequence.push(next);
+        if !on_token(next) {
+            out.finish = Finish::Stop;
+            break;
+        }
+        if step + 1 == options.max_new_tokens {
+            break;
+        }
+        logits = match cache.as_mut() {
+            Some(c) => last_logits(model, &[next], Some(c))?,
+            None => last_logits(model, &sequence, None)?,
+        };
+    }
+    Ok(out)
+}

@@ -1,0 +1,134 @@
+//! Building a [`Llama`] from a [`WeightSource`], checking every tensor by name and shape.
+//!
+//! HF tensor names live here and in the weight sources only.
+
+use std::collections::BTreeSet;
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use lora::{BaseLinear, DenseLinear, Projection};
+
+use crate::config::LlamaConfig;
+use crate::model::Llama;
+use crate::nn::{Attention, Block, Mlp, RmsNorm};
+use crate::weights::WeightSource;
+use crate::{Error, Result};
+
+/// How to materialize the weights.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Device the model lives on.
+    pub device: Device,
+    /// Float dtype of dense weights and activations (f32 on CPU; bf16 on GPUs).
+    pub dtype: DType,
+}
+
+impl LoadOptions {
+    /// f32 on the given device.
+    pub fn f32(device: &Device) -> Self {
+        Self { device: device.clone(), dtype: DType::F32 }
+    }
+}
+
+/// Tensors a checkpoint may hold that the model deliberately ignores.
+fn ignorable(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq") || name == "rope_freqs.weight"
+}
+
+struct Builder<'a> {
+    source: &'a dyn WeightSource,
+    options: &'a LoadOptions,
+    used: BTreeSet<String>,
+}
+
+impl Builder<'_> {
+    fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let info = self.source.info(name).ok_or_else(|| Error::MissingTensor {
+            path: self.source.origin().to_path_buf(),
+            name: name.to_string(),
+        })?;
+        if info.shape != shape {
+            return Err(Error::Shape {
+                path: self.source.origin().to_path_buf(),
+                name: name.into(),
+                found: info.shape,
+                expected: shape.to_vec(),
+            });
+        }
+        let values = self.source.read_f32(name)?;
+        self.used.insert(name.to_string());
+        let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.options.device);
+        Ok(if self.options.dtype == DType::F32 { t } else { t.cast(self.options.dtype) })
+    }
+
+    fn optional<const D: usize>(&mut self, name: &str, shape: [usize; D], present: bool) -> Result<Option<Tensor<D>>> {
+        if present { self.tensor(name, shape).map(Some) } else { Ok(None) }
+    }
+
+    fn projection(&mut self, prefix: &str, d_out: usize, d_in: usize, bias: bool) -> Result<Projection> {
+        let weight = self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?;
+        let bias = self.optional(&format!("{prefix}.bias"), [d_out], bias)?;
+        Ok(Projection::new(BaseLinear::Dense(DenseLinear::new(weight, bias))))
+    }
+
+    fn norm(&mut self, name: &str, d: usize, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm::new(self.tensor(name, [d])?, eps))
+    }
+}
+
+/// Builds the model described by `config` from `source`.
+///
+/// # Errors
+/// A missing, mis-shaped or unreadable tensor, or tensors the model would not use — each
+/// error names the tensor and the checkpoint.
+pub fn load(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptions) -> Result<Llama> {
+    config.validate()?;
+    let c = config;
+    let mut b = Builder { source, options, used: BTreeSet::new() };
+    let (d, ffn) = (c.hidden_size, c.intermediate_size);
+    let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    let embed = b.tensor("model.embed_tokens.weight", [c.vocab_size, d])?;
+    let mut layers = Vec::with_capacity(c.num_layers);
+    for i in 0..c.num_layers {
+        let p = format!("model.layers.{i}");
+        let ab = c.attention_bias;
+        let self_attn = Attention {
+            q_proj: b.projection(&format!("{p}.self_attn.q_proj"), q_out, d, ab)?,
+            k_proj: b.projection(&format!("{p}.self_attn.k_proj"), kv_out, d, ab)?,
+            v_proj: b.projection(&format!("{p}.self_attn.v_proj"), kv_out, d, ab)?,
+            o_proj: b.projection(&format!("{p}.self_attn.o_proj"), d, q_out, ab)?,
+            num_heads: c.num_heads,
+            num_kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let mb = c.mlp_bias;
+        let mlp = Mlp {
+            gate_proj: b.projection(&format!("{p}.mlp.gate_proj"), ffn, d, mb)?,
+            up_proj: b.projection(&format!("{p}.mlp.up_proj"), ffn, d, mb)?,
+            down_proj: b.projection(&format!("{p}.mlp.down_proj"), d, ffn, mb)?,
+        };
+        layers.push(Block {
+            input_layernorm: b.norm(&format!("{p}.input_layernorm.weight"), d, c.rms_norm_eps)?,
+            self_attn,
+            post_attention_layernorm: b.norm(&format!("{p}.post_attention_layernorm.weight"), d, c.rms_norm_eps)?,
+            mlp,
+        });
+    }
+    let norm = b.norm("model.norm.weight", d, c.rms_norm_eps)?;
+    let lm_head = if c.tie_word_embeddings {
+        // Some tied checkpoints still store the head; it must equal the embeddings, so skip it.
+        b.used.insert("lm_head.weight".into());
+        None
+    } else {
+        Some(b.projection("lm_head", c.vocab_size, d, false)?)
+    };
+    let unexpected: Vec<String> = source
+        .names()
+        .into_iter()
+        .filter(|n| !b.used.contains(n) && !ignorable(n))
+        .take(8)
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(Error::UnexpectedTensors { path: source.origin().to_path_buf(), names: unexpected });
+    }
+    Ok(Llama::from_parts(config.clone(), embed, layers, norm, lm_head))
+}

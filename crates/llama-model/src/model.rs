@@ -1,0 +1,141 @@
+//! The Llama decoder: embeddings → blocks → final norm → `lm_head` (or tied embeddings).
+
+use burn::module::{Module, Param};
+use burn::nn::Embedding;
+use burn::tensor::{Int, Tensor};
+use lora::Projection;
+
+use crate::config::LlamaConfig;
+use crate::nn::{Block, KvCache, RmsNorm, RopeTables, rope};
+
+/// A Llama-architecture causal language model.
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// `model.embed_tokens`, weight `[vocab, d]`.
+    pub embed_tokens: Embedding,
+    /// `model.layers`.
+    pub layers: Vec<Block>,
+    /// `model.norm`.
+    pub norm: RmsNorm,
+    /// `lm_head` `[vocab, d]`; `None` when tied to the embeddings.
+    pub lm_head: Option<Projection>,
+    /// The configuration the model was built from.
+    #[module(skip)]
+    pub config: LlamaConfig,
+    /// RoPE inverse frequencies, `[head_dim / 2]`.
+    #[module(skip)]
+    pub inv_freq: Vec<f32>,
+}
+
+impl Llama {
+    /// Assembles a model from its parts (see [`crate::load`] to read one from disk).
+    pub fn from_parts(
+        config: LlamaConfig,
+        embed_tokens: Tensor<2>,
+        layers: Vec<Block>,
+        norm: RmsNorm,
+        lm_head: Option<Projection>,
+    ) -> Self {
+        let inv_freq = rope::inv_freq(&config);
+        Self {
+            embed_tokens: Embedding { weight: Param::from_tensor(embed_tokens) },
+            layers,
+            norm,
+            lm_head,
+            config,
+            inv_freq,
+        }
+    }
+
+    /// Hidden states after the final norm.
+    ///
+    /// With a cache, `tokens` continue the cached sequence (positions start at `cache.len`)
+    /// and the cache is extended; without one, positions start at 0.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, len]`
+    /// - output: `[batch, len, d]`
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [_, len] = tokens.dims();
+        let device = tokens.device();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let rope = RopeTables::new(&self.inv_freq, start, len, &device);
+        let mut h = self.embed_tokens.forward(tokens);
+        for (i, block) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            h = block.forward(h, &rope, layer_cache);
+        }
+        if let Some(c) = cache {
+            c.len += len;
+        }
+        self.norm.forward(h)
+    }
+
+    /// Vocabulary logits for hidden states.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, len, d]`
+    /// - output: `[batch, len, vocab]`
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => burn::tensor::module::linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+        }
+    }
+
+    /// Logits for every position.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, len]`
+    /// - output: `[batch, len, vocab]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.logits(self.forward_hidden(tokens, cache))
+    }
+
+    /// A fresh, empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Visits every projection with its HF module path (`model.layers.0.self_attn.q_proj`).
+    pub fn projections(&self) -> Vec<(String, &Projection)> {
+        let mut out = Vec::new();
+        for (i, b) in self.layers.iter().enumerate() {
+            let a = &b.self_attn;
+            let m = &b.mlp;
+            for (name, p) in [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m.gate_proj),
+                ("mlp.up_proj", &m.up_proj),
+                ("mlp.down_proj", &m.down_proj),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), p));
+            }
+        }
+        out
+    }
+
+    /// Mutable access to every projection with its HF module path.
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut Projection)> {
+        let mut out = Vec::new();
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            let a = &mut b.self_attn;
+            let m = &mut b.mlp;
+            for (name, p) in [
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), p));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,71 @@
+//! Causal grouped-query self-attention with RoPE and an optional KV cache.
+//!
+//! `q = x·W_qᵀ` split into `H` heads, `k, v = x·W_{k,v}ᵀ` into `H_kv` heads; RoPE on `q, k`;
+//! each K/V head serves `H / H_kv` query heads;
+//! `o = softmax(q·kᵀ/√d_h + causal) · v`, heads concatenated, then `W_o`.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use lora::Projection;
+
+use super::cache::LayerCache;
+use super::rope::RopeTables;
+
+/// Llama self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `q_proj`: `[H·d_h, d]`.
+    pub q_proj: Projection,
+    /// `k_proj`: `[H_kv·d_h, d]`.
+    pub k_proj: Projection,
+    /// `v_proj`: `[H_kv·d_h, d]`.
+    pub v_proj: Projection,
+    /// `o_proj`: `[d, H·d_h]`.
+    pub o_proj: Projection,
+    /// Query heads `H`.
+    pub num_heads: usize,
+    /// Key/value heads `H_kv`.
+    pub num_kv_heads: usize,
+    /// Head width `d_h`.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// Attends over the cached positions (if any) and the new ones, causally.
+    ///
+    /// # Shapes
+    /// - x: `[batch, len, d]`
+    /// - output: `[batch, len, d]`
+    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, dh]).swap_dims(1, 2);
+        let q = rope.apply(heads(self.q_proj.forward(x.clone()), h));
+        let k = rope.apply(heads(self.k_proj.forward(x.clone()), hkv));
+        let v = heads(self.v_proj.forward(x), hkv);
+        let (k, v) = match cache {
+            Some(c) => c.append(k, v),
+            None => (k, v),
+        };
+        let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: s > 1 };
+        let o = attention(q, k, v, None, None, options);
+        let o = o.swap_dims(1, 2).reshape([b, s, h * dh]);
+        self.o_proj.forward(o)
+    }
+}
+
+/// Repeats each K/V head `groups` times so that it lines up with its query heads.
+///
+/// # Shapes
+/// - x: `[batch, kv_heads, len, d_h]`
+/// - output: `[batch, kv_heads · groups, len, d_h]`
+pub fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, hkv, t, dh] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, hkv, groups, t, dh]).reshape([b, hkv * groups, t, dh])
+}

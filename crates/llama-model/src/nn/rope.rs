@@ -1,0 +1,121 @@
+//! Rotary position embeddings in HF's rotate-half form.
+//!
+//! For head width `d` and position `p`: `inv_freq[i] = θ^(-2i/d)` for `i < d/2` (rescaled by
+//! [`RopeScaling`]), `angle = p · inv_freq`, `cos`/`sin` of `[angle, angle]` (the half table
+//! repeated), and `rope(x) = x·cos + rotate_half(x)·sin` with
+//! `rotate_half([x₁, x₂]) = [−x₂, x₁]` over the two halves of the head.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::config::{LlamaConfig, RopeScaling};
+
+/// The inverse frequencies of one head, `[d/2]`, as HF computes them (in f32).
+pub fn inv_freq(config: &LlamaConfig) -> Vec<f32> {
+    let d = config.head_dim;
+    let base: Vec<f32> = (0..d / 2)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / d as f32;
+            1.0 / (config.rope_theta as f32).powf(exponent)
+        })
+        .collect();
+    match config.rope_scaling {
+        RopeScaling::None => base,
+        RopeScaling::Linear { factor } => base.iter().map(|f| f / factor as f32).collect(),
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            let old = original_max_position_embeddings as f32;
+            let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+            let low_wavelen = old / low;
+            let high_wavelen = old / high;
+            base.iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old / wavelen - low) / (high - low);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// `cos` and `sin` tables for positions `start..start + len`, each `[len, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    /// `cos(angle)`, `[len, head_dim]`.
+    pub cos: Tensor<2>,
+    /// `sin(angle)`, `[len, head_dim]`.
+    pub sin: Tensor<2>,
+}
+
+impl RopeTables {
+    /// Tables for positions `start..start + len`.
+    pub fn new(inv_freq: &[f32], start: usize, len: usize, device: &Device) -> Self {
+        let half = inv_freq.len();
+        let d = 2 * half;
+        let mut cos = vec![0f32; len * d];
+        let mut sin = vec![0f32; len * d];
+        for p in 0..len {
+            let pos = (start + p) as f32;
+            for (i, &f) in inv_freq.iter().enumerate() {
+                let angle = pos * f;
+                let (s, c) = angle.sin_cos();
+                for j in [i, i + half] {
+                    cos[p * d + j] = c;
+                    sin[p * d + j] = s;
+                }
+            }
+        }
+        Self {
+            cos: Tensor::from_data(TensorData::new(cos, [len, d]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [len, d]), device),
+        }
+    }
+
+    /// Rotates `x`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, heads, len, head_dim]`
+    /// - output: same
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, _, d] = x.dims();
+        let half = d / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let cos = self.cos.clone().unsqueeze::<4>();
+        let sin = self.sin.clone().unsqueeze::<4>();
+        x * cos + rotated * sin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::presets;
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        let config = presets::llama31_8b();
+        let plain = inv_freq(&LlamaConfig { rope_scaling: RopeScaling::None, ..config.clone() });
+        let scaled = inv_freq(&config);
+        // Highest frequency (wavelength 2π) is kept; the lowest is divided by the factor 8.
+        assert_eq!(scaled[0], plain[0]);
+        let last = plain.len() - 1;
+        assert!((scaled[last] - plain[last] / 8.0).abs() <= f32::EPSILON * plain[last]);
+    }
+
+    #[test]
+    fn position_zero_is_identity() {
+        let device = Device::flex();
+        let config = presets::tiny();
+        let tables = RopeTables::new(&inv_freq(&config), 0, 1, &device);
+        let x = Tensor::<4>::random([1, 2, 1, config.head_dim], burn::tensor::Distribution::Default, &device);
+        let y = tables.apply(x.clone());
+        y.into_data().assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-7));
+    }
+}

@@ -1,1 +1,36 @@
-fn main() {}
+//! `cargo xtask`: kindling's command line — the user's recipes (finetune, generate, quantize,
+//! merge, synth, eval, serve, bench) and the contributors' tools (ci).
+#![warn(missing_docs)]
+
+mod backend;
+mod generate;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// kindling: QLoRA fine-tuning, generation and evaluation of Llama models, in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate text with a model (and optional LoRA adapter).
+    Generate(generate::Args),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KINDLING_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Generate(args) => generate::run(args),
+    }
+}

@@ -77,6 +77,9 @@ pub enum Error {
     /// Downloading from the hub failed.
     #[error("hub: {0}")]
     Hub(String),
+    /// A LoRA adapter could not be built, read or written.
+    #[error(transparent)]
+    Lora(#[from] lora::Error),
     /// Generation was asked something impossible (e.g. an empty prompt, a sequence too long).
     #[error("generation: {0}")]
     Generation(String),

@@ -27,3 +27,14 @@ pub mod sampling;
 
 pub use generate::{Finish, GenerateOptions, Generated, StepLogprobs, generate};
 pub use sampling::SamplingConfig;
+pub mod io;
+pub mod tokenizer;
+
+pub use tokenizer::Tokenizer;
+pub mod pretrained;
+
+pub use pretrained::{OpenOptions, Pretrained};
+pub mod chat;
+
+pub use chat::ChatModel;
+pub mod adapters;

@@ -14,10 +14,12 @@ pub mod adapter;
 pub mod base;
 pub mod config;
 pub mod error;
+pub mod peft;
 pub mod projection;
 
 pub use adapter::LoraAdapter;
 pub use base::{BaseLinear, DenseLinear};
 pub use config::{LoraConfig, TargetModules, LLAMA_PROJECTIONS};
 pub use error::{Error, Result};
+pub use peft::{AdapterWeights, PeftAdapter, PeftConfig};
 pub use projection::Projection;

@@ -3,7 +3,12 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod ci;
+mod eval;
 mod generate;
+mod llm_spec;
+mod serve;
+mod synth;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -20,6 +25,14 @@ struct Cli {
 enum Command {
     /// Generate text with a model (and optional LoRA adapter).
     Generate(generate::Args),
+    /// Serve a model through an OpenAI-compatible HTTP API.
+    Serve(serve::Args),
+    /// Synthesize test questions (goldens) from documents.
+    Synth(synth::Args),
+    /// Answer goldens with a model and judge the answers with LLM-as-judge metrics.
+    Eval(eval::Args),
+    /// Run what CI runs: fetch assets, then build and test everything.
+    Ci(ci::Args),
 }
 
 fn main() -> Result<()> {
@@ -32,5 +45,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Ci(args) => ci::run(args),
     }
 }

@@ -100,15 +100,11 @@ pub fn save_peft_adapter(model: &Llama, config: &LoraConfig, base_model: &str, d
 }
 
 /// Folds every adapter into its (dense or dequantized) base weight.
-pub fn merge_adapters(model: Llama) -> Llama {
-    let mut model = model;
-    for layer in model.layers.iter_mut() {
-        let a = &mut layer.self_attn;
-        let m = &mut layer.mlp;
-        for p in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj, &mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
-            let taken = std::mem::replace(p, lora::Projection::new(p.base.clone()));
-            *p = taken.merge();
-        }
+pub fn merge_adapters(mut model: Llama) -> Llama {
+    for (_, p) in model.projections_mut() {
+        let base = p.base.clone();
+        let taken = std::mem::replace(p, lora::Projection::new(base));
+        *p = taken.merge();
     }
     model
 }

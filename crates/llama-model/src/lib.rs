@@ -38,3 +38,4 @@ pub mod chat;
 
 pub use chat::ChatModel;
 pub mod adapters;
+pub mod save;

@@ -198,12 +198,12 @@ impl PeftAdapter {
         Ok(Self { config, modules })
     }
 
-    /// Writes the folder (both files atomically), tensors as f32.
+    /// The two files' contents: `(adapter_config.json, adapter_model.safetensors)`, tensors f32.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+    /// [`Error::Format`] if serialization fails.
+    pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let fail = |m: String| Error::Format { path: WEIGHTS_FILE.into(), message: m };
         let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
         for (module, w) in &self.modules {
             tensors.push((format!("{PREFIX}{module}.lora_A.weight"), bytemuck::cast_slice(&w.a).to_vec(), w.a_shape.to_vec()));
@@ -214,16 +214,25 @@ impl PeftAdapter {
             .map(|(n, data, shape)| {
                 safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
                     .map(|v| (n.clone(), v))
-                    .map_err(|e| Error::Format { path: dir.join(WEIGHTS_FILE), message: e.to_string() })
+                    .map_err(|e| fail(e.to_string()))
             })
             .collect::<Result<_>>()?;
         let mut meta = std::collections::HashMap::new();
         meta.insert("format".to_string(), "pt".to_string());
-        let bytes = safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Format { path: dir.join(WEIGHTS_FILE), message: e.to_string() })?;
-        write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
-        let json = serde_json::to_string_pretty(&self.config).map_err(|e| Error::Format { path: dir.join(CONFIG_FILE), message: e.to_string() })?;
-        write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
+        let weights = safetensors::serialize(views, Some(meta)).map_err(|e| fail(e.to_string()))?;
+        let config = serde_json::to_string_pretty(&self.config).map_err(|e| fail(e.to_string()))?;
+        Ok((config.into_bytes(), weights))
+    }
+
+    /// Writes the folder (both files atomically), tensors as f32.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+        let (config, weights) = self.to_bytes()?;
+        write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
+        write_atomic(&dir.join(CONFIG_FILE), &config)
     }
 }
 

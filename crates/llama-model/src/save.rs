@@ -1,0 +1,80 @@
+//! Writing a model as an HF folder (`config.json` + `model.safetensors`), e.g. after merging
+//! adapters. Tensor names mirror [`crate::load`].
+
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use safetensors::Dtype;
+
+use crate::model::Llama;
+use crate::{Error, Result};
+
+fn host<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>)> {
+    let shape = t.dims().to_vec();
+    let v = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Generation(format!("{e:?}")))?;
+    Ok((shape, v))
+}
+
+/// All dense tensors of the model with their HF names (adapters are not included: merge them
+/// first).
+///
+/// # Errors
+/// A packed (NF4) base, which has no dense HF name, or tensor read-back failures.
+pub fn named_tensors(model: &Llama) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    let mut out = Vec::new();
+    let (s, v) = host(model.embed_tokens.weight.val())?;
+    out.push(("model.embed_tokens.weight".to_string(), s, v));
+    for (i, b) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        let (s, v) = host(b.input_layernorm.weight.val())?;
+        out.push((format!("{p}.input_layernorm.weight"), s, v));
+        let (s, v) = host(b.post_attention_layernorm.weight.val())?;
+        out.push((format!("{p}.post_attention_layernorm.weight"), s, v));
+    }
+    for (path, proj) in model.projections() {
+        if proj.lora.is_some() {
+            return Err(Error::Generation(format!("`{path}` still has an adapter; merge before saving")));
+        }
+        let lora::BaseLinear::Dense(d) = &proj.base else {
+            return Err(Error::Generation(format!("`{path}` has a packed base; dequantize before saving")));
+        };
+        let (s, v) = host(d.weight.val())?;
+        out.push((format!("{path}.weight"), s, v));
+        if let Some(bias) = &d.bias {
+            let (s, v) = host(bias.val())?;
+            out.push((format!("{path}.bias"), s, v));
+        }
+    }
+    let (s, v) = host(model.norm.weight.val())?;
+    out.push(("model.norm.weight".to_string(), s, v));
+    if let Some(head) = &model.lm_head {
+        let lora::BaseLinear::Dense(d) = &head.base else {
+            return Err(Error::Generation("`lm_head` has a packed base".into()));
+        };
+        let (s, v) = host(d.weight.val())?;
+        out.push(("lm_head.weight".to_string(), s, v));
+    }
+    Ok(out)
+}
+
+/// Writes `config.json` and `model.safetensors` (f32) into `dir`, atomically per file.
+///
+/// # Errors
+/// See [`named_tensors`]; I/O errors name the file.
+pub fn save_hf_folder(model: &Llama, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tensors = named_tensors(model)?;
+    let views = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), bytemuck::cast_slice(v))
+                .map(|view| (n.clone(), view))
+                .map_err(|e| Error::format(dir.join("model.safetensors"), e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::format(dir.join("model.safetensors"), e.to_string()))?;
+    crate::io::write_atomic(&dir.join("model.safetensors"), &bytes)?;
+    crate::io::write_atomic(&dir.join("config.json"), model.config.to_hf_json().as_bytes())
+}

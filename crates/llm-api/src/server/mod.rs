@@ -189,7 +189,20 @@ pub fn serve(
 ) -> Result<()> {
     let mut config = ServerConfig::new(llm, model_id);
     config.embedder = embedder;
+    serve_config(config, addr, |_| {})
+}
+
+/// Like [`serve`] for a full [`ServerConfig`]; `on_bound` is called with the bound address
+/// (useful with port 0) before requests are accepted.
+///
+/// # Errors
+/// [`Error::Config`] when the address cannot be bound; [`Error::Transport`] when serving fails.
+pub fn serve_config(config: ServerConfig, addr: SocketAddr, on_bound: impl FnOnce(SocketAddr)) -> Result<()> {
     let listener = bind(addr)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
+    on_bound(local);
     runtime()?.block_on(run(listener, config, shutdown_signal()))
 }
 

@@ -173,6 +173,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(eval::render_terminal(&run).as_bytes())?;
     stdout.flush()?;
+    let malformed = run.records.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.contains("malformed answer"))).count();
+    if malformed > 0 {
+        eprintln!(
+            "note: {malformed} of {} job(s) failed because the judge's answer was not the JSON asked for; \
+             a larger judge (--judge openai:URL#MODEL or local:PATH) may be needed",
+            run.records.len()
+        );
+    }
     for warning in &run.warnings {
         eprintln!("warning: {warning}");
     }

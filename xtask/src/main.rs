@@ -5,7 +5,10 @@
 mod backend;
 mod ci;
 mod eval;
+mod finetune;
 mod generate;
+mod merge;
+mod quantize;
 mod llm_spec;
 mod serve;
 mod synth;
@@ -23,8 +26,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Fine-tune a model with (Q)LoRA: the recipe's eight steps from one TOML config.
+    Finetune(finetune::Args),
     /// Generate text with a model (and optional LoRA adapter).
     Generate(generate::Args),
+    /// Write a model as an NF4/FP4 checkpoint in the HF bitsandbytes layout.
+    Quantize(quantize::Args),
+    /// Merge a PEFT adapter into its base model (dense HF folder).
+    Merge(merge::Args),
     /// Serve a model through an OpenAI-compatible HTTP API.
     Serve(serve::Args),
     /// Synthesize test questions (goldens) from documents.
@@ -44,7 +53,10 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Finetune(args) => finetune::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Quantize(args) => quantize::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Eval(args) => eval::run(args),

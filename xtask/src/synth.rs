@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use llm_api::Llm;
 use synth_data::{Document, Progress, SynthConfig, Synthesizer};
 
 use crate::backend::Backend;
@@ -99,7 +100,7 @@ pub fn run(args: Args) -> Result<()> {
     let bars = Bars::new();
     let goldens = synth.generate_goldens_from_documents(&docs, &mut |p| bars.show(p));
     bars.finish();
-    let goldens = goldens?;
+    let goldens = goldens.map_err(|e| explain(e, &synth, generator.as_ref(), critic.as_deref()))?;
     if goldens.is_empty() {
         bail!(
             "no goldens were made from {} document(s): the generator gave no usable inputs; nothing was written",
@@ -112,6 +113,23 @@ pub fn run(args: Args) -> Result<()> {
     }
     eprintln!("wrote {} golden(s) from {} document(s) to {}", goldens.len(), docs.len(), args.out.display());
     Ok(())
+}
+
+/// The pipeline's error, with a hint when a model could not write the JSON a stage needs.
+fn explain(e: synth_data::Error, synth: &Synthesizer<'_>, generator: &dyn Llm, critic: Option<&dyn Llm>) -> anyhow::Error {
+    let malformed = matches!(&e, synth_data::Error::Llm { source: llm_api::Error::Malformed { .. }, .. });
+    let e = anyhow::Error::from(e);
+    if !malformed {
+        return e;
+    }
+    let critic = critic.map_or_else(|| "the generator".to_string(), |c| format!("`{}`", c.name()));
+    e.context(format!(
+        "synthesis stopped: a model's answer was not the JSON its stage asks for, even after {} attempt(s) \
+         (generator `{}`, critic {critic}); small models often cannot follow these prompts: \
+         try a larger model with --llm or --critic; nothing was written",
+        synth.config().max_json_retries + 1,
+        generator.name(),
+    ))
 }
 
 /// The configuration: defaults, then the config file, then the command line.

@@ -15,11 +15,12 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod nn;
+pub mod quantized;
 pub mod weights;
 
 pub use config::{LlamaConfig, RopeScaling, presets};
 pub use error::{Error, Result};
-pub use load::{LoadOptions, load};
+pub use load::{LoadOptions, load, load_quantized};
 pub use model::Llama;
 pub use nn::KvCache;
 pub mod generate;

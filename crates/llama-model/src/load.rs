@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 use lora::{BaseLinear, DenseLinear, Projection};
+use nf4_quant::{Nf4Linear, Nf4LinearConfig, Nf4Tensor, QuantConfig};
 
 use crate::config::LlamaConfig;
 use crate::model::Llama;
@@ -37,6 +38,7 @@ fn ignorable(name: &str) -> bool {
 struct Builder<'a> {
     source: &'a dyn WeightSource,
     options: &'a LoadOptions,
+    quant: Option<&'a QuantConfig>,
     used: BTreeSet<String>,
 }
 
@@ -65,9 +67,48 @@ impl Builder<'_> {
     }
 
     fn projection(&mut self, prefix: &str, d_out: usize, d_in: usize, bias: bool) -> Result<Projection> {
-        let weight = self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?;
+        let name = format!("{prefix}.weight");
         let bias = self.optional(&format!("{prefix}.bias"), [d_out], bias)?;
-        Ok(Projection::new(BaseLinear::Dense(DenseLinear::new(weight, bias))))
+        if let Some(packed) = crate::quantized::read_packed(self.source, &name, [d_out, d_in])? {
+            self.used.extend(packed.names);
+            return self.nf4(packed.tensor, bias);
+        }
+        match self.quant {
+            None => {
+                let weight = self.tensor(&name, [d_out, d_in])?;
+                Ok(Projection::new(BaseLinear::Dense(DenseLinear::new(weight, bias))))
+            }
+            Some(q) => {
+                // One projection at a time in f32, quantized at once: the dense model never exists.
+                self.check_shape(&name, &[d_out, d_in])?;
+                let values = self.source.read_f32(&name)?;
+                self.used.insert(name.clone());
+                let tensor = Nf4Tensor::quantize(&values, &[d_out, d_in], q).map_err(|e| Error::format(self.source.origin(), format!("`{name}`: {e}")))?;
+                self.nf4(tensor, bias)
+            }
+        }
+    }
+
+    fn nf4(&self, tensor: Nf4Tensor, bias: Option<Tensor<1>>) -> Result<Projection> {
+        let compute = match self.options.dtype {
+            DType::BF16 => FloatDType::BF16,
+            DType::F16 => FloatDType::F16,
+            _ => FloatDType::F32,
+        };
+        let config = Nf4LinearConfig::default().with_compute_dtype(compute);
+        let linear = Nf4Linear::new(tensor, bias, &self.options.device, &config).map_err(|e| Error::format(self.source.origin(), e.to_string()))?;
+        Ok(Projection::new(BaseLinear::Nf4(linear)))
+    }
+
+    fn check_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
+        let info = self.source.info(name).ok_or_else(|| Error::MissingTensor {
+            path: self.source.origin().to_path_buf(),
+            name: name.to_string(),
+        })?;
+        if info.shape != shape {
+            return Err(Error::Shape { path: self.source.origin().to_path_buf(), name: name.into(), found: info.shape, expected: shape.to_vec() });
+        }
+        Ok(())
     }
 
     fn norm(&mut self, name: &str, d: usize, eps: f64) -> Result<RmsNorm> {
@@ -81,9 +122,20 @@ impl Builder<'_> {
 /// A missing, mis-shaped or unreadable tensor, or tensors the model would not use — each
 /// error names the tensor and the checkpoint.
 pub fn load(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptions) -> Result<Llama> {
+    load_quantized(source, config, options, None)
+}
+
+/// Like [`load`], with the seven projections of every block quantized to 4 bits on load
+/// (embeddings, norms and `lm_head` stay in the compute dtype, as bitsandbytes does). Weights
+/// that the checkpoint already stores in the bitsandbytes 4-bit layout are read as they are,
+/// with or without `quant`.
+///
+/// # Errors
+/// See [`load`]; a quantization failure names the tensor.
+pub fn load_quantized(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptions, quant: Option<&QuantConfig>) -> Result<Llama> {
     config.validate()?;
     let c = config;
-    let mut b = Builder { source, options, used: BTreeSet::new() };
+    let mut b = Builder { source, options, quant, used: BTreeSet::new() };
     let (d, ffn) = (c.hidden_size, c.intermediate_size);
     let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
     let embed = b.tensor("model.embed_tokens.weight", [c.vocab_size, d])?;

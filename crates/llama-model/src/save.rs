@@ -15,12 +15,21 @@ fn host<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((shape, v))
 }
 
-/// All dense tensors of the model with their HF names (adapters are not included: merge them
-/// first).
+/// All tensors of the model, dense, with their HF names (packed bases dequantized; adapters
+/// must be merged first).
 ///
 /// # Errors
-/// A packed (NF4) base, which has no dense HF name, or tensor read-back failures.
+/// A projection that still has an adapter, or tensor read-back failures.
 pub fn named_tensors(model: &Llama) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    named_tensors_with(model, |_| true)
+}
+
+/// [`named_tensors`] restricted to projections whose module path passes `keep` (non-projection
+/// tensors are always included).
+///
+/// # Errors
+/// See [`named_tensors`].
+pub fn named_tensors_with(model: &Llama, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
     let mut out = Vec::new();
     let (s, v) = host(model.embed_tokens.weight.val())?;
     out.push(("model.embed_tokens.weight".to_string(), s, v));
@@ -32,26 +41,24 @@ pub fn named_tensors(model: &Llama) -> Result<Vec<(String, Vec<usize>, Vec<f32>)
         out.push((format!("{p}.post_attention_layernorm.weight"), s, v));
     }
     for (path, proj) in model.projections() {
+        if !keep(&path) {
+            continue;
+        }
         if proj.lora.is_some() {
             return Err(Error::Generation(format!("`{path}` still has an adapter; merge before saving")));
         }
-        let lora::BaseLinear::Dense(d) = &proj.base else {
-            return Err(Error::Generation(format!("`{path}` has a packed base; dequantize before saving")));
-        };
-        let (s, v) = host(d.weight.val())?;
+        // Packed bases are written dequantized (a merged model is dense, as peft's merge is).
+        let (s, v) = host(proj.base.dense_weight())?;
         out.push((format!("{path}.weight"), s, v));
-        if let Some(bias) = &d.bias {
-            let (s, v) = host(bias.val())?;
+        if let Some(bias) = proj.base.bias() {
+            let (s, v) = host(bias)?;
             out.push((format!("{path}.bias"), s, v));
         }
     }
     let (s, v) = host(model.norm.weight.val())?;
     out.push(("model.norm.weight".to_string(), s, v));
     if let Some(head) = &model.lm_head {
-        let lora::BaseLinear::Dense(d) = &head.base else {
-            return Err(Error::Generation("`lm_head` has a packed base".into()));
-        };
-        let (s, v) = host(d.weight.val())?;
+        let (s, v) = host(head.base.dense_weight())?;
         out.push(("lm_head.weight".to_string(), s, v));
     }
     Ok(out)

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use llama_model::weights::{self, WeightSource as _};
+use llama_model::weights;
 use llama_model::{Error, LlamaConfig, LoadOptions, load};
 
 fn gqa_dir() -> PathBuf {

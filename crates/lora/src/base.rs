@@ -33,11 +33,13 @@ impl DenseLinear {
     }
 }
 
-/// A base projection: dense, or packed NF4 (added by the QLoRA path).
+/// A base projection: dense, or packed 4-bit (QLoRA).
 #[derive(Module, Debug)]
 pub enum BaseLinear {
     /// Full-precision weights.
     Dense(DenseLinear),
+    /// bitsandbytes-layout NF4/FP4 weights, dequantized on the fly; never trained.
+    Nf4(nf4_quant::Nf4Linear),
 }
 
 impl BaseLinear {
@@ -49,6 +51,7 @@ impl BaseLinear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             BaseLinear::Dense(l) => l.forward(x),
+            BaseLinear::Nf4(l) => l.forward(x),
         }
     }
 
@@ -56,6 +59,7 @@ impl BaseLinear {
     pub fn dims(&self) -> [usize; 2] {
         match self {
             BaseLinear::Dense(l) => l.dims(),
+            BaseLinear::Nf4(l) => [l.d_output(), l.d_input()],
         }
     }
 
@@ -63,6 +67,15 @@ impl BaseLinear {
     pub fn dense_weight(&self) -> Tensor<2> {
         match self {
             BaseLinear::Dense(l) => l.weight.val(),
+            BaseLinear::Nf4(l) => l.dequantize_weight(),
+        }
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<Tensor<1>> {
+        match self {
+            BaseLinear::Dense(l) => l.bias.as_ref().map(|b| b.val()),
+            BaseLinear::Nf4(l) => l.bias.as_ref().map(|b| b.val()),
         }
     }
 }

@@ -43,11 +43,9 @@ impl Projection {
         match self.lora {
             None => self,
             Some(lora) => {
-                let merged = self.base.dense_weight() + lora.delta_weight();
-                let bias = match &self.base {
-                    BaseLinear::Dense(l) => l.bias.as_ref().map(|b| b.val()),
-                };
-                Self::new(BaseLinear::Dense(DenseLinear::new(merged, bias)))
+                let weight = self.base.dense_weight();
+                let merged = weight.clone() + lora.delta_weight().cast(weight.dtype());
+                Self::new(BaseLinear::Dense(DenseLinear::new(merged, self.base.bias())))
             }
         }
     }
@@ -55,11 +53,9 @@ impl Projection {
     /// Undoes [`Projection::merge`] for a dense base given the adapter that was merged:
     /// `W ← W − s·B·A`, and re-attaches the adapter.
     pub fn unmerge(self, lora: LoraAdapter) -> Self {
-        let weight = self.base.dense_weight() - lora.delta_weight();
-        let bias = match &self.base {
-            BaseLinear::Dense(l) => l.bias.as_ref().map(|b| b.val()),
-        };
-        Self { base: BaseLinear::Dense(DenseLinear::new(weight, bias)), lora: Some(lora) }
+        let weight = self.base.dense_weight();
+        let weight = weight.clone() - lora.delta_weight().cast(weight.dtype());
+        Self { base: BaseLinear::Dense(DenseLinear::new(weight, self.base.bias())), lora: Some(lora) }
     }
 
     /// Enables or disables the adapter without removing it.

@@ -1,0 +1,130 @@
+//! [`GemmBackend`] on burn's CubeCL backend: cuBLASLt for 2-D bf16/f16/f32 operands.
+
+use burn::backend::DType;
+use burn::tensor::Shape;
+use burn_cubecl::{CubeBackend, kernel::into_contiguous, tensor::CubeTensor};
+
+use super::cublaslt::{self, GemmCall, GemmDType, Operand};
+use super::interop::{cuda_ordinal, pin, wait_for_burn};
+use crate::error::Result;
+use crate::gemm::{GemmBackend, reference_gemm};
+use crate::nf4::{Nf4Meta, PackedNf4, nf4_dequantize};
+
+impl GemmBackend for CubeBackend {
+    fn gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool) -> CubeTensor {
+        match cublas_gemm(a.clone(), b.clone(), transpose_a, transpose_b) {
+            Ok(Some(out)) => out,
+            Ok(None) => reference_gemm::<Self>(a, b, transpose_a, transpose_b),
+            Err(e) => panic!("gpu-kernels: cuBLASLt GEMM failed: {e}"),
+        }
+    }
+
+    fn nf4_dense(packed: CubeTensor, code: CubeTensor, absmax: CubeTensor, qcodes: CubeTensor, nested_code: CubeTensor, meta: Nf4Meta) -> CubeTensor {
+        use burn::tensor::{Int, Tensor};
+        type B = CubeBackend;
+        let w = PackedNf4::from_parts(
+            Tensor::<1, Int>::from_primitive::<B>(packed),
+            Tensor::<1>::from_primitive::<B>(code),
+            Tensor::<1>::from_primitive::<B>(absmax),
+            Tensor::<1, Int>::from_primitive::<B>(qcodes),
+            Tensor::<1>::from_primitive::<B>(nested_code),
+            meta,
+        );
+        nf4_dequantize(&w, meta.dtype).try_into_primitive::<B>().expect("a CubeCL tensor")
+    }
+}
+
+/// The cuBLASLt element type of a pair of operands, if it handles them.
+fn gemm_dtype(a: DType, b: DType) -> Option<GemmDType> {
+    match (a, b) {
+        (DType::BF16, DType::BF16) => Some(GemmDType::Bf16),
+        (DType::F16, DType::F16) => Some(GemmDType::F16),
+        (DType::F32, DType::F32) => Some(GemmDType::F32),
+        _ => None,
+    }
+}
+
+/// A 2-D tensor as a row-major operand, flipping `transpose` when the tensor is a transposed
+/// view of a row-major buffer; copies to contiguous memory when neither reading works.
+fn operand(t: CubeTensor, transpose: bool) -> (CubeTensor, Operand, bool) {
+    let t = if t.meta.is_tiled() { into_contiguous(t) } else { t };
+    let (r, c) = (t.meta.shape()[0], t.meta.shape()[1]);
+    let (s0, s1) = (t.meta.strides()[0], t.meta.strides()[1]);
+    let row_major = (s1 == 1 || c <= 1) && (r <= 1 || s0 >= c.max(1));
+    let col_major = (s0 == 1 || r <= 1) && (c <= 1 || s1 >= r.max(1));
+    if row_major {
+        let ld = if r <= 1 { c.max(1) } else { s0 };
+        (t, Operand { ptr: 0, rows: r, cols: c, ld }, transpose)
+    } else if col_major {
+        let ld = if c <= 1 { r.max(1) } else { s1 };
+        (t, Operand { ptr: 0, rows: c, cols: r, ld }, !transpose)
+    } else {
+        let t = into_contiguous(t);
+        (t, Operand { ptr: 0, rows: r, cols: c, ld: c.max(1) }, transpose)
+    }
+}
+
+/// `op(a) · op(b)` through cuBLASLt; `Ok(None)` for inputs it does not take (other dtypes or
+/// ranks, quantized tensors, an empty inner dimension, operands on different devices).
+pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool) -> Result<Option<CubeTensor>> {
+    let Some(dtype) = gemm_dtype(a.dtype, b.dtype) else { return Ok(None) };
+    if a.meta.num_dims() != 2 || b.meta.num_dims() != 2 || a.qparams.is_some() || b.qparams.is_some() || a.device != b.device {
+        return Ok(None);
+    }
+    let ordinal = cuda_ordinal(&a.device)?;
+    let (a, a_op, ta) = operand(a, transpose_a);
+    let (b, b_op, tb) = operand(b, transpose_b);
+    let mut call = GemmCall { a: a_op, b: b_op, transpose_a: ta, transpose_b: tb, c: 0, dtype };
+    let (m, n, k) = call.dims()?;
+    if k == 0 {
+        return Ok(None);
+    }
+    let handle = a.client.empty(m * n * dtype.size());
+    let out = CubeTensor::new_contiguous(a.client.clone(), a.device.clone(), Shape::new([m, n]), handle, a.dtype);
+    if m == 0 || n == 0 {
+        return Ok(Some(out));
+    }
+    let (pa, pb, pc) = (pin(&a)?, pin(&b)?, pin(&out)?);
+    call.a.ptr = pa.ptr;
+    call.b.ptr = pb.ptr;
+    call.c = pc.ptr;
+    wait_for_burn(&a.device)?;
+    // SAFETY: the three buffers are pinned cubecl allocations of this device's primary context,
+    // sized by their metadata; burn's queued work on them has finished (`wait_for_burn`) and the
+    // call waits for the GEMM before the pins are released and the output is handed to burn.
+    unsafe { cublaslt::gemm(ordinal, &call, true) }?;
+    drop((pa, pb, pc));
+    Ok(Some(out))
+}
+
+/// Benchmark helper: times `iters` cuBLASLt GEMMs `y = x · wᵀ` on the buffers of two 2-D CUDA
+/// tensors of one dtype with CUDA events on this crate's stream, no host synchronization between
+/// them; returns the mean milliseconds per GEMM. The output goes to a scratch buffer.
+///
+/// # Errors
+/// Not CUDA tensors, other dtypes or ranks, mismatched shapes, or a failing CUDA call.
+pub fn time_cublaslt_linear(x: &burn::tensor::Tensor<2>, w: &burn::tensor::Tensor<2>, iters: usize) -> Result<f64> {
+    use crate::error::Error;
+    let prim = |t: &burn::tensor::Tensor<2>| {
+        t.clone().try_into_primitive::<CubeBackend>().map_err(|e| Error::NotCuda(format!("{e:?}")))
+    };
+    let (x, w) = (prim(x)?, prim(w)?);
+    let dtype = gemm_dtype(x.dtype, w.dtype).ok_or(Error::DType { what: "time_cublaslt_linear", dtype: x.dtype })?;
+    let ordinal = cuda_ordinal(&x.device)?;
+    let (x, x_op, tx) = operand(x, false);
+    let (w, w_op, tw) = operand(w, true);
+    let mut call = GemmCall { a: x_op, b: w_op, transpose_a: tx, transpose_b: tw, c: 0, dtype };
+    let (m, n, _) = call.dims()?;
+    let out = x.client.empty(m * n * dtype.size());
+    let out = CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([m, n]), out, x.dtype);
+    let (px, pw, pc) = (pin(&x)?, pin(&w)?, pin(&out)?);
+    call.a.ptr = px.ptr;
+    call.b.ptr = pw.ptr;
+    call.c = pc.ptr;
+    wait_for_burn(&x.device)?;
+    // SAFETY: pinned buffers of this device, burn's work on them finished; `time_gemm` waits for
+    // its last GEMM before returning.
+    let ms = unsafe { cublaslt::time_gemm(ordinal, &call, iters) }?;
+    drop((px, pw, pc));
+    Ok(ms)
+}

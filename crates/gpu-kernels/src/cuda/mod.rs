@@ -1,0 +1,18 @@
+//! CUDA-only pieces: cuBLASLt, burn-cuda buffer interop, the NF4 kernel.
+
+pub mod cublaslt;
+pub(crate) mod gemm;
+pub(crate) mod interop;
+pub(crate) mod nf4;
+
+pub use cublaslt::{GemmCall, GemmDType, Operand};
+pub use gemm::time_cublaslt_linear;
+
+/// Checks up front that cuBLASLt loads on CUDA device `ordinal`: creates (once) the handle,
+/// stream and workspace the GEMMs use.
+///
+/// # Errors
+/// The library is missing from the loader path, or the driver refuses the context/stream.
+pub fn cublaslt_ready(ordinal: usize) -> crate::Result<()> {
+    cublaslt::synchronize(ordinal)
+}

@@ -1,0 +1,140 @@
+//! The fused NF4/FP4 dequantization kernel (CubeCL, compiled by NVRTC).
+//!
+//! One thread decodes one 32-bit word of packed bytes — 8 values, all in one scale block since
+//! every blocksize is a multiple of 8 — and writes them as 16-byte vectors (8 × bf16/f16 or
+//! 2 × 4 × f32). Bytes are read little-endian: byte `j` of the word holds values `2j` (high
+//! nibble) and `2j + 1` (low nibble).
+//!
+//! Bit-exactness: each value is one f32 product `code[q] · scale`, rounded once to the output
+//! type. The double-quantized scale `nested_code[c] · nested_absmax + offset` must round the
+//! product before the sum; NVRTC contracts `a · b + c` into an FMA by default, so the product is
+//! taken in f64 (exact for two f32 factors) and rounded to f32 by the conversion, and the sum is
+//! a plain f32 add: no f32 multiply is left for the compiler to fuse.
+
+use burn::tensor::{DType, FloatDType, Int, Tensor};
+use burn_cubecl::{CubeBackend, tensor::CubeTensor};
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+
+use crate::nf4::{DeviceScales, PackedNf4};
+
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn dequant_kernel<F: Float, N: Size>(
+    packed: &[u32],
+    code: &[f32],
+    absmax: &[f32],
+    qcodes: &[u8],
+    nested_code: &[f32],
+    out: &mut [Vector<F, N>],
+    offset: f32,
+    #[comptime] blocksize: usize,
+    #[comptime] nested_blocksize: usize,
+    #[comptime] double: bool,
+) {
+    let t = ABSOLUTE_POS;
+    if t >= packed.len() {
+        terminate!();
+    }
+    let word = packed[t];
+    let block = (t * 8) / blocksize;
+    let scale = if comptime![double] {
+        let q = qcodes[block];
+        let nested = absmax[block / nested_blocksize];
+        let product = f64::cast_from(nested_code[usize::cast_from(q)]) * f64::cast_from(nested);
+        f32::cast_from(product) + offset
+    } else {
+        absmax[block]
+    };
+    let vs = out.vector_size().comptime();
+    let groups = comptime![8 / vs];
+    #[unroll]
+    for g in 0..groups {
+        let mut v = Vector::<F, N>::empty();
+        #[unroll]
+        for l in 0..vs {
+            let shift = comptime![{
+                let i = g * vs + l;
+                (8 * (i / 2) + if i % 2 == 0 { 4 } else { 0 }) as u32
+            }];
+            let nibble = (word >> shift) & 0xFu32;
+            let value = code[usize::cast_from(nibble)] * scale;
+            v.insert(l, F::cast_from(value));
+        }
+        out[t * groups + g] = v;
+    }
+}
+
+fn float_prim(t: &Tensor<1>) -> Option<CubeTensor> {
+    t.clone().try_into_primitive::<CubeBackend>().ok()
+}
+
+fn int_prim(t: &Tensor<1, Int>) -> Option<CubeTensor> {
+    t.clone().try_into_primitive::<CubeBackend>().ok()
+}
+
+/// Runs the fused kernel; `None` when `w` does not fit it (bytes not stored as u8, a length
+/// that is not a multiple of 8 values, an unsupported dtype), so the caller takes the ops path.
+pub(crate) fn dequantize(w: &PackedNf4, dtype: FloatDType) -> Option<Tensor<2>> {
+    let [rows, cols] = w.shape;
+    let n = rows * cols;
+    if n % 8 != 0 || w.blocksize % 8 != 0 {
+        return None;
+    }
+    let packed = int_prim(&w.packed)?;
+    if packed.dtype != DType::U8 || !packed.is_contiguous() {
+        return None;
+    }
+    let code = float_prim(&w.code)?;
+    let (absmax, qcodes, nested_code, nested_blocksize, offset, double) = match &w.scales {
+        DeviceScales::Plain(a) => {
+            let a = float_prim(a)?;
+            (a.clone(), a.clone(), a, 1, 0.0f32, false)
+        }
+        DeviceScales::Double { codes, nested_absmax, nested_code, nested_blocksize, offset } => {
+            let codes = int_prim(codes)?;
+            if codes.dtype != DType::U8 {
+                return None;
+            }
+            (float_prim(nested_absmax)?, codes, float_prim(nested_code)?, *nested_blocksize, *offset, true)
+        }
+    };
+    let (out_dtype, elem_size, vector_size) = match dtype {
+        FloatDType::BF16 => (DType::BF16, 2, 8),
+        FloatDType::F16 => (DType::F16, 2, 8),
+        FloatDType::F32 => (DType::F32, 4, 4),
+        _ => return None,
+    };
+
+    let client = packed.client.clone();
+    let words = n / 8;
+    let handle: Handle = client.empty(n * elem_size);
+    let out = CubeTensor::new_contiguous(client.clone(), packed.device.clone(), [rows, cols].into(), handle.clone(), out_dtype);
+    let cube_dim = CubeDim::new_1d(256);
+    let cube_count = cubecl::calculate_cube_count_elemwise(&client, words, cube_dim);
+    let len = |t: &CubeTensor| t.meta.num_elements();
+    // SAFETY: every buffer holds at least the elements given (lengths checked at upload; the
+    // output was allocated for n values) and the kernel guards its one data-dependent index range.
+    unsafe {
+        let args = (
+            BufferArg::from_raw_parts(packed.handle.clone(), words),
+            BufferArg::from_raw_parts(code.handle.clone(), len(&code)),
+            BufferArg::from_raw_parts(absmax.handle.clone(), len(&absmax)),
+            BufferArg::from_raw_parts(qcodes.handle.clone(), len(&qcodes)),
+            BufferArg::from_raw_parts(nested_code.handle.clone(), len(&nested_code)),
+            BufferArg::from_raw_parts(handle, n),
+        );
+        match out_dtype {
+            DType::BF16 => dequant_kernel::launch_unchecked::<half::bf16>(
+                &client, cube_count, cube_dim, vector_size, args.0, args.1, args.2, args.3, args.4, args.5, offset, w.blocksize, nested_blocksize, double,
+            ),
+            DType::F16 => dequant_kernel::launch_unchecked::<half::f16>(
+                &client, cube_count, cube_dim, vector_size, args.0, args.1, args.2, args.3, args.4, args.5, offset, w.blocksize, nested_blocksize, double,
+            ),
+            _ => dequant_kernel::launch_unchecked::<f32>(
+                &client, cube_count, cube_dim, vector_size, args.0, args.1, args.2, args.3, args.4, args.5, offset, w.blocksize, nested_blocksize, double,
+            ),
+        }
+    }
+    Some(Tensor::from_primitive::<CubeBackend>(out))
+}

@@ -1,0 +1,301 @@
+//! `op(A) · op(B)` on 2-D tensors, as a burn backend extension with its own backward.
+//!
+//! [`GemmBackend::gemm`] is the one primitive: cuBLASLt on CUDA (`cuda` feature), burn's
+//! `matmul` elsewhere. Its autodiff implementation stores only what the backward needs and
+//! computes the gradients with the same primitive, so on CUDA the backward GEMMs run on
+//! cuBLASLt too. For `C = op(A) · op(B)` and upstream gradient `G`:
+//!
+//! | | `op(A) = A` | `op(A) = Aᵀ` |
+//! |---|---|---|
+//! | `dA` | `G · op(B)ᵀ` | `op(B) · Gᵀ` |
+//!
+//! | | `op(B) = B` | `op(B) = Bᵀ` |
+//! |---|---|---|
+//! | `dB` | `op(A)ᵀ · G` | `Gᵀ · op(A)` |
+//!
+//! `dB` (and what it needs, `A`) is computed and kept only when `B` is tracked, and likewise
+//! for `A`: a frozen weight costs no gradient and keeps no activation alive.
+
+use burn::backend::{Backend, tensor::FloatTensor};
+use burn::tensor::{Device, Tensor};
+
+/// The reference `op(a) · op(b)` from burn's primitives (any backend, any float dtype).
+pub fn reference_gemm<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>, transpose_a: bool, transpose_b: bool) -> FloatTensor<B> {
+    let a = if transpose_a { B::float_transpose(a) } else { a };
+    let b = if transpose_b { B::float_transpose(b) } else { b };
+    B::float_matmul(a, b)
+}
+
+#[cfg(any(test, feature = "cuda"))]
+pub use extension::GemmBackend;
+
+#[cfg(any(test, feature = "cuda"))]
+mod extension {
+    use burn::backend::autodiff::{
+        Autodiff,
+        checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+        grads::Gradients,
+        ops::{Backward, Ops, OpsKind},
+    };
+    use burn::backend::{
+        Backend, backend_extension,
+        tensor::{FloatTensor, IntTensor},
+    };
+
+    use super::reference_gemm;
+    use crate::nf4::Nf4Meta;
+
+    /// Backends with a (possibly library-backed) general matrix product on 2-D tensors, and
+    /// packed 4-bit linear layers built on it.
+    #[backend_extension(Flex: cfg(test), Cube: cfg(feature = "cuda"), Autodiff)]
+    pub trait GemmBackend: Backend {
+        /// `op(a) · op(b)`, where `op(x)` is `xᵀ` when its flag is set.
+        ///
+        /// # Shapes
+        /// - `op(a)`: `[m, k]`, `op(b)`: `[k, n]` → `[m, n]`.
+        fn gemm(a: FloatTensor<Self>, b: FloatTensor<Self>, transpose_a: bool, transpose_b: bool) -> FloatTensor<Self> {
+            reference_gemm::<Self>(a, b, transpose_a, transpose_b)
+        }
+
+        /// The dense `[rows, cols]` weight of a packed 4-bit tensor, never tracked (see
+        /// [`crate::nf4`] for the layout; `qcodes`/`nested_code` are ignored unless
+        /// `meta.double`).
+        fn nf4_dense(
+            packed: IntTensor<Self>,
+            code: FloatTensor<Self>,
+            absmax: FloatTensor<Self>,
+            qcodes: IntTensor<Self>,
+            nested_code: FloatTensor<Self>,
+            meta: Nf4Meta,
+        ) -> FloatTensor<Self>;
+
+        /// `x · Wᵀ` for a packed 4-bit `W: [rows, cols]` and `x: [m, cols]`. Under autodiff only
+        /// the packed state is kept for the backward, which dequantizes again (`dx = dy · W`).
+        fn nf4_linear(
+            x: FloatTensor<Self>,
+            packed: IntTensor<Self>,
+            code: FloatTensor<Self>,
+            absmax: FloatTensor<Self>,
+            qcodes: IntTensor<Self>,
+            nested_code: FloatTensor<Self>,
+            meta: Nf4Meta,
+        ) -> FloatTensor<Self> {
+            let w = Self::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
+            Self::gemm(x, w, false, true)
+        }
+    }
+
+    #[cfg(test)]
+    impl GemmBackend for burn::backend::Flex {
+        fn nf4_dense(packed: IntTensor<Self>, code: FloatTensor<Self>, absmax: FloatTensor<Self>, qcodes: IntTensor<Self>, nested_code: FloatTensor<Self>, meta: Nf4Meta) -> FloatTensor<Self> {
+            use burn::tensor::{Int, Tensor};
+            type F = burn::backend::Flex;
+            let w = crate::nf4::PackedNf4::from_parts(
+                Tensor::<1, Int>::from_primitive::<F>(packed),
+                Tensor::<1>::from_primitive::<F>(code),
+                Tensor::<1>::from_primitive::<F>(absmax),
+                Tensor::<1, Int>::from_primitive::<F>(qcodes),
+                Tensor::<1>::from_primitive::<F>(nested_code),
+                meta,
+            );
+            crate::nf4::nf4_dequantize_unfused(&w, meta.dtype).try_into_primitive::<F>().expect("a Flex tensor")
+        }
+    }
+
+    #[derive(Debug)]
+    struct Nf4LinearBackward;
+
+    /// The packed state: bytes, code, absmax, u8 codes, nested code, layout.
+    type Nf4State<B> = (IntTensor<B>, FloatTensor<B>, FloatTensor<B>, IntTensor<B>, FloatTensor<B>, Nf4Meta);
+
+    impl<B: GemmBackend> Backward<B, 1> for Nf4LinearBackward {
+        type State = Nf4State<B>;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let [node_x] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let (packed, code, absmax, qcodes, nested_code, meta) = ops.state;
+            if let Some(node) = node_x {
+                let w = B::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
+                grads.register::<B>(node.id, B::gemm(grad, w, false, false));
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct GemmBackward;
+
+    /// What the backward keeps: `a` if `b` is tracked, `b` if `a` is tracked, and the flags.
+    type GemmState<B> = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, bool, bool);
+
+    impl<B: GemmBackend> Backward<B, 2> for GemmBackward {
+        type State = GemmState<B>;
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let [node_a, node_b] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let (a, b, ta, tb) = ops.state;
+            if let (Some(node), Some(b)) = (node_a, b) {
+                let da = if ta { B::gemm(b, grad.clone(), tb, true) } else { B::gemm(grad.clone(), b, false, !tb) };
+                grads.register::<B>(node.id, da);
+            }
+            if let (Some(node), Some(a)) = (node_b, a) {
+                let db = if tb { B::gemm(grad, a, true, ta) } else { B::gemm(a, grad, !ta, false) };
+                grads.register::<B>(node.id, db);
+            }
+        }
+    }
+
+    impl<B: GemmBackend, C: CheckpointStrategy> GemmBackend for Autodiff<B, C> {
+        fn gemm(a: FloatTensor<Self>, b: FloatTensor<Self>, transpose_a: bool, transpose_b: bool) -> FloatTensor<Self> {
+            let (a_tracked, b_tracked) = (a.is_tracked(), b.is_tracked());
+            let (a, a_node) = a.into_parts();
+            let (b, b_node) = b.into_parts();
+            match GemmBackward.prepare::<C>([a_node, b_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let keep_a = b_tracked.then(|| a.clone());
+                    let keep_b = a_tracked.then(|| b.clone());
+                    let out = B::gemm(a, b, transpose_a, transpose_b);
+                    prep.finish((keep_a, keep_b, transpose_a, transpose_b), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::gemm(a, b, transpose_a, transpose_b)),
+            }
+        }
+
+        fn nf4_dense(packed: IntTensor<Self>, code: FloatTensor<Self>, absmax: FloatTensor<Self>, qcodes: IntTensor<Self>, nested_code: FloatTensor<Self>, meta: Nf4Meta) -> FloatTensor<Self> {
+            let dense = B::nf4_dense(packed, code.into_primitive(), absmax.into_primitive(), qcodes, nested_code.into_primitive(), meta);
+            FloatTensor::<Self>::new(dense)
+        }
+
+        fn nf4_linear(
+            x: FloatTensor<Self>,
+            packed: IntTensor<Self>,
+            code: FloatTensor<Self>,
+            absmax: FloatTensor<Self>,
+            qcodes: IntTensor<Self>,
+            nested_code: FloatTensor<Self>,
+            meta: Nf4Meta,
+        ) -> FloatTensor<Self> {
+            let (code, absmax, nested_code) = (code.into_primitive(), absmax.into_primitive(), nested_code.into_primitive());
+            let (x, x_node) = x.into_parts();
+            match Nf4LinearBackward.prepare::<C>([x_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let state = (packed.clone(), code.clone(), absmax.clone(), qcodes.clone(), nested_code.clone(), meta);
+                    prep.finish(state, B::nf4_linear(x, packed, code, absmax, qcodes, nested_code, meta))
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::nf4_linear(x, packed, code, absmax, qcodes, nested_code, meta)),
+            }
+        }
+    }
+}
+
+/// Whether `device` is a CUDA device (autodiff or not) and the `cuda` feature is on.
+pub fn is_cuda(device: &Device) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        matches!(device.as_dispatch().clone().inner(), burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(_)))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Whether calls on `device` go through the [`GemmBackend`] extension.
+pub(crate) fn uses_extension(device: &Device) -> bool {
+    #[cfg(test)]
+    if matches!(device.as_dispatch().clone().inner(), burn::backend::DispatchDevice::Flex(_)) {
+        return true;
+    }
+    is_cuda(device)
+}
+
+/// `op(a) · op(b)` on 2-D tensors: cuBLASLt on CUDA devices (bf16, f16 or f32 operands of one
+/// dtype), burn's `matmul` otherwise. Differentiable in both operands.
+///
+/// # Shapes
+/// - `op(a)`: `[m, k]`, `op(b)`: `[k, n]` → `[m, n]`.
+///
+/// # Panics
+/// If the inner dimensions differ, or a CUDA library call fails.
+pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) -> Tensor<2> {
+    let ka = if transpose_a { a.dims()[0] } else { a.dims()[1] };
+    let kb = if transpose_b { b.dims()[1] } else { b.dims()[0] };
+    assert_eq!(ka, kb, "gemm: inner dimensions differ ({:?}, {:?}, transpose {transpose_a}/{transpose_b})", a.dims(), b.dims());
+    if uses_extension(&a.device()) {
+        #[cfg(any(test, feature = "cuda"))]
+        {
+            use burn::backend::Dispatch;
+            return Tensor::from_dispatch(<Dispatch as GemmBackend>::gemm(a.into_dispatch(), b.into_dispatch(), transpose_a, transpose_b));
+        }
+    }
+    let a = if transpose_a { a.transpose() } else { a };
+    let b = if transpose_b { b.transpose() } else { b };
+    a.matmul(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    fn rand(shape: [usize; 2], device: &Device) -> Tensor<2> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    fn close(a: Tensor<2>, b: Tensor<2>) {
+        a.into_data().assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    }
+
+    #[test]
+    fn every_transpose_combination_matches_matmul() {
+        let device = Device::flex();
+        let (m, k, n) = (5, 7, 3);
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = rand(if ta { [k, m] } else { [m, k] }, &device);
+            let b = rand(if tb { [n, k] } else { [k, n] }, &device);
+            let want = (if ta { a.clone().transpose() } else { a.clone() }).matmul(if tb { b.clone().transpose() } else { b.clone() });
+            let got = gemm(a, b, ta, tb);
+            assert_eq!(got.dims(), [m, n]);
+            close(got, want);
+        }
+    }
+
+    #[test]
+    fn gradients_match_burns_autodiff_for_every_transpose() {
+        let device = Device::flex().autodiff();
+        let (m, k, n) = (4, 6, 3);
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a0 = rand(if ta { [k, m] } else { [m, k] }, &device.clone().without_autodiff());
+            let b0 = rand(if tb { [n, k] } else { [k, n] }, &device.clone().without_autodiff());
+            let w = rand([m, n], &device.clone().without_autodiff());
+            let lift = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &device).require_grad();
+
+            let (a, b) = (lift(&a0), lift(&b0));
+            let loss = (gemm(a.clone(), b.clone(), ta, tb) * Tensor::from_data(w.to_data(), &device)).sum();
+            let grads = loss.backward();
+            let (ga, gb) = (a.grad(&grads).expect("grad a"), b.grad(&grads).expect("grad b"));
+
+            let (ra, rb) = (lift(&a0), lift(&b0));
+            let opa = if ta { ra.clone().transpose() } else { ra.clone() };
+            let opb = if tb { rb.clone().transpose() } else { rb.clone() };
+            let loss = (opa.matmul(opb) * Tensor::from_data(w.to_data(), &device)).sum();
+            let grads = loss.backward();
+            close(ga, ra.grad(&grads).expect("ref grad a"));
+            close(gb, rb.grad(&grads).expect("ref grad b"));
+        }
+    }
+
+    #[test]
+    fn a_frozen_operand_gets_no_gradient() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device).require_grad();
+        let w = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [2, 2]), &device);
+        let grads = gemm(x.clone(), w.clone(), false, true).sum().backward();
+        // d/dx Σ (x·wᵀ) = 1·w: rows of ones times w.
+        let gx: Vec<f32> = x.grad(&grads).expect("grad x").into_data().try_to_vec().expect("f32");
+        assert_eq!(gx, vec![1.0, 2.0, 1.0, 2.0]);
+        assert!(w.grad(&grads).is_none());
+    }
+}

@@ -1,0 +1,34 @@
+//! Fast paths for burn tensors on CUDA, with portable fallbacks.
+//!
+//! - [`linear`] / [`gemm`]: `y = x · Wᵀ` and `op(A) · op(B)` on cuBLASLt (bf16 with f32
+//!   accumulation) on CUDA devices, with a hand-written backward that also runs on cuBLASLt.
+//! - [`nf4_dequantize`]: bitsandbytes-layout packed NF4/FP4 weights ([`PackedNf4`], optionally
+//!   double-quantized) to a dense weight, by one CubeCL kernel on CUDA.
+//! - [`nf4_linear`]: `x · Wᵀ` for a packed weight whose backward dequantizes again instead of
+//!   keeping the dense weight alive (QLoRA's memory budget).
+//!
+//! # Invariant
+//! Every function computes the same mathematical result on every device: the CUDA paths are
+//! taken only on CUDA devices with the `cuda` feature, and otherwise the functions are burn's
+//! own ops (and, for [`nf4_dequantize`], bit-identical to the host codec on every path).
+//! Libraries call these with backend-generic `Tensor`s; the binary's features pick the device.
+//!
+//! # Features
+//! - `cuda`: burn's CUDA backend with NVRTC as CubeCL's compiler and cuBLASLt (dlopened from
+//!   `libcublasLt.so.13`; put `/usr/local/cuda/lib64` on `LD_LIBRARY_PATH`).
+//!   Requires burn's `fusion` feature to be off (the CubeCL primitive must be a plain tensor);
+//!   enabling it is a compile error here, not a silent slow path.
+#![warn(missing_docs)]
+
+mod error;
+pub mod gemm;
+pub mod linear;
+pub mod nf4;
+
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+pub use error::{Error, Result};
+pub use gemm::{gemm, is_cuda};
+pub use linear::linear;
+pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};

@@ -1,0 +1,148 @@
+//! Training arguments: the fields of HF `TrainingArguments` (+ trl's SFT options) that the
+//! loop uses, with the seed recipe's values as defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::ScheduleKind;
+use crate::{Error, Result};
+
+/// Which optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// AdamW, 32-bit states on the device.
+    #[serde(rename = "adamw_32bit", alias = "adamw_torch", alias = "adamw_hf")]
+    Adamw32bit,
+    /// AdamW, 32-bit states in host memory streamed per update (bitsandbytes' paged AdamW).
+    #[serde(rename = "paged_adamw_32bit")]
+    PagedAdamw32bit,
+}
+
+/// The training loop's settings. Defaults are the seed recipe's `TrainingArguments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingArgs {
+    /// Passes over the training set (fractions allowed); ignored when `max_steps` is set.
+    pub num_train_epochs: f64,
+    /// Optimizer steps to run (overrides epochs).
+    pub max_steps: Option<usize>,
+    /// Sequences per micro-batch.
+    pub per_device_train_batch_size: usize,
+    /// Sequences per eval batch.
+    pub per_device_eval_batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    /// Optimizer.
+    pub optim: OptimizerKind,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Adam β₁.
+    pub adam_beta1: f64,
+    /// Adam β₂.
+    pub adam_beta2: f64,
+    /// Adam ε.
+    pub adam_epsilon: f64,
+    /// Global gradient-norm clip (`0` = none).
+    pub max_grad_norm: f64,
+    /// Warmup as a fraction of the total steps.
+    pub warmup_ratio: f64,
+    /// Warmup steps (overrides the ratio).
+    pub warmup_steps: Option<usize>,
+    /// Schedule.
+    pub lr_scheduler_type: ScheduleKind,
+    /// Batch sequences of similar length (transformers' `LengthGroupedSampler`).
+    pub group_by_length: bool,
+    /// Log every N optimizer steps.
+    pub logging_steps: usize,
+    /// Save a checkpoint every N steps.
+    pub save_steps: usize,
+    /// Evaluate every N steps (`None` = at logging steps when there is an eval split).
+    pub eval_steps: Option<usize>,
+    /// Keep at most this many checkpoints (oldest removed).
+    pub save_total_limit: Option<usize>,
+    /// Seed of data order, adapter init and dropout.
+    pub seed: u64,
+    /// Compute in bf16 where the backend has it.
+    pub bf16: bool,
+    /// Recompute activations in the backward pass, layer by layer.
+    pub gradient_checkpointing: bool,
+    /// Longest sequence (`None` = trl's default: the model's, capped at 1024).
+    pub max_seq_length: Option<usize>,
+}
+
+impl Default for TrainingArgs {
+    fn default() -> Self {
+        Self {
+            num_train_epochs: 1.0,
+            max_steps: None,
+            per_device_train_batch_size: 4,
+            per_device_eval_batch_size: 4,
+            gradient_accumulation_steps: 1,
+            optim: OptimizerKind::PagedAdamw32bit,
+            learning_rate: 2e-4,
+            weight_decay: 0.001,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 0.3,
+            warmup_ratio: 0.03,
+            warmup_steps: None,
+            lr_scheduler_type: ScheduleKind::Constant,
+            group_by_length: true,
+            logging_steps: 25,
+            save_steps: 25,
+            eval_steps: None,
+            save_total_limit: None,
+            seed: 42,
+            bf16: false,
+            gradient_checkpointing: true,
+            max_seq_length: None,
+        }
+    }
+}
+
+impl TrainingArgs {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |k: &str, why: &str| Err(Error::Config(format!("`{k}` {why}")));
+        if self.per_device_train_batch_size == 0 {
+            return bad("per_device_train_batch_size", "must be positive");
+        }
+        if self.gradient_accumulation_steps == 0 {
+            return bad("gradient_accumulation_steps", "must be positive");
+        }
+        if !(self.learning_rate > 0.0) {
+            return bad("learning_rate", "must be positive");
+        }
+        if self.max_steps.is_none() && !(self.num_train_epochs > 0.0) {
+            return bad("num_train_epochs", "must be positive when max_steps is not set");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps", "must be positive");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio", "must be in [0, 1)");
+        }
+        if self.logging_steps == 0 || self.save_steps == 0 {
+            return bad("logging_steps/save_steps", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// Total optimizer steps for a training set that yields `batches_per_epoch` micro-batches:
+    /// `max_steps`, else `⌈epochs · ⌊batches / accumulation⌋⌉` (at least 1).
+    pub fn total_steps(&self, batches_per_epoch: usize) -> usize {
+        match self.max_steps {
+            Some(n) => n,
+            None => {
+                let per_epoch = (batches_per_epoch / self.gradient_accumulation_steps).max(1);
+                ((self.num_train_epochs * per_epoch as f64).ceil() as usize).max(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Causal language-modeling loss, as HF computes it.
+//!
+//! Position `t` predicts token `t + 1`: with logits `z: [b, s, V]` and labels `y: [b, s]`
+//! (`-100` = ignored), `loss = Σ_{t<s−1, y_{t+1} ≠ −100} −log softmax(z_t)[y_{t+1}] / N`,
+//! `N` the number of counted positions.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// The label value that is not trained on.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Mean next-token cross-entropy over counted positions.
+///
+/// # Shapes
+/// - logits: `[batch, len, vocab]` (position `t` predicts token `t + 1`)
+/// - labels: `[batch, len]`, `-100` where not trained
+/// - output: `[1]`
+///
+/// # Panics
+/// If the shapes disagree.
+pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    let [b, s, v] = logits.dims();
+    assert_eq!(labels.dims(), [b, s], "labels must be [batch, len]");
+    let logits = logits.narrow(1, 0, s - 1);
+    let targets = labels.narrow(1, 1, s - 1);
+    let counted = targets.clone().not_equal_elem(IGNORE_INDEX).float();
+    let index = targets.clamp_min(0).reshape([b, s - 1, 1]);
+    let logp = log_softmax(logits.cast(burn::tensor::DType::F32), 2);
+    let picked = logp.gather(2, index).reshape([b, s - 1]);
+    let total = counted.clone().sum().clamp_min(1.0);
+    let _ = v;
+    (picked * counted).sum().neg() / total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn matches_a_hand_computed_value() {
+        let d = Device::flex();
+        // One sequence of 3 positions over a vocabulary of 2; position 0 predicts label[1]=1,
+        // position 1 predicts label[2] which is ignored.
+        let logits = Tensor::<3>::from_data(TensorData::new(vec![0.0f32, 1.0, 2.0, 0.0, 5.0, 5.0], [1, 3, 2]), &d);
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 1, -100], [1, 3]), &d);
+        let loss: f32 = causal_lm_loss(logits, labels).into_scalar();
+        // −log(e¹ / (e⁰ + e¹)) = log(1 + e⁻¹)
+        let expected = (1.0f32 + (-1.0f32).exp()).ln();
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+    }
+}

@@ -1,0 +1,436 @@
+//! The SFT loop: micro-batches → loss → backward → accumulated LoRA gradients → global-norm
+//! clip → AdamW → schedule; with logging, evaluation and checkpoints.
+//!
+//! Determinism: the data order of epoch `e` is a function of `(seed, e)`, the adapter init of
+//! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` (the device RNG is
+//! re-seeded before each micro-batch). A run resumed from a checkpoint therefore repeats the
+//! uninterrupted run's computation exactly.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use llama_model::Llama;
+use lora::LoraConfig;
+
+use crate::args::{OptimizerKind, TrainingArgs};
+use crate::callback::{Callback, LogRecord};
+use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
+use crate::data::{Batch, Example, collate, epoch_batches};
+use crate::loss::causal_lm_loss;
+use crate::optim::{AdamW, AdamWConfig, clip_global_norm};
+use crate::schedule::Schedule;
+use crate::{Error, Result};
+
+/// What a run needs besides the model.
+pub struct RunSetup {
+    /// Loop settings.
+    pub args: TrainingArgs,
+    /// Adapter settings.
+    pub lora: LoraConfig,
+    /// Written into `adapter_config.json`.
+    pub base_model_name: String,
+    /// The run folder.
+    pub output_dir: PathBuf,
+    /// Padding id (EOS).
+    pub pad_id: u32,
+    /// Training examples.
+    pub train: Vec<Example>,
+    /// Held-out examples.
+    pub eval: Vec<Example>,
+    /// Continue from the latest checkpoint in `output_dir` when there is one.
+    pub resume: bool,
+    /// Stop (as if killed) after this many steps of this process — for tests and budgets.
+    pub stop_after: Option<usize>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Steps completed (total, including before a resume).
+    pub steps: usize,
+    /// Training loss of every step, `(step, loss)`.
+    pub losses: Vec<(usize, f64)>,
+    /// Held-out loss before the first step (`None` without eval data).
+    pub eval_loss_before: Option<f64>,
+    /// Held-out loss after the last step.
+    pub eval_loss_after: Option<f64>,
+    /// Trained tokens per second over the run (this process).
+    pub tokens_per_s: f64,
+    /// Peak resident memory in MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// The step the run resumed from, if any.
+    pub resumed_from: Option<usize>,
+}
+
+/// A model being fine-tuned.
+pub struct Trainer {
+    model: Llama,
+    setup: RunSetup,
+    device: Device,
+    optimizer: AdamW,
+    schedule: Schedule,
+    state: TrainerState,
+    batches_per_epoch: usize,
+    storage: Box<dyn Storage>,
+    callbacks: Vec<Box<dyn Callback>>,
+    resumed_from: Option<usize>,
+}
+
+/// A stable seed for `(run seed, a, b)`.
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut x = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^ (x >> 33)
+}
+
+fn trainable(model: &Llama) -> Vec<Tensor<2>> {
+    model
+        .projections()
+        .into_iter()
+        .filter_map(|(_, p)| p.lora.as_ref())
+        .flat_map(|l| [l.a.val(), l.b.val()])
+        .collect()
+}
+
+fn set_trainable(model: &mut Llama, values: Vec<Tensor<2>>) {
+    let mut it = values.into_iter();
+    for (_, p) in model.projections_mut() {
+        if let Some(l) = p.lora.as_mut() {
+            if let (Some(a), Some(b)) = (it.next(), it.next()) {
+                l.a = Param::from_tensor(a.require_grad());
+                l.b = Param::from_tensor(b.require_grad());
+            }
+        }
+    }
+}
+
+impl Trainer {
+    /// Prepares a run: freezes the base, attaches fresh adapters (seeded), and restores the
+    /// latest checkpoint when resuming.
+    ///
+    /// `model` must live on an autodiff device (`Device::….autodiff()`).
+    ///
+    /// # Errors
+    /// Invalid settings, an empty training set, or a checkpoint that does not fit the run.
+    pub fn new(model: Llama, setup: RunSetup) -> Result<Self> {
+        setup.args.validate()?;
+        if setup.train.is_empty() {
+            return Err(Error::Config("the training set is empty".into()));
+        }
+        let device = model.embed_tokens.weight.device();
+        if !device.is_autodiff() {
+            return Err(Error::Config("the model must be on an autodiff device to train".into()));
+        }
+        let args = &setup.args;
+        device.seed(mix(args.seed, 0, u64::MAX));
+        let mut model = model.no_grad();
+        llama_model::adapters::attach_lora(&mut model, &setup.lora)?;
+        let shapes: Vec<[usize; 2]> = trainable(&model).iter().map(|t| t.dims()).collect();
+        let optimizer = AdamW::new(
+            AdamWConfig { beta1: args.adam_beta1, beta2: args.adam_beta2, eps: args.adam_epsilon, weight_decay: args.weight_decay },
+            &shapes,
+            &device,
+            args.optim == OptimizerKind::PagedAdamw32bit,
+        );
+        let batches_per_epoch = setup.train.len().div_ceil(args.per_device_train_batch_size);
+        let total = args.total_steps(batches_per_epoch);
+        let schedule = Schedule::new(args.lr_scheduler_type, args.learning_rate, total, args.warmup_ratio, args.warmup_steps);
+        let fingerprint = fingerprint(&setup);
+        let state = TrainerState { step: 0, epoch: 0, cursor: 0, seed: args.seed, tokens_seen: 0, losses: Vec::new(), fingerprint };
+        let mut trainer = Self {
+            model,
+            setup,
+            device,
+            optimizer,
+            schedule,
+            state,
+            batches_per_epoch,
+            storage: Box::new(FileSystem),
+            callbacks: Vec::new(),
+            resumed_from: None,
+        };
+        if trainer.setup.resume {
+            trainer.restore()?;
+        }
+        Ok(trainer)
+    }
+
+    /// Replaces where checkpoints are written (tests simulate a full disk).
+    pub fn with_storage(mut self, storage: Box<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Adds a callback.
+    pub fn with_callback(mut self, callback: Box<dyn Callback>) -> Self {
+        self.callbacks.push(callback);
+        self
+    }
+
+    /// The total number of optimizer steps of the run.
+    pub fn total_steps(&self) -> usize {
+        self.schedule.total
+    }
+
+    /// The model (with its adapters).
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// Consumes the trainer, returning the model.
+    pub fn into_model(self) -> Llama {
+        self.model
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        let Some((step, dir)) = checkpoint::latest(&self.setup.output_dir) else { return Ok(()) };
+        let (adapter, moments, state) = checkpoint::load(&dir)?;
+        if state.fingerprint != self.state.fingerprint {
+            return Err(Error::Checkpoint(format!(
+                "{} was written by a run with different settings (model, data, LoRA or training arguments); use a new output folder",
+                dir.display()
+            )));
+        }
+        llama_model::adapters::apply_adapter(&mut self.model, &adapter, &dir)?;
+        for (_, p) in self.model.projections_mut() {
+            if let Some(l) = p.lora.as_mut() {
+                l.dropout = burn::nn::DropoutConfig::new(self.setup.lora.dropout).init();
+                l.a = Param::from_tensor(l.a.val().require_grad());
+                l.b = Param::from_tensor(l.b.val().require_grad());
+            }
+        }
+        self.optimizer.import(moments, state.step, &self.device)?;
+        self.state = state;
+        self.resumed_from = Some(step);
+        tracing::info!(step, dir = %dir.display(), "resumed");
+        Ok(())
+    }
+
+    fn next_batch(&mut self) -> Batch {
+        let args = &self.setup.args;
+        let order = epoch_batches(&self.setup.train, args.per_device_train_batch_size, args.group_by_length, args.seed, self.state.epoch);
+        if self.state.cursor >= order.len() {
+            self.state.epoch += 1;
+            self.state.cursor = 0;
+            return self.next_batch();
+        }
+        let picked: Vec<&Example> = order[self.state.cursor].iter().map(|&i| &self.setup.train[i]).collect();
+        self.state.cursor += 1;
+        collate(&picked, self.setup.pad_id)
+    }
+
+    fn tensors(&self, batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+        let shape = [batch.batch, batch.seq_len];
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.input_ids.clone(), shape), device);
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(batch.labels.clone(), shape), device);
+        (ids, labels)
+    }
+
+    /// One optimizer step; returns `(loss, grad_norm, lr, tokens)`.
+    fn step(&mut self) -> Result<(f64, f64, f64, usize)> {
+        let accum = self.setup.args.gradient_accumulation_steps;
+        let params = trainable(&self.model);
+        let mut sums: Vec<Option<Tensor<2>>> = vec![None; params.len()];
+        let mut loss_total = 0.0;
+        let mut tokens = 0;
+        for micro in 0..accum {
+            let batch = self.next_batch();
+            tokens += batch.num_tokens;
+            self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, micro as u64));
+            let (ids, labels) = self.tensors(&batch, &self.device);
+            let loss = causal_lm_loss(self.model.forward(ids, None), labels);
+            let value: f32 = loss.clone().into_scalar();
+            loss_total += value as f64;
+            if !value.is_finite() {
+                return Err(Error::NonFinite { step: self.state.step + 1, loss: value as f64 });
+            }
+            let grads = loss.div_scalar(accum as f64).backward();
+            for (sum, p) in sums.iter_mut().zip(&params) {
+                let g = p.grad(&grads).ok_or_else(|| Error::Tensor("an adapter parameter received no gradient".into()))?;
+                *sum = Some(match sum.take() {
+                    Some(s) => s + g,
+                    None => g,
+                });
+            }
+        }
+        let grads: Vec<Tensor<2>> = sums.into_iter().flatten().collect();
+        let max_norm = (self.setup.args.max_grad_norm > 0.0).then_some(self.setup.args.max_grad_norm);
+        let (norm, grads) = clip_global_norm(grads, max_norm)?;
+        let lr = self.schedule.lr_at(self.state.step);
+        let detached: Vec<Tensor<2>> = params.into_iter().map(|p| p.detach()).collect();
+        let updated = self.optimizer.update(lr, detached, grads)?;
+        set_trainable(&mut self.model, updated);
+        Ok((loss_total / accum as f64, norm, lr, tokens))
+    }
+
+    /// Mean held-out loss (token-weighted over batches), `None` without eval data.
+    ///
+    /// # Errors
+    /// Tensor read-back failures.
+    pub fn evaluate(&self) -> Result<Option<f64>> {
+        if self.setup.eval.is_empty() {
+            return Ok(None);
+        }
+        let model = self.model.valid();
+        let device = model.embed_tokens.weight.device();
+        let bs = self.setup.args.per_device_eval_batch_size.max(1);
+        let (mut weighted, mut count) = (0.0f64, 0usize);
+        for chunk in self.setup.eval.chunks(bs) {
+            let picked: Vec<&Example> = chunk.iter().collect();
+            let batch = collate(&picked, self.setup.pad_id);
+            let (ids, labels) = self.tensors(&batch, &device);
+            let loss: f32 = causal_lm_loss(model.forward(ids, None), labels).into_scalar();
+            weighted += loss as f64 * batch.num_loss_tokens as f64;
+            count += batch.num_loss_tokens;
+        }
+        Ok((count > 0).then(|| weighted / count as f64))
+    }
+
+    fn save(&mut self) -> Result<PathBuf> {
+        let adapter = llama_model::adapters::extract_adapter(&self.model, &self.setup.lora, &self.setup.base_model_name)?;
+        let moments = self.optimizer.export()?;
+        let dir = checkpoint::save(&self.setup.output_dir, &adapter, &moments, &self.state, self.storage.as_ref())?;
+        if let Some(keep) = self.setup.args.save_total_limit {
+            checkpoint::prune(&self.setup.output_dir, keep.max(1));
+        }
+        for c in &mut self.callbacks {
+            c.on_save(self.state.step, &dir);
+        }
+        Ok(dir)
+    }
+
+    fn log(&mut self, record: LogRecord) -> Result<()> {
+        let path = self.setup.output_dir.join("metrics.jsonl");
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let line = serde_json::to_string(&record).map_err(|e| Error::io(&path, e))?;
+        writeln!(f, "{line}").map_err(|e| Error::io(&path, e))?;
+        for c in &mut self.callbacks {
+            c.on_log(&record);
+        }
+        Ok(())
+    }
+
+    /// Runs to the end (or `stop_after`), calling `on_step(step, total, loss)` after each step.
+    ///
+    /// # Errors
+    /// A non-finite loss (the last good checkpoint is kept), checkpoint or log write failures.
+    pub fn train(&mut self, mut on_step: impl FnMut(usize, usize, f64)) -> Result<RunSummary> {
+        let out = self.setup.output_dir.clone();
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        truncate_metrics(&out.join("metrics.jsonl"), self.state.step)?;
+        let total = self.schedule.total;
+        let eval_every = self.setup.args.eval_steps.unwrap_or(self.setup.args.logging_steps);
+        let eval_loss_before = if self.state.step == 0 { self.evaluate()? } else { None };
+        if let Some(l) = eval_loss_before {
+            let mut r = LogRecord::at(0, 0.0);
+            r.eval_loss = Some(l);
+            self.log(r)?;
+        }
+        let started = Instant::now();
+        let mut window = (Instant::now(), 0usize, 0.0f64, 0usize);
+        let mut run_tokens = 0usize;
+        let mut done_here = 0usize;
+        let mut last_eval = None;
+        while self.state.step < total {
+            if self.setup.stop_after.is_some_and(|n| done_here >= n) {
+                break;
+            }
+            let (loss, norm, lr, tokens) = self.step()?;
+            self.state.step += 1;
+            self.state.tokens_seen += tokens as u64;
+            self.state.losses.push((self.state.step, loss));
+            done_here += 1;
+            run_tokens += tokens;
+            window.1 += tokens;
+            window.2 += loss;
+            window.3 += 1;
+            on_step(self.state.step, total, loss);
+            let step = self.state.step;
+            let epoch = self.state.epoch as f64 + self.state.cursor as f64 / self.batches_per_epoch.max(1) as f64;
+            if step % self.setup.args.logging_steps == 0 || step == total {
+                let mut r = LogRecord::at(step, epoch);
+                r.loss = Some(window.2 / window.3 as f64);
+                r.learning_rate = Some(lr);
+                r.grad_norm = Some(norm);
+                r.tokens_per_s = Some(window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9));
+                r.peak_rss_mib = crate::memory::peak_rss_mib();
+                self.log(r)?;
+                window = (Instant::now(), 0, 0.0, 0);
+            }
+            if step % eval_every == 0 || step == total {
+                let eval_loss = self.evaluate()?;
+                let valid = self.model.valid();
+                let mut extra = serde_json::Map::new();
+                for (i, c) in self.callbacks.iter_mut().enumerate() {
+                    match c.on_evaluate(step, &valid) {
+                        Ok(Some(v)) => {
+                            extra.insert(format!("callback{i}"), v);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            extra.insert(format!("callback{i}_error"), serde_json::Value::from(e.to_string()));
+                        }
+                    }
+                }
+                if eval_loss.is_some() || !extra.is_empty() {
+                    let mut r = LogRecord::at(step, epoch);
+                    r.eval_loss = eval_loss;
+                    r.extra = (!extra.is_empty()).then_some(serde_json::Value::Object(extra));
+                    self.log(r)?;
+                }
+                last_eval = eval_loss.or(last_eval);
+            }
+            if step % self.setup.args.save_steps == 0 || step == total {
+                self.save()?;
+            }
+        }
+        let eval_loss_after = if self.state.step == total { last_eval } else { None };
+        Ok(RunSummary {
+            steps: self.state.step,
+            losses: self.state.losses.clone(),
+            eval_loss_before,
+            eval_loss_after,
+            tokens_per_s: run_tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            peak_rss_mib: crate::memory::peak_rss_mib(),
+            resumed_from: self.resumed_from,
+        })
+    }
+}
+
+/// Drops `metrics.jsonl` lines past `step` (a resumed run rewrites them).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<LogRecord>(l).map(|r| r.step <= step && step > 0).unwrap_or(false))
+        .collect();
+    let mut body = kept.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    std::fs::write(path, body).map_err(|e| Error::io(path, e))
+}
+
+/// A digest of everything that must be equal for a resume to be exact.
+fn fingerprint(setup: &RunSetup) -> String {
+    let mut args = setup.args.clone();
+    // Bookkeeping settings may change across a resume.
+    args.logging_steps = 0;
+    args.save_steps = 0;
+    args.eval_steps = None;
+    args.save_total_limit = None;
+    let text = serde_json::json!({
+        "args": args, "lora": setup.lora, "train": setup.train.len(), "eval": setup.eval.len(),
+        "first": setup.train.first().map(|e| e.input_ids.clone()),
+    })
+    .to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    format!("{h:016x}")
+}

@@ -130,6 +130,20 @@ impl LlamaConfig {
         hf.into_config()
     }
 
+    /// `(name, in, out)` of the seven projections of one block, in peft's names.
+    pub fn projection_shapes(&self) -> [(&'static str, usize, usize); 7] {
+        let (d, q, kv, f) = (self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.intermediate_size);
+        [
+            ("q_proj", d, q),
+            ("k_proj", d, kv),
+            ("v_proj", d, kv),
+            ("o_proj", q, d),
+            ("gate_proj", d, f),
+            ("up_proj", d, f),
+            ("down_proj", f, d),
+        ]
+    }
+
     /// Number of query heads per key/value head.
     pub fn gqa_groups(&self) -> usize {
         self.num_heads / self.num_kv_heads

@@ -171,7 +171,9 @@ pub fn load_quantized(source: &dyn WeightSource, config: &LlamaConfig, options: 
         b.used.insert("lm_head.weight".into());
         None
     } else {
-        Some(b.projection("lm_head", c.vocab_size, d, false)?)
+        // The head stays in the compute dtype, as bitsandbytes leaves it.
+        let weight = b.tensor("lm_head.weight", [c.vocab_size, d])?;
+        Some(Projection::new(BaseLinear::Dense(DenseLinear::new(weight, None))))
     };
     let unexpected: Vec<String> = source
         .names()

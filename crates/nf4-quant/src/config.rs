@@ -141,6 +141,15 @@ impl Default for QuantConfig {
 }
 
 impl QuantConfig {
+    /// Bytes a tensor of `numel` values takes once quantized with this config, as
+    /// [`crate::Nf4Tensor::storage_bytes`] counts them: `⌈n/2⌉` packed bytes plus the absmax —
+    /// `4·⌈n/b⌉` plain, or `⌈n/b⌉` codes + `4·(⌈⌈n/b⌉/256⌉ + 256 + 1)` double-quantized.
+    pub fn storage_bytes(&self, numel: usize) -> usize {
+        let blocks = numel.div_ceil(self.blocksize);
+        let absmax = if self.double_quant { blocks + 4 * (blocks.div_ceil(256) + 256 + 1) } else { 4 * blocks };
+        numel.div_ceil(2) + absmax
+    }
+
     /// NF4 with the defaults of [`QuantConfig::default`].
     pub fn nf4() -> Self {
         Self::default()

@@ -17,6 +17,7 @@
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 pub use crate::device::DeviceNf4Tensor;
+use crate::config::SourceDType;
 use crate::error::{Error, Result};
 use crate::tensor::Nf4Tensor;
 
@@ -70,8 +71,9 @@ impl Dequantize for Nf4Tensor {
     }
 }
 
-/// The host path for a tensor already known to have `shape`: decode with the codec (rounding to
-/// bf16/f16 on the host when asked), upload, cast.
+/// The host path for a tensor already known to have `shape`: decode with the codec into the
+/// weight's original dtype (bitsandbytes' `dequantize_4bit` returns `quant_state.dtype`, so a
+/// bf16 checkpoint's weights are rounded to bf16 before any matmul), upload, cast to `dtype`.
 pub(crate) fn host_dense(
     tensor: &Nf4Tensor,
     shape: [usize; 2],
@@ -80,7 +82,12 @@ pub(crate) fn host_dense(
 ) -> Tensor<2> {
     let device = device.clone().without_autodiff();
     let n = tensor.numel();
-    let data = match dtype {
+    let decode = match (tensor.dtype(), dtype) {
+        (SourceDType::Bf16, _) => FloatDType::BF16,
+        (SourceDType::F16, _) => FloatDType::F16,
+        (SourceDType::F32, d) => d,
+    };
+    let data = match decode {
         FloatDType::BF16 => {
             let mut out = vec![half::bf16::ZERO; n];
             crate::blockwise4::dequantize_into(

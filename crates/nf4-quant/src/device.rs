@@ -272,6 +272,12 @@ impl DeviceNf4Tensor {
         } else {
             dense.to_device(&target)
         };
+        // bitsandbytes' dequantize_4bit returns the weight's original dtype; round through it.
+        let dense = match self.dtype {
+            SourceDType::F32 => dense,
+            SourceDType::Bf16 => dense.cast(FloatDType::BF16),
+            SourceDType::F16 => dense.cast(FloatDType::F16),
+        };
         dense.cast(dtype)
     }
 }

@@ -86,7 +86,7 @@ fn unknown(name: &str) -> Error {
 
 /// LoRA hyper-parameters (peft's `LoraConfig` fields that matter for the math).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LoraConfig {
     /// Rank `r`.
     pub r: usize,

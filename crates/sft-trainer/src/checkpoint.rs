@@ -131,6 +131,20 @@ pub fn latest(output: &Path) -> Option<(usize, PathBuf)> {
         .max_by_key(|(n, _)| *n)
 }
 
+/// Removes temporary folders left by a save that was interrupted (a killed process); they were
+/// never checkpoints. Returns how many were removed.
+pub fn remove_stale_temporaries(output: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(output.join("checkpoints")) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".step-") && name.contains(".tmp-")
+        })
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
 /// Every complete checkpoint's step, ascending.
 pub fn all_steps(output: &Path) -> Vec<usize> {
     let mut steps: Vec<usize> = std::fs::read_dir(output.join("checkpoints"))

@@ -321,6 +321,10 @@ impl Trainer {
     pub fn train(&mut self, mut on_step: impl FnMut(usize, usize, f64)) -> Result<RunSummary> {
         let out = self.setup.output_dir.clone();
         std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        let stale = checkpoint::remove_stale_temporaries(&out);
+        if stale > 0 {
+            tracing::warn!(stale, "removed the temporary folders of interrupted checkpoint saves");
+        }
         truncate_metrics(&out.join("metrics.jsonl"), self.state.step)?;
         let total = self.schedule.total;
         let eval_every = self.setup.args.eval_steps.unwrap_or(self.setup.args.logging_steps);

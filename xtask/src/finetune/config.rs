@@ -94,8 +94,8 @@ impl Default for TokenizerSection {
 pub struct TrySection {
     /// The question.
     pub prompt: String,
-    /// `llama2-raw` (`<s>[INST] {prompt} [/INST]`, as the recipe does), or any `generate`
-    /// template (`auto`, `raw`, `llama2`, `llama3`, `chatml`, `alpaca`).
+    /// `llama2-raw` (`<s>[INST] {prompt} [/INST]`, as the recipe does), `raw` (the prompt as
+    /// is), or a built-in chat template (`llama2`, `llama3`, `chatml`, `alpaca`).
     pub template: String,
     /// Prompt plus answer tokens at most (the pipeline's `max_length`).
     pub max_length: usize,

@@ -178,6 +178,7 @@ fn try_model(model: &llama_model::Llama, tokenizer: &llama_model::Tokenizer, cfg
     let t = &cfg.try_model;
     let text = match t.template.as_str() {
         "llama2-raw" => format!("<s>[INST] {} [/INST]", t.prompt),
+        "raw" => t.prompt.clone(),
         other => {
             let renderer = prompt_templates::ChatTemplate::from_name(other)?.prepare()?;
             renderer.render(&[llm_api::Message::user(&t.prompt)], &prompt_templates::RenderOptions::new().with_generation_prompt(true))?

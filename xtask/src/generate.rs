@@ -51,10 +51,25 @@ pub struct Args {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     pub backend: Backend,
+    /// Load the block projections as NF4 (as a QLoRA run trains them).
+    #[arg(long)]
+    pub load_in_4bit: bool,
 }
 
 /// Opens a chat model from CLI-style arguments.
 pub fn open_chat(model: &str, adapter: Option<&std::path::Path>, template: &str, tokenizer: Option<std::path::PathBuf>, backend: Backend) -> Result<ChatModel> {
+    open_chat_with(model, adapter, template, tokenizer, backend, None)
+}
+
+/// [`open_chat`] with an optional 4-bit quantization of the block projections.
+pub fn open_chat_with(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    template: &str,
+    tokenizer: Option<std::path::PathBuf>,
+    backend: Backend,
+    quant: Option<nf4_quant::QuantConfig>,
+) -> Result<ChatModel> {
     let device = backend.device()?;
     let path = assets::resolve(model)?;
     let reference = path.to_string_lossy().to_string();
@@ -62,7 +77,10 @@ pub fn open_chat(model: &str, adapter: Option<&std::path::Path>, template: &str,
     options.load.dtype = backend.dtype();
     options.tokenizer = tokenizer;
     options.hub = HubOptions { progress: true, ..HubOptions::default() };
-    let mut pretrained = llama_model::pretrained::open(&reference, &options).with_context(|| format!("loading model {model}"))?;
+    let files = llama_model::pretrained::resolve(&reference, &options).with_context(|| format!("loading model {model}"))?;
+    let network = llama_model::load_quantized(files.source.as_ref(), &files.config, &options.load, quant.as_ref())
+        .with_context(|| format!("loading model {model}"))?;
+    let mut pretrained = llama_model::Pretrained { model: network, tokenizer: files.tokenizer, chat: files.chat, origin: files.origin };
     if let Some(dir) = adapter {
         llama_model::adapters::apply_peft_adapter(&mut pretrained.model, dir)
             .with_context(|| format!("applying adapter {}", dir.display()))?;
@@ -72,7 +90,8 @@ pub fn open_chat(model: &str, adapter: Option<&std::path::Path>, template: &str,
 
 /// Runs `generate`.
 pub fn run(args: Args) -> Result<()> {
-    let chat = open_chat(&args.model, args.adapter.as_deref(), &args.template, args.tokenizer.clone(), args.backend)?;
+    let quant = args.load_in_4bit.then(nf4_quant::QuantConfig::nf4);
+    let chat = open_chat_with(&args.model, args.adapter.as_deref(), &args.template, args.tokenizer.clone(), args.backend, quant)?;
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(Message::system(system));

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod bench;
 mod ci;
 mod eval;
 mod finetune;
@@ -40,6 +41,8 @@ enum Command {
     Synth(synth::Args),
     /// Answer goldens with a model and judge the answers with LLM-as-judge metrics.
     Eval(eval::Args),
+    /// Measure decode and training speed and memory, or run the kernel benches.
+    Bench(bench::Args),
     /// Run what CI runs: fetch assets, then build and test everything.
     Ci(ci::Args),
 }
@@ -60,6 +63,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Ci(args) => ci::run(args),
     }
 }

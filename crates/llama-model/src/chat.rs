@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use llm_api::{Completion, CompletionOptions, FinishReason, Message, TokenLogprob, TopLogprob, Usage};
 use prompt_templates::{ChatTemplate, RenderOptions, Renderer};
 
-use crate::generate::{Finish, GenerateOptions, generate};
+use crate::generate::{Finish, GenerateOptions, generate_constrained};
+use crate::json_grammar::JsonConstraint;
 use crate::pretrained::Pretrained;
 use crate::sampling::SamplingConfig;
 use crate::{Error, Result};
@@ -14,10 +15,10 @@ use crate::{Error, Result};
 /// A model plus the template that turns messages into its prompt.
 pub struct ChatModel {
     inner: Mutex<Pretrained>,
+    token_bytes: std::sync::OnceLock<Vec<Option<Vec<u8>>>>,
     renderer: Option<Renderer>,
     options: RenderOptions,
     name: String,
-    bos_text: Option<String>,
 }
 
 impl std::fmt::Debug for ChatModel {
@@ -42,8 +43,7 @@ impl ChatModel {
                 .map_err(|e| Error::Generation(format!("chat template: {e}")))?
         };
         let options = pretrained.chat.render_options().with_generation_prompt(true);
-        let bos_text = pretrained.chat.special_tokens.bos_token.clone();
-        Ok(Self { inner: Mutex::new(pretrained), renderer, options, name: name.into(), bos_text })
+        Ok(Self { inner: Mutex::new(pretrained), token_bytes: std::sync::OnceLock::new(), renderer, options, name: name.into() })
     }
 
     /// The template in use (`None` = raw prompt).
@@ -69,13 +69,7 @@ impl ChatModel {
             }
             None => {
                 let text: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-                let mut ids = tok.encode(&text.join("\n"), true)?;
-                if !tok.adds_bos {
-                    if let Some(bos) = tok.bos_id.or_else(|| self.bos_text.as_deref().and_then(|b| tok.token_to_id(b))) {
-                        ids.insert(0, bos);
-                    }
-                }
-                Ok(ids)
+                tok.encode_raw(&text.join("\n"))
             }
         }
     }
@@ -109,7 +103,13 @@ impl ChatModel {
         let mut text = String::new();
         let mut stopped_by_string = false;
         let mut decode_error = None;
-        let generated = generate(&guard.model, &prompt, &gen_options, |id| {
+        // JSON mode: every token keeps the answer a valid prefix of one JSON object.
+        let mut json = options.json_mode.then(|| {
+            let bytes = self.token_bytes.get_or_init(|| tok.token_bytes());
+            JsonConstraint::new(bytes)
+        });
+        let constraint = json.as_mut().map(|c| c as &mut dyn crate::generate::Constraint);
+        let generated = generate_constrained(&guard.model, &prompt, &gen_options, constraint, |id| {
             ids.push(id);
             match tok.decode(&ids, true) {
                 Ok(t) => text = t,

@@ -73,14 +73,56 @@ fn last_logits(model: &Llama, ids: &[u32], cache: Option<&mut crate::KvCache>) -
         .map_err(|e| Error::Generation(format!("reading logits: {e:?}")))
 }
 
+/// Restricts which tokens may come next (e.g. JSON mode); generation stops once it is complete.
+pub trait Constraint {
+    /// Whether `token` may be generated next.
+    fn allows(&self, token: u32) -> bool;
+    /// Records that `token` was generated.
+    fn accept(&mut self, token: u32);
+    /// Whether the constrained text is complete.
+    fn is_complete(&self) -> bool;
+    /// Tells the constraint how many tokens are left in the budget (before each choice).
+    fn set_budget(&mut self, _remaining: usize) {}
+}
+
+/// How many of the most likely tokens are checked against a constraint before all are.
+const CONSTRAINT_CANDIDATES: usize = 256;
+
+/// Logits with every token the constraint refuses set to −∞ (checking the most likely first).
+fn constrain(logits: &[f32], constraint: &dyn Constraint) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+    let mut any = false;
+    for (rank, &i) in order.iter().enumerate() {
+        if rank >= CONSTRAINT_CANDIDATES && any {
+            break;
+        }
+        if constraint.allows(i as u32) {
+            masked[i] = logits[i];
+            any = true;
+        }
+    }
+    masked
+}
+
 /// Generates after `prompt`, calling `on_token` with each new id; it returns `false` to stop.
 ///
 /// # Errors
 /// An empty prompt, or a sequence longer than the model's position table.
-pub fn generate(
+pub fn generate(model: &Llama, prompt: &[u32], options: &GenerateOptions, on_token: impl FnMut(u32) -> bool) -> Result<Generated> {
+    generate_constrained(model, prompt, options, None, on_token)
+}
+
+/// [`generate`] with an optional [`Constraint`] on the tokens (logprobs stay the model's own).
+///
+/// # Errors
+/// See [`generate`]; also a constraint that allows no token.
+pub fn generate_constrained(
     model: &Llama,
     prompt: &[u32],
     options: &GenerateOptions,
+    mut constraint: Option<&mut dyn Constraint>,
     mut on_token: impl FnMut(u32) -> bool,
 ) -> Result<Generated> {
     if prompt.is_empty() {
@@ -104,7 +146,19 @@ pub fn generate(
     let mut out = Generated { tokens: Vec::new(), logprobs: Vec::new(), finish: Finish::Length };
     let mut logits = last_logits(model, prompt, cache.as_mut())?;
     for step in 0..options.max_new_tokens {
-        let next = sampler.sample(&logits) as u32;
+        if let Some(c) = constraint.as_deref_mut() {
+            c.set_budget(options.max_new_tokens - step);
+        }
+        let next = match constraint.as_deref() {
+            Some(c) => {
+                let masked = constrain(&logits, c);
+                if masked.iter().all(|v| *v == f32::NEG_INFINITY) {
+                    return Err(Error::Generation("the output constraint allows no token".into()));
+                }
+                sampler.sample(&masked) as u32
+            }
+            None => sampler.sample(&logits) as u32,
+        };
         if let Some(k) = options.top_logprobs {
             let lp = log_softmax(&logits);
             let mut order: Vec<usize> = (0..lp.len()).collect();
@@ -119,7 +173,14 @@ pub fn generate(
         }
         out.tokens.push(next);
         sequence.push(next);
-        if !on_token(next) {
+        let complete = match constraint.as_deref_mut() {
+            Some(c) => {
+                c.accept(next);
+                c.is_complete()
+            }
+            None => false,
+        };
+        if !on_token(next) || complete {
             out.finish = Finish::Stop;
             break;
         }

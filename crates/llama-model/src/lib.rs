@@ -24,9 +24,10 @@ pub use load::{LoadOptions, load, load_quantized};
 pub use model::Llama;
 pub use nn::KvCache;
 pub mod generate;
+pub mod json_grammar;
 pub mod sampling;
 
-pub use generate::{Finish, GenerateOptions, Generated, StepLogprobs, generate};
+pub use generate::{Constraint, Finish, GenerateOptions, Generated, StepLogprobs, generate, generate_constrained};
 pub use sampling::SamplingConfig;
 pub mod io;
 pub mod tokenizer;

@@ -84,8 +84,15 @@ pub fn resolve(reference: &str, options: &OpenOptions) -> Result<ModelFiles> {
     };
     let tokenizer_path = options.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
     let bos = config.bos_token_id;
-    let tokenizer = Tokenizer::from_file(&tokenizer_path, bos, config.eos_token_ids.clone())?;
+    let mut tokenizer = Tokenizer::from_file(&tokenizer_path, bos, config.eos_token_ids.clone())?;
+    tokenizer.add_bos_token = read_add_bos_token(&dir.join("tokenizer_config.json"));
     Ok(ModelFiles { config, source, tokenizer, chat, origin: path })
+}
+
+/// `add_bos_token` of a `tokenizer_config.json`, when the file sets it.
+fn read_add_bos_token(path: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?.get("add_bos_token")?.as_bool()
 }
 
 fn resolve_gguf(path: &Path, options: &OpenOptions) -> Result<ModelFiles> {

@@ -17,6 +17,9 @@ pub struct Tokenizer {
     pub eos_ids: Vec<u32>,
     /// Whether [`Tokenizer::encode`] with specials adds BOS by itself (its post-processor).
     pub adds_bos: bool,
+    /// The model's own say on prepending BOS to raw text (`tokenizer_config.json`'s or the
+    /// GGUF's `add_bos_token`), when it has one.
+    pub add_bos_token: Option<bool>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -48,7 +51,29 @@ impl Tokenizer {
             Some(bos) => inner.encode("a", true).map(|e| e.get_ids().first() == Some(&bos)).unwrap_or(false),
             None => false,
         };
-        Self { inner, bos_id, eos_ids, adds_bos }
+        Self { inner, bos_id, eos_ids, adds_bos, add_bos_token: None }
+    }
+
+    /// Whether raw text should get BOS prepended: the tokenizer does not add it itself, the
+    /// model has one, and the model's tokenizer settings do not say otherwise (HF's Llama
+    /// tokenizers add it; byte-level BPE models like SmolLM2 declare `add_bos_token: false`).
+    pub fn should_prepend_bos(&self) -> bool {
+        !self.adds_bos && self.bos_id.is_some() && self.add_bos_token.unwrap_or(true)
+    }
+
+    /// Ids of `text` as a raw prompt: the tokenizer's own specials, plus BOS when
+    /// [`Tokenizer::should_prepend_bos`].
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] if encoding fails.
+    pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.encode(text, true)?;
+        if self.should_prepend_bos() {
+            if let Some(bos) = self.bos_id {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
     }
 
     /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.model = gpt2`, byte-level
@@ -61,7 +86,9 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes())
             .map_err(|e| Error::Tokenizer(format!("building from GGUF metadata: {e}")))?;
         let id = |k: &str| meta.get(k).and_then(Value::as_u64).map(|v| v as u32);
-        Ok(Self::wrap(inner, id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id").into_iter().collect()))
+        let mut t = Self::wrap(inner, id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id").into_iter().collect());
+        t.add_bos_token = meta.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool);
+        Ok(t)
     }
 
     /// Token ids of `text`; `add_special` lets the tokenizer add its own specials (e.g. BOS).
@@ -98,6 +125,29 @@ impl Tokenizer {
         self.eos_ids.first().copied()
     }
 
+    /// Each token's text as raw bytes (`None` for special tokens), for constrained decoding.
+    /// Byte-level BPE tokens are mapped back through GPT-2's byte alphabet; SentencePiece
+    /// pieces turn `▁` into a space and `<0xHH>` into the byte.
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let size = self.inner.get_vocab_size(true);
+        let specials: std::collections::HashSet<u32> =
+            self.inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let byte_level = self.inner.token_to_id("Ġ").is_some() || self.inner.token_to_id("Ġthe").is_some();
+        let inverse = byte_level.then(byte_level_inverse);
+        (0..size as u32)
+            .map(|id| {
+                if specials.contains(&id) {
+                    return None;
+                }
+                let piece = self.inner.id_to_token(id)?;
+                Some(match &inverse {
+                    Some(map) => piece.chars().map(|c| map.get(&c).copied()).collect::<Option<Vec<u8>>>()?,
+                    None => sentencepiece_bytes(&piece),
+                })
+            })
+            .collect()
+    }
+
     /// The underlying `tokenizers` object.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
@@ -111,6 +161,30 @@ impl Tokenizer {
         let text = self.inner.to_string(true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         crate::io::write_atomic(path, text.as_bytes())
     }
+}
+
+/// GPT-2's byte → printable-character alphabet, inverted.
+fn byte_level_inverse() -> std::collections::HashMap<char, u8> {
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut chars: Vec<u32> = printable.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !printable.contains(&b) {
+            printable.push(b);
+            chars.push(256 + n);
+            n += 1;
+        }
+    }
+    printable.iter().zip(&chars).filter_map(|(&b, &c)| Some((char::from_u32(c)?, b as u8))).collect()
+}
+
+fn sentencepiece_bytes(piece: &str) -> Vec<u8> {
+    if let Some(hex) = piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
+        if let Ok(b) = u8::from_str_radix(hex, 16) {
+            return vec![b];
+        }
+    }
+    piece.replace('▁', " ").into_bytes()
 }
 
 /// The `tokenizer.json` (as JSON) for a GGUF file's tokenizer metadata.

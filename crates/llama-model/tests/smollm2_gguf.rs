@@ -59,3 +59,18 @@ fn greedy_chatml_answer_is_paris() {
         .expect("generate");
     assert!(!cut.text.contains("Paris") && answer.text.starts_with(&cut.text), "{:?}", cut.text);
 }
+
+#[test]
+fn json_mode_answers_are_valid_json_objects() {
+    let device = Device::flex();
+    let model = pretrained::open(&gguf(), &OpenOptions::new(&device)).expect("load SmolLM2");
+    let chat = ChatModel::new(model, "chatml", "smollm2").expect("chat");
+    // A short budget: the constraint closes the object in time.
+    let options = CompletionOptions { max_tokens: 40, json_mode: true, ..CompletionOptions::default() };
+    let answer = chat
+        .chat(&[Message::user("Return a JSON object with a key \"capital\" naming the capital of France.")], &options, &mut |_| true)
+        .expect("generate");
+    let value: serde_json::Value = serde_json::from_str(&answer.text).unwrap_or_else(|e| panic!("{e}: {:?}", answer.text));
+    assert!(value.is_object(), "{value}");
+    assert!(answer.usage.completion_tokens <= 40);
+}

@@ -77,8 +77,9 @@ pub struct TokenizerSection {
     pub pad_token: String,
     /// Only `right`.
     pub padding_side: String,
-    /// Prepend BOS to text rows as HF's Llama tokenizers do (`None`: when the model has a BOS
-    /// and its tokenizer does not add one itself).
+    /// Prepend BOS to text rows as HF's Llama tokenizers do (`None`: as the model's tokenizer
+    /// settings say — `add_bos_token` of its `tokenizer_config.json` or GGUF — defaulting to
+    /// yes when the model has a BOS its tokenizer does not add).
     pub add_bos_token: Option<bool>,
 }
 

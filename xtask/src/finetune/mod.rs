@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     let max_len = data::resolve_max_seq_length(cfg.training.max_seq_length, Some(files.config.max_position_embeddings));
     let mut load = LoadOptions::new(max_len);
     load.model_template = files.chat.template(None).ok().flatten().map(String::from);
-    load.add_bos_token = cfg.tokenizer.add_bos_token.unwrap_or(false);
+    load.add_bos_token = cfg.tokenizer.add_bos_token.unwrap_or_else(|| tokenizer.should_prepend_bos());
     let loaded = data::load_dataset(&cfg.dataset, &tokenizer, &load).with_context(|| format!("dataset {}", cfg.dataset.source))?;
     let r = &loaded.report;
     eprintln!(
@@ -185,8 +185,8 @@ fn try_model(model: &llama_model::Llama, tokenizer: &llama_model::Tokenizer, cfg
         }
     };
     let mut ids = tokenizer.encode(&text, true)?;
-    if cfg.tokenizer.add_bos_token.unwrap_or(false) && !tokenizer.adds_bos {
-        if let Some(bos) = tokenizer.bos_id {
+    if cfg.tokenizer.add_bos_token.unwrap_or_else(|| tokenizer.should_prepend_bos()) {
+        if let Some(bos) = tokenizer.bos_id.filter(|_| !tokenizer.adds_bos) {
             ids.insert(0, bos);
         }
     }

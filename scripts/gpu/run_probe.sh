@@ -13,11 +13,11 @@ chmod +x /tmp/gk/*
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
 echo "== correctness (cargo test binary, tests/cuda.rs)"
-/tmp/gk/cuda --test-threads=1 2>&1 | tee "$OUT/tests.log"
+timeout 140 /tmp/gk/cuda --test-threads=1 2>&1 | tee "$OUT/tests.log"
 echo "tests exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.log"
 echo "== probe"
-/tmp/gk/gpu_probe "$OUT" 2>&1 | tee "$OUT/probe.log"
+timeout 210 /tmp/gk/gpu_probe "$OUT" 2>&1 | tee "$OUT/probe.log"
 echo "probe exit: ${PIPESTATUS[0]}" | tee -a "$OUT/probe.log"
 echo "== torch / bitsandbytes reference"
-PYTHONPATH="$DIR/site" PYTHONUNBUFFERED=1 timeout 150 python3 scripts/gpu/torch_ref.py "$OUT" 2>&1 | tee "$OUT/torch.log"
+PYTHONPATH="$DIR/site" PYTHONUNBUFFERED=1 timeout 100 python3 scripts/gpu/torch_ref.py "$OUT" 2>&1 | tee "$OUT/torch.log"
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu --format=csv >> "$OUT/device.txt" 2>&1

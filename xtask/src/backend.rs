@@ -46,6 +46,8 @@ fn cpu() -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Device> {
+    // Fail early (and clearly) when cuBLASLt cannot be loaded, rather than at the first GEMM.
+    gpu_kernels::cuda::cublaslt_ready(0).map_err(|e| anyhow::anyhow!("CUDA: {e} (is /usr/local/cuda/lib64 on LD_LIBRARY_PATH?)"))?;
     Ok(Device::cuda(0))
 }
 #[cfg(not(feature = "cuda"))]

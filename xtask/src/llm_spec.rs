@@ -97,6 +97,12 @@ pub struct RemoteArgs {
     pub retries: u32,
 }
 
+impl Default for RemoteArgs {
+    fn default() -> Self {
+        Self { api_key_env: "OPENAI_API_KEY".into(), request_timeout: 600, retries: 2 }
+    }
+}
+
 impl RemoteArgs {
     fn config(&self, base_url: &str, model: &str) -> OpenAiConfig {
         let retry = llm_api::RetryPolicy { max_retries: self.retries, ..llm_api::RetryPolicy::default() };

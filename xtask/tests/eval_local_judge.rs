@@ -19,7 +19,7 @@ fn eval_judged_by_a_local_model() {
         .args(["--model"])
         .arg(&model)
         .args(["--judge", &format!("local:{}", model.display())])
-        .args(["--max-new-tokens", "16", "--judge-max-tokens", "24", "--min-pass-rate", "0"])
+        .args(["--max-new-tokens", "12", "--judge-max-tokens", "16", "--min-pass-rate", "0"])
         .arg("--report")
         .arg(&report));
 

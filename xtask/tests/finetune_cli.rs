@@ -198,3 +198,49 @@ fn rows_longer_than_max_seq_length_are_truncated_and_counted() {
     let longer = (0..40).filter(|i| 6 + i % 9 + 1 > 8).count();
     assert_eq!(truncated, longer, "{line}");
 }
+
+#[test]
+fn judge_section_scores_goldens_at_eval_steps() {
+    use std::sync::Arc;
+    // A scripted OpenAI-compatible judge: no opinions in any answer, so Bias is 0.
+    let judge = eval::testing::ScriptedLlm::from_fn(|messages, _| {
+        let prompt = &messages.last().expect("a message").content;
+        let answer = if prompt.contains("opinion") && !prompt.contains("verdict") && !prompt.contains("reason") {
+            r#"{"opinions": []}"#
+        } else {
+            r#"{"reason": "The answer states no opinions."}"#
+        };
+        Ok(eval::testing::text(answer))
+    });
+    let server = llm_api::server::spawn_server(
+        llm_api::server::ServerConfig::new(Arc::new(judge), "judge"),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .expect("server");
+    let dir = tempfile::tempdir().expect("tmp");
+    let goldens = dir.path().join("goldens.jsonl");
+    std::fs::write(&goldens, "{\"input\": \"n3 n4 n5\"}\n{\"input\": \"n10 n12\"}\n").expect("goldens");
+    let out = dir.path().join("out");
+    let config = write_config(dir.path(), &out, 2);
+    let output = xtask()
+        .args(["finetune", "--config"])
+        .arg(&config)
+        .args(["--set", &format!("judge.goldens={}", goldens.display())])
+        .args(["--set", &format!("judge.judge=openai:{}#judge", server.base_url())])
+        .args(["--set", "judge.metrics=bias", "--set", "judge.template=raw", "--set", "judge.max_new_tokens=4"])
+        .args(["--set", "training.eval_steps=2"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    let judged: Vec<serde_json::Value> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["extra"]["callback0"].is_object())
+        .collect();
+    assert_eq!(judged.len(), 1, "one judged evaluation at step 2:\n{metrics}");
+    let scores = &judged[0]["extra"]["callback0"];
+    assert_eq!(scores["judge_mean_scores"]["Bias"], 0.0, "{scores}");
+    assert_eq!(scores["judge_errors"], 0, "{scores}");
+    server.shutdown().expect("stop");
+}

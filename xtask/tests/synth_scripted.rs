@@ -110,6 +110,14 @@ fn goldens_from_every_format_with_provenance_and_fixed_bytes_per_seed() {
         assert!(g.expected_output.as_deref().is_some_and(|e| e.starts_with("From the context: ")));
     }
 
+    // `xtask eval` reads what `xtask synth` writes.
+    let for_eval = eval::load_goldens(out("a.jsonl")).expect("eval reads synth output");
+    assert_eq!(for_eval.len(), goldens.len());
+    for (e, g) in for_eval.iter().zip(&goldens) {
+        assert_eq!((e.input.as_str(), e.source_file.as_deref(), e.context.as_ref()), (g.input.as_str(), Some(g.source_file.as_str()), Some(&g.context)));
+        assert_eq!(e.expected_output, g.expected_output);
+    }
+
     // CSV: the header, then one row per golden.
     let mut reader = csv::Reader::from_path(out("a.csv")).expect("csv");
     let header: Vec<String> = reader.headers().expect("header").iter().map(String::from).collect();

@@ -37,6 +37,7 @@ pub enum HostScales<'a> {
 
 /// Per-block scales resident on a device.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per weight; boxing buys nothing
 pub(crate) enum DeviceScales {
     Plain(Tensor<1>),
     Double { codes: Tensor<1, Int>, nested_absmax: Tensor<1>, nested_code: Tensor<1>, nested_blocksize: usize, offset: f32 },
@@ -106,7 +107,7 @@ impl PackedNf4 {
         if n == 0 {
             return Err(shape_err("shape", format!("{shape:?} has no elements")));
         }
-        if blocksize == 0 || blocksize % 8 != 0 {
+        if blocksize == 0 || !blocksize.is_multiple_of(8) {
             return Err(shape_err("blocksize", format!("{blocksize} is not a positive multiple of 8")));
         }
         check_len("packed", n.div_ceil(2), packed.len())?;
@@ -308,7 +309,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(40_503));
-                if h % 61 == 0 { 0.0 } else { ((h >> 7) % 40_001) as f32 / 20_000.0 - 1.0 }
+                if h.is_multiple_of(61) { 0.0 } else { ((h >> 7) % 40_001) as f32 / 20_000.0 - 1.0 }
             })
             .collect()
     }

@@ -61,8 +61,8 @@ impl LoraAdapter {
     /// - output: `[..., out]`
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = self.dropout.forward(x);
-        let h = burn::tensor::module::linear(x, self.a.val().transpose(), None);
-        burn::tensor::module::linear(h, self.b.val().transpose(), None).mul_scalar(self.scaling)
+        let h = crate::matmul::linear(x, self.a.val());
+        crate::matmul::linear(h, self.b.val()).mul_scalar(self.scaling)
     }
 
     /// The dense weight update `s · B · A`, shape `[out, in]` (for merging).

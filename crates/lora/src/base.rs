@@ -24,7 +24,11 @@ impl DenseLinear {
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(x, self.weight.val().transpose(), self.bias.as_ref().map(|b| b.val()))
+        let y = crate::matmul::linear(x, self.weight.val());
+        match &self.bias {
+            Some(b) => y + b.val().unsqueeze::<D>(),
+            None => y,
+        }
     }
 
     /// `[out, in]`.

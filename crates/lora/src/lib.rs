@@ -14,6 +14,7 @@ pub mod adapter;
 pub mod base;
 pub mod config;
 pub mod error;
+pub mod matmul;
 pub mod peft;
 pub mod projection;
 

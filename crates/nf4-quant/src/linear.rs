@@ -15,7 +15,7 @@ use half::{bf16, f16};
 use crate::config::QuantConfig;
 use crate::dequant::{DequantPath, DeviceNf4Tensor};
 use crate::error::{Error, Result};
-use crate::tensor::Nf4Tensor;
+use crate::tensor::{Absmax, Nf4Tensor};
 use crate::weight::{Nf4Weight, Storage};
 
 /// How an [`Nf4Linear`] computes.
@@ -63,6 +63,29 @@ pub struct Nf4Linear {
     pub weight: Nf4Weight,
     /// Optional bias `[out]`, frozen.
     pub bias: Option<Param<Tensor<1>>>,
+    /// On CUDA devices: the packed weight resident on the GPU, decoded by a fused kernel in a
+    /// forward whose backward decodes again (no dense weight is kept between the two).
+    #[module(skip)]
+    pub gpu: Option<gpu_kernels::PackedNf4>,
+}
+
+/// The packed weight and its scales on a CUDA device, for the fused kernels.
+fn upload_gpu(weight: &Nf4Tensor, shape: [usize; 2], device: &Device) -> Result<gpu_kernels::PackedNf4> {
+    let code = weight.quant_type().decode_table();
+    let fail = |e: gpu_kernels::Error| Error::InvalidShape { what: "GPU upload".into(), shape: shape.to_vec(), reason: e.to_string() };
+    match weight.absmax() {
+        Absmax::Plain(v) => gpu_kernels::PackedNf4::upload(weight.packed(), gpu_kernels::HostScales::Plain(v), code, shape, weight.blocksize(), device).map_err(fail),
+        Absmax::Double(d) => {
+            let scales = gpu_kernels::HostScales::Double {
+                codes: &d.codes,
+                nested_absmax: &d.nested_absmax,
+                nested_code: &d.nested_code,
+                nested_blocksize: d.nested_blocksize,
+                offset: d.offset,
+            };
+            gpu_kernels::PackedNf4::upload(weight.packed(), scales, code, shape, weight.blocksize(), device).map_err(fail)
+        }
+    }
 }
 
 impl Nf4Linear {
@@ -96,9 +119,13 @@ impl Nf4Linear {
                 reason: format!("expected [{}]", shape[0]),
             });
         }
-        let path = config
-            .path
-            .unwrap_or_else(|| DequantPath::for_device(device));
+        let gpu = if gpu_kernels::is_cuda(device) { Some(upload_gpu(&weight, shape, device)?) } else { None };
+        // With the GPU copy, the other copy stays on the host (for read-back and merging).
+        let path = match (&gpu, config.path) {
+            (Some(_), _) => DequantPath::Host,
+            (None, Some(p)) => p,
+            (None, None) => DequantPath::for_device(device),
+        };
         let storage = match path {
             DequantPath::Host => Storage::Host {
                 tensor: Arc::new(weight),
@@ -117,6 +144,7 @@ impl Nf4Linear {
                 compute_dtype: config.compute_dtype,
             },
             bias,
+            gpu,
         })
     }
 
@@ -164,6 +192,14 @@ impl Nf4Linear {
         let in_dtype = input.dtype();
         let compute = self.weight.compute_dtype;
         let x = input.cast(compute);
+        if let Some(packed) = &self.gpu {
+            let y = gpu_kernels::nf4_linear(x, packed);
+            let y = match &self.bias {
+                Some(b) => y + b.val().without_autodiff().cast(compute).unsqueeze::<D>(),
+                None => y,
+            };
+            return y.cast(in_dtype);
+        }
         let w = self.weight.dense(&x.device());
         let b = self
             .bias

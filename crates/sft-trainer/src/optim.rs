@@ -155,12 +155,10 @@ impl AdamW {
 /// # Errors
 /// Device transfer failures.
 pub fn clip_global_norm(grads: Vec<Tensor<2>>, max_norm: Option<f64>) -> Result<(f64, Vec<Tensor<2>>)> {
-    let mut sq = 0.0f64;
-    for g in &grads {
-        let s: f32 = g.clone().cast(burn::tensor::DType::F32).square().sum().into_scalar();
-        sq += s as f64;
-    }
-    let norm = sq.sqrt();
+    // One device sum, one read-back.
+    let squares: Vec<Tensor<1>> = grads.iter().map(|g| g.clone().cast(burn::tensor::DType::F32).square().sum()).collect();
+    let sq: f32 = if squares.is_empty() { 0.0 } else { Tensor::cat(squares, 0).sum().into_scalar() };
+    let norm = (sq as f64).sqrt();
     let grads = match max_norm {
         Some(max) if max > 0.0 && norm > max => {
             let coef = max / (norm + 1e-6);

@@ -3,8 +3,9 @@
 //!
 //! Determinism: the data order of epoch `e` is a function of `(seed, e)`, the adapter init of
 //! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` (the device RNG is
-//! re-seeded before each micro-batch). A run resumed from a checkpoint therefore repeats the
-//! uninterrupted run's computation exactly.
+//! re-seeded before each micro-batch; it is process-wide, so a lock makes the steps of
+//! concurrent runs in one process take turns). A run resumed from a checkpoint therefore
+//! repeats the uninterrupted run's computation exactly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,7 +78,12 @@ pub struct Trainer {
     storage: Box<dyn Storage>,
     callbacks: Vec<Box<dyn Callback>>,
     resumed_from: Option<usize>,
+    checkpoints: bool,
 }
+
+/// Held for the whole of an optimizer step: burn's device RNG (dropout) is process-wide, so
+/// steps of concurrent runs in one process take turns, each re-seeding it first.
+static STEP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A stable seed for `(run seed, a, b)`.
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -126,9 +132,12 @@ impl Trainer {
             return Err(Error::Config("the model must be on an autodiff device to train".into()));
         }
         let args = &setup.args;
-        device.seed(mix(args.seed, 0, u64::MAX));
         let mut model = model.no_grad();
-        llama_model::adapters::attach_lora(&mut model, &setup.lora)?;
+        {
+            let _turn = STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            device.seed(mix(args.seed, 0, u64::MAX));
+            llama_model::adapters::attach_lora(&mut model, &setup.lora)?;
+        }
         let shapes: Vec<[usize; 2]> = trainable(&model).iter().map(|t| t.dims()).collect();
         let optimizer = AdamW::new(
             AdamWConfig { beta1: args.adam_beta1, beta2: args.adam_beta2, eps: args.adam_epsilon, weight_decay: args.weight_decay },
@@ -152,6 +161,7 @@ impl Trainer {
             storage: Box::new(FileSystem),
             callbacks: Vec::new(),
             resumed_from: None,
+            checkpoints: true,
         };
         if trainer.setup.resume {
             trainer.restore()?;
@@ -163,6 +173,17 @@ impl Trainer {
     pub fn with_storage(mut self, storage: Box<dyn Storage>) -> Self {
         self.storage = storage;
         self
+    }
+
+    /// Writes no checkpoints (benchmarks).
+    pub fn without_checkpoints(mut self) -> Self {
+        self.checkpoints = false;
+        self
+    }
+
+    /// Trainable (adapter) parameters.
+    pub fn trainable_params(&self) -> usize {
+        trainable(&self.model).iter().map(|t| t.shape().num_elements()).sum()
     }
 
     /// Adds a callback.
@@ -232,6 +253,7 @@ impl Trainer {
 
     /// One optimizer step; returns `(loss, grad_norm, lr, tokens)`.
     fn step(&mut self) -> Result<(f64, f64, f64, usize)> {
+        let _turn = STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let accum = self.setup.args.gradient_accumulation_steps;
         let params = trainable(&self.model);
         let mut sums: Vec<Option<Tensor<2>>> = vec![None; params.len()];
@@ -388,7 +410,7 @@ impl Trainer {
                 }
                 last_eval = eval_loss.or(last_eval);
             }
-            if step % self.setup.args.save_steps == 0 || step == total {
+            if self.checkpoints && (step % self.setup.args.save_steps == 0 || step == total) {
                 self.save()?;
             }
         }

@@ -93,3 +93,24 @@ fn fixed_seed_losses_are_stable_and_resume_is_exact() {
     let b = std::fs::read(dir.path().join("checkpoints/step-8/adapter_model.safetensors")).expect("resumed");
     assert_eq!(a, b, "the final adapters are identical");
 }
+
+#[test]
+fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = setup(dir.path(), false, None);
+    // A rate this large makes the weights overflow within a few steps.
+    s.args.learning_rate = 1e30;
+    s.args.max_grad_norm = 0.0;
+    s.args.lr_scheduler_type = ScheduleKind::Constant;
+    s.args.save_steps = 1;
+    let device = Device::flex().autodiff();
+    let mut trainer = Trainer::new(tiny_model(&device), s).expect("trainer");
+    let err = trainer.train(|_, _, _| {}).expect_err("the loss must blow up");
+    let sft_trainer::Error::NonFinite { step, loss } = err else { panic!("expected NonFinite, got {err}") };
+    assert!(!loss.is_finite());
+    let steps = sft_trainer::checkpoint::all_steps(dir.path());
+    assert_eq!(steps.last().copied(), Some(step - 1), "checkpoints stop at the last good step");
+    for s in steps {
+        sft_trainer::checkpoint::load(&sft_trainer::checkpoint::step_dir(dir.path(), s)).expect("complete checkpoint");
+    }
+}

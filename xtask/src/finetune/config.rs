@@ -134,6 +134,9 @@ pub struct FinetuneConfig {
     /// 8. Try the model.
     #[serde(default)]
     pub try_model: TrySection,
+    /// Optional: an LLM judge scores the model on goldens at every evaluation step.
+    #[serde(default)]
+    pub judge: super::judge::JudgeSection,
 }
 
 /// Sets `path` (dotted, e.g. `training.max_steps`) in a TOML tree to `raw`, parsed as a TOML
@@ -165,7 +168,9 @@ impl FinetuneConfig {
             let Some((k, v)) = o.split_once('=') else { bail!("--set {o}: expected key=value") };
             set_path(&mut table, k.trim(), v.trim()).with_context(|| format!("--set {o}"))?;
         }
-        let config: Self = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {}", e.message()))?;
+        // Through text, so that a type error shows the offending `key = value` line.
+        let merged = toml::to_string(&table).with_context(|| format!("{origin}: re-serializing the overrides"))?;
+        let config: Self = toml::from_str(&merged).map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {e}"))?;
         config.validate().with_context(|| format!("{origin}: invalid settings"))?;
         Ok(config)
     }

@@ -3,6 +3,7 @@
 //! and try the model.
 
 mod config;
+mod judge;
 mod plot;
 
 use std::io::Write;
@@ -113,6 +114,9 @@ pub fn run(args: Args) -> Result<()> {
         stop_after: std::env::var("KINDLING_STOP_AFTER_STEPS").ok().and_then(|v| v.parse().ok()),
     };
     let mut trainer = Trainer::new(model, setup)?;
+    if let Some(judge) = judge::JudgeCallback::from_section(&cfg.judge, &tokenizer, &files.chat, backend)? {
+        trainer = trainer.with_callback(Box::new(judge));
+    }
     let total = trainer.total_steps() as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")?);

@@ -167,7 +167,7 @@ fn host_nf4(n: usize, blocksize: usize, seed: u64) -> HostNf4 {
 /// The host formula for element `i` (f32 steps, no fusion).
 fn host_value(h: &HostNf4, i: usize, blocksize: usize, double: bool) -> f32 {
     let byte = h.packed[i / 2];
-    let q = if i % 2 == 0 { byte >> 4 } else { byte & 15 };
+    let q = if i.is_multiple_of(2) { byte >> 4 } else { byte & 15 };
     let b = i / blocksize;
     let scale = if double { h.nested_code[usize::from(h.codes[b])] * h.nested_absmax[b / 256] + h.offset } else { h.absmax[b] };
     NF4[usize::from(q)] * scale

@@ -1,0 +1,290 @@
+//! `cargo xtask bench`: end-to-end speed and memory (decode and training) on a backend, and
+//! the criterion kernel benches. Results print as one JSON line per measurement (also appended
+//! to `--out FILE`), so they can sit beside the Python anchor's in the same run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, generate, pretrained};
+
+use crate::backend::Backend;
+use crate::generate::DEFAULT_MODEL;
+
+mod random_model;
+mod synthetic;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    /// Batch-1 greedy decoding: prefill and decode tokens/s, peak memory.
+    Decode,
+    /// QLoRA training steps of a finetune config: tokens/s, step time, peak memory.
+    Train,
+    /// The criterion micro-benchmarks (NF4 codec).
+    Kernels,
+    /// Logits of the HF parity fixtures on this backend against transformers' f32 logits.
+    Parity,
+}
+
+/// Arguments of `bench`.
+#[derive(Parser, Debug, Clone)]
+pub struct Args {
+    /// Which suite.
+    #[arg(long, value_enum, default_value_t = Suite::Decode)]
+    pub suite: Suite,
+    /// Backend to run on.
+    #[arg(long = "device", value_enum, default_value_t = Backend::Cpu)]
+    pub backend: Backend,
+    /// Model for `decode` (path, `asset:REL`, hub id).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: String,
+    /// Prompt for `decode` (raw text).
+    #[arg(long, default_value = "The history of the printing press begins")]
+    pub prompt: String,
+    /// Tokens to generate in `decode` (always exactly this many: no stop tokens).
+    #[arg(long, default_value_t = 128)]
+    pub new_tokens: usize,
+    /// Finetune preset or config for `train`.
+    #[arg(long, default_value = "default")]
+    pub preset: String,
+    /// Optimizer steps for `train` (the first is a warm-up and not timed).
+    #[arg(long, default_value_t = 6)]
+    pub steps: usize,
+    /// Extra `--set` overrides for `train`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Append the JSON result lines to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run on a preset shape with random weights (e.g. `llama3-8b`), written once as sharded
+    /// HF safetensors into `--model-dir`: the Python anchor's workloads.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// Folder of the random checkpoint.
+    #[arg(long, default_value = "/tmp/kindling-random-model")]
+    pub model_dir: PathBuf,
+    /// LoRA targets of the synthetic `train` run.
+    #[arg(long, default_value = "q_proj,v_proj")]
+    pub targets: String,
+    /// Sequences per step of the synthetic `train` run.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence of the synthetic `train` run.
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// Untimed steps of the synthetic `train` run.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Keep AdamW states in host memory in the synthetic `train` run.
+    #[arg(long)]
+    pub paged: bool,
+    /// The HF parity fixtures folder for `parity`.
+    #[arg(long, default_value = "crates/llama-model/tests/fixtures/hf_parity")]
+    pub fixtures: PathBuf,
+    /// Random prompt length for `decode` on `--shape` (instead of `--prompt`).
+    #[arg(long, default_value_t = 32)]
+    pub prompt_tokens: usize,
+}
+
+fn emit(args: &Args, value: serde_json::Value) -> Result<()> {
+    let line = value.to_string();
+    println!("{line}");
+    if let Some(path) = &args.out {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Runs `bench`.
+pub fn run(args: Args) -> Result<()> {
+    if let Some(shape) = &args.shape {
+        let config = llama_model::presets::by_name(shape)
+            .with_context(|| format!("unknown shape `{shape}`; shapes: {}", llama_model::presets::NAMES.join(", ")))?;
+        let t = Instant::now();
+        if random_model::ensure(&config, &args.model_dir, 0)? {
+            eprintln!("wrote a random {shape} checkpoint to {} in {:.1?}", args.model_dir.display(), t.elapsed());
+        }
+        return match args.suite {
+            Suite::Train => {
+                let run = synthetic::TrainRun {
+                    model_dir: &args.model_dir,
+                    backend: args.backend,
+                    targets: &args.targets,
+                    batch: args.batch,
+                    seq: args.seq,
+                    warmup: args.warmup,
+                    steps: args.steps,
+                    paged: args.paged,
+                };
+                emit(&args, synthetic::train(&run)?)
+            }
+            Suite::Decode => decode_random(&args, &config),
+            Suite::Kernels | Suite::Parity => bail!("--shape applies to the train and decode suites"),
+        };
+    }
+    match args.suite {
+        Suite::Parity => parity(&args),
+        Suite::Decode => decode(&args),
+        Suite::Train => train(&args),
+        Suite::Kernels => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = Command::new("cargo").args(["bench", "-p", "nf4-quant"]).current_dir(root).status()?;
+            if !status.success() {
+                bail!("cargo bench failed ({status})");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn decode(args: &Args) -> Result<()> {
+    let device = args.backend.device()?;
+    let t0 = Instant::now();
+    let reference = assets::resolve(&args.model)?.to_string_lossy().into_owned();
+    let mut open = OpenOptions::new(&device);
+    open.load.dtype = args.backend.dtype();
+    let model = pretrained::open(&reference, &open).with_context(|| format!("model {}", args.model))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    // The prompt exactly as the tokenizer encodes it (as transformers' tokenizer call does).
+    let ids = model.tokenizer.encode(&args.prompt, true)?;
+    let options = GenerateOptions {
+        max_new_tokens: args.new_tokens,
+        sampling: SamplingConfig::default(),
+        stop_tokens: Vec::new(),
+        use_cache: true,
+        top_logprobs: None,
+    };
+    // Warm-up (allocators, thread pools), not timed.
+    generate(&model.model, &ids, &GenerateOptions { max_new_tokens: 4, ..options.clone() }, |_| true)?;
+    let start = Instant::now();
+    let mut first = None;
+    let out = generate(&model.model, &ids, &options, |_| {
+        first.get_or_insert_with(Instant::now);
+        true
+    })?;
+    let end = Instant::now();
+    let first = first.context("no token generated")?;
+    let decoded = out.tokens.len().saturating_sub(1);
+    emit(args, serde_json::json!({
+        "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "model": args.model,
+        "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s,
+        "prefill_s": (first - start).as_secs_f64(),
+        "decode_tokens_per_s": decoded as f64 / (end - first).as_secs_f64().max(1e-9),
+        "end_to_end_tokens_per_s": out.tokens.len() as f64 / (end - start).as_secs_f64().max(1e-9),
+        "peak_rss_mib": sft_trainer::memory::peak_rss_mib(),
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    }))
+}
+
+/// The tiny HF parity fixtures on this backend (in its compute dtype, dense and NF4): relative
+/// error of the logits against transformers' f32 logits, and greedy tokens.
+fn parity(args: &Args) -> Result<()> {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use llama_model::weights::WeightSource;
+    let root = &args.fixtures;
+    for case in ["gqa", "llama3_rope", "tied"] {
+        let dir = root.join(case);
+        let config = llama_model::LlamaConfig::from_hf_file(dir.join("config.json"))?;
+        let expected = llama_model::weights::safetensors::SafetensorsSource::open_file(&dir.join("expected.safetensors"))?;
+        let (_, shape, bytes) = expected.read_raw("input_ids")?;
+        let ids: Vec<i64> = bytes.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect();
+        let theirs = expected.read_f32("logits")?;
+        let rel = |a: &[f32], b: &[f32]| {
+            let diff: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+            let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+            (diff / norm).sqrt()
+        };
+        let logits = |backend: Backend, quant: Option<&nf4_quant::QuantConfig>| -> Result<Vec<f32>> {
+            let device = backend.device()?;
+            let source = llama_model::weights::open(&dir)?;
+            let options = llama_model::LoadOptions { device: device.clone(), dtype: backend.dtype() };
+            let model = llama_model::load_quantized(source.as_ref(), &config, &options, quant)?;
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [shape[0], shape[1]]), &device);
+            model.forward(tokens, None).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+        };
+        for quant in [None, Some(nf4_quant::QuantConfig::nf4())] {
+            let ours = logits(args.backend, quant.as_ref())?;
+            let cpu = logits(Backend::Cpu, quant.as_ref())?;
+            emit(args, serde_json::json!({
+                "suite": "parity", "backend": format!("{:?}", args.backend).to_lowercase(), "case": case,
+                "base": if quant.is_some() { "nf4" } else { "dense" }, "dtype": format!("{:?}", args.backend.dtype()),
+                "relative_error_vs_cpu_f32": rel(&ours, &cpu),
+                "relative_error_vs_hf_f32": quant.is_none().then(|| rel(&ours, &theirs)),
+                "finite": ours.iter().all(|v| v.is_finite()),
+            }))?;
+        }
+    }
+    Ok(())
+}
+
+/// Batch-1 greedy decoding of the random checkpoint with an NF4 base (the anchor's `decode`).
+fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
+    let device = args.backend.device()?;
+    let t0 = Instant::now();
+    let source = llama_model::weights::open(&args.model_dir)?;
+    let options = llama_model::LoadOptions { device: device.clone(), dtype: args.backend.dtype() };
+    let model = llama_model::load_quantized(source.as_ref(), config, &options, Some(&nf4_quant::QuantConfig::nf4()))?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut x = 0x1234_5678u64;
+    let ids: Vec<u32> = (0..args.prompt_tokens)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % config.vocab_size as u64) as u32
+        })
+        .collect();
+    let options = GenerateOptions { max_new_tokens: args.new_tokens, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), use_cache: true, top_logprobs: None };
+    generate(&model, &ids, &GenerateOptions { max_new_tokens: 8, ..options.clone() }, |_| true)?;
+    let start = Instant::now();
+    let out = generate(&model, &ids, &options, |_| true)?;
+    device.sync().ok();
+    let secs = start.elapsed().as_secs_f64();
+    emit(args, serde_json::json!({
+        "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "shape": args.shape,
+        "base": "nf4", "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s, "seconds": secs,
+        "tokens_per_s": out.tokens.len() as f64 / secs,
+        "pool_reserved_gib": device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64),
+    }))
+}
+
+fn train(args: &Args) -> Result<()> {
+    let dir = tempfile_dir()?;
+    let mut overrides = vec![
+        format!("run.output_dir={}", dir.display()),
+        format!("run.backend={}", format!("{:?}", args.backend).to_lowercase()),
+        format!("training.max_steps={}", args.steps),
+        format!("training.logging_steps={}", 1),
+        format!("training.save_steps={}", args.steps),
+        format!("training.eval_steps={}", args.steps * 10),
+        "dataset.eval_count=1".to_string(),
+        "try_model.max_length=1".to_string(),
+    ];
+    overrides.extend(args.overrides.iter().cloned());
+    crate::finetune::run(crate::finetune::Args { config: None, preset: Some(args.preset.clone()), overrides: overrides.clone(), resume: false, print_config: false })?;
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl"))?;
+    let records: Vec<sft_trainer::LogRecord> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let timed: Vec<f64> = records.iter().filter(|r| r.step > 1).filter_map(|r| r.tokens_per_s).collect();
+    if timed.is_empty() {
+        bail!("no timed steps (use --steps 2 or more)");
+    }
+    let mean = timed.iter().sum::<f64>() / timed.len() as f64;
+    let peak = records.iter().filter_map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+    emit(args, serde_json::json!({
+        "suite": "train", "backend": format!("{:?}", args.backend).to_lowercase(), "preset": args.preset,
+        "overrides": args.overrides, "timed_steps": timed.len(), "tokens_per_s": mean, "peak_rss_mib": peak,
+    }))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("kindling-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,119 @@
+//! The GPU training benchmark on a preset shape with random weights and random tokens, the
+//! workload of the Python anchor (`shared/anchors/qlora_anchor.py`): batch × seq random ids,
+//! labels = inputs, NF4 base, LoRA r64/α16/dropout 0.1, AdamW, clip 0.3.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use llama_model::{LlamaConfig, LoadOptions, load_quantized, weights};
+use lora::{LoraConfig, TargetModules};
+use sft_trainer::data::Example;
+use sft_trainer::{OptimizerKind, RunSetup, ScheduleKind, Trainer, TrainingArgs};
+
+use crate::backend::Backend;
+
+/// One training measurement.
+pub struct TrainRun<'a> {
+    /// The model folder (random checkpoint).
+    pub model_dir: &'a Path,
+    /// Backend.
+    pub backend: Backend,
+    /// LoRA targets (`q_proj,v_proj` or `all-linear`).
+    pub targets: &'a str,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Keep AdamW states in host memory.
+    pub paged: bool,
+}
+
+/// Runs it and returns the JSON result.
+///
+/// # Errors
+/// Loading or training failures.
+pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
+    let device = run.backend.device()?.autodiff();
+    let config = LlamaConfig::from_hf_file(run.model_dir.join("config.json"))?;
+    let t0 = Instant::now();
+    let source = weights::open(run.model_dir)?;
+    let options = LoadOptions { device: device.clone(), dtype: run.backend.dtype() };
+    let model = load_quantized(source.as_ref(), &config, &options, Some(&nf4_quant::QuantConfig::nf4())).context("loading with NF4")?;
+    device.sync().ok();
+    let load_s = t0.elapsed().as_secs_f64();
+    let base_mem = device.memory_pool_usage().map(|u| u.bytes_in_use);
+    let total = run.warmup + run.steps;
+    let mut seed = 0x5EEDu64;
+    let examples: Vec<Example> = (0..total * run.batch)
+        .map(|_| {
+            let ids = (0..run.seq)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % config.vocab_size as u64) as u32
+                })
+                .collect();
+            Example::all_learned(ids)
+        })
+        .collect();
+    let out = std::env::temp_dir().join(format!("kindling-bench-train-{}", std::process::id()));
+    let setup = RunSetup {
+        args: TrainingArgs {
+            max_steps: Some(total),
+            per_device_train_batch_size: run.batch,
+            optim: if run.paged { OptimizerKind::PagedAdamw32bit } else { OptimizerKind::Adamw32bit },
+            lr_scheduler_type: ScheduleKind::Constant,
+            group_by_length: false,
+            logging_steps: 1,
+            save_steps: total + 1,
+            eval_steps: Some(total + 1),
+            bf16: true,
+            ..TrainingArgs::default()
+        },
+        lora: LoraConfig { target_modules: TargetModules::parse(run.targets)?, ..LoraConfig::default() },
+        base_model_name: run.model_dir.display().to_string(),
+        output_dir: out.clone(),
+        pad_id: config.eos_token_ids.first().copied().unwrap_or(0),
+        train: examples,
+        eval: Vec::new(),
+        resume: false,
+        stop_after: None,
+    };
+    let mut trainer = Trainer::new(model, setup)?.without_checkpoints();
+    let trainable = trainer.trainable_params();
+    let mut times = Vec::new();
+    let mut losses = Vec::new();
+    let mut peak = 0u64;
+    let mut last = Instant::now();
+    trainer.train(|step, _, loss| {
+        device.sync().ok();
+        let now = Instant::now();
+        if step > run.warmup {
+            times.push((now - last).as_secs_f64());
+            losses.push(loss);
+        }
+        if let Some(u) = device.memory_pool_usage() {
+            peak = peak.max(u.bytes_reserved);
+        }
+        last = now;
+    })?;
+    let _ = std::fs::remove_dir_all(&out);
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    Ok(serde_json::json!({
+        "suite": "train", "backend": format!("{:?}", run.backend).to_lowercase(), "targets": run.targets,
+        "batch": run.batch, "seq": run.seq, "trainable_params": trainable, "load_s": load_s,
+        "step_s_median": median, "step_s_min": sorted.first(), "step_s_max": sorted.last(),
+        "tokens_per_s": (run.batch * run.seq) as f64 / median,
+        "pool_reserved_peak_gib": peak as f64 / (1u64 << 30) as f64,
+        "base_model_gib": base_mem.map(|b| b as f64 / (1u64 << 30) as f64),
+        "loss_last": losses.last(),
+    }))
+}

@@ -16,6 +16,7 @@ pub mod error;
 pub mod loss;
 pub mod memory;
 pub mod optim;
+pub mod parallel;
 pub mod schedule;
 pub mod trainer;
 

@@ -10,6 +10,24 @@ use burn::tensor::{Int, Tensor};
 /// The label value that is not trained on.
 pub const IGNORE_INDEX: i64 = -100;
 
+/// Summed next-token cross-entropy over counted positions (divide by the batch's — or the
+/// global batch's — counted positions for the mean).
+///
+/// # Shapes
+/// - logits: `[batch, len, vocab]`, labels: `[batch, len]`
+/// - output: `[1]`
+pub fn causal_lm_loss_sum(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    let [b, s, _] = logits.dims();
+    assert_eq!(labels.dims(), [b, s], "labels must be [batch, len]");
+    let logits = logits.narrow(1, 0, s - 1);
+    let targets = labels.narrow(1, 1, s - 1);
+    let counted = targets.clone().not_equal_elem(IGNORE_INDEX).float();
+    let index = targets.clamp_min(0).reshape([b, s - 1, 1]);
+    let logp = log_softmax(logits.cast(burn::tensor::DType::F32), 2);
+    let picked = logp.gather(2, index).reshape([b, s - 1]);
+    (picked * counted).sum().neg()
+}
+
 /// Mean next-token cross-entropy over counted positions.
 ///
 /// # Shapes

@@ -20,7 +20,8 @@ use crate::args::{OptimizerKind, TrainingArgs};
 use crate::callback::{Callback, LogRecord};
 use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
 use crate::data::{Batch, Example, collate, epoch_batches};
-use crate::loss::causal_lm_loss;
+use crate::loss::{causal_lm_loss, causal_lm_loss_sum};
+use crate::parallel::{Collective, SingleRank};
 use crate::optim::{AdamW, AdamWConfig, clip_global_norm};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
@@ -79,6 +80,7 @@ pub struct Trainer {
     callbacks: Vec<Box<dyn Callback>>,
     resumed_from: Option<usize>,
     checkpoints: bool,
+    collective: Box<dyn Collective>,
 }
 
 /// Held for the whole of an optimizer step: burn's device RNG (dropout) is process-wide, so
@@ -162,6 +164,7 @@ impl Trainer {
             callbacks: Vec::new(),
             resumed_from: None,
             checkpoints: true,
+            collective: Box::new(SingleRank),
         };
         if trainer.setup.resume {
             trainer.restore()?;
@@ -173,6 +176,25 @@ impl Trainer {
     pub fn with_storage(mut self, storage: Box<dyn Storage>) -> Self {
         self.storage = storage;
         self
+    }
+
+    /// Makes this trainer one rank of a data-parallel group: each global batch is
+    /// `per_device_train_batch_size × world_size` sequences, this rank trains on its shard,
+    /// gradients are summed across ranks, and only rank 0 logs and saves. In-process thread
+    /// ranks share burn's process-wide RNG, so they need `lora.dropout = 0` to stay exact.
+    pub fn with_collective(mut self, collective: Box<dyn Collective>) -> Self {
+        let world = collective.world_size();
+        let per_epoch = self.setup.train.len().div_ceil(self.setup.args.per_device_train_batch_size * world);
+        self.batches_per_epoch = per_epoch;
+        let args = &self.setup.args;
+        let total = args.total_steps(per_epoch);
+        self.schedule = Schedule::new(args.lr_scheduler_type, args.learning_rate, total, args.warmup_ratio, args.warmup_steps);
+        self.collective = collective;
+        self
+    }
+
+    fn is_main(&self) -> bool {
+        self.collective.rank() == 0
     }
 
     /// Writes no checkpoints (benchmarks).
@@ -231,17 +253,24 @@ impl Trainer {
         Ok(())
     }
 
-    fn next_batch(&mut self) -> Batch {
+    /// This rank's shard of the next global batch, and the loss positions of the whole global
+    /// batch.
+    fn next_batch(&mut self) -> (Batch, usize) {
         let args = &self.setup.args;
-        let order = epoch_batches(&self.setup.train, args.per_device_train_batch_size, args.group_by_length, args.seed, self.state.epoch);
+        let (world, rank) = (self.collective.world_size(), self.collective.rank());
+        let global = args.per_device_train_batch_size * world;
+        let order = epoch_batches(&self.setup.train, global, args.group_by_length, args.seed, self.state.epoch);
         if self.state.cursor >= order.len() {
             self.state.epoch += 1;
             self.state.cursor = 0;
             return self.next_batch();
         }
-        let picked: Vec<&Example> = order[self.state.cursor].iter().map(|&i| &self.setup.train[i]).collect();
+        let indices = &order[self.state.cursor];
+        let global_tokens: usize = indices.iter().map(|&i| collate(&[&self.setup.train[i]], self.setup.pad_id).num_loss_tokens).sum();
+        let per_rank = indices.len().div_ceil(world);
+        let shard: Vec<&Example> = indices.iter().skip(rank * per_rank).take(per_rank).map(|&i| &self.setup.train[i]).collect();
         self.state.cursor += 1;
-        collate(&picked, self.setup.pad_id)
+        (collate(&shard, self.setup.pad_id), global_tokens)
     }
 
     fn tensors(&self, batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
@@ -252,25 +281,32 @@ impl Trainer {
     }
 
     /// One optimizer step; returns `(loss, grad_norm, lr, tokens)`.
+    ///
+    /// The loss is the mean over every counted position of the step's micro-batches (of every
+    /// rank): each micro-batch contributes `Σ ℓ / N`, `N` the counted positions of the step.
     fn step(&mut self) -> Result<(f64, f64, f64, usize)> {
-        let _turn = STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let world = self.collective.world_size();
+        // Thread ranks cannot take turns mid-step (they meet in the all-reduce).
+        let _turn = (world == 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let accum = self.setup.args.gradient_accumulation_steps;
+        let batches: Vec<(Batch, usize)> = (0..accum).map(|_| self.next_batch()).collect();
+        let step_tokens: usize = batches.iter().map(|(_, n)| n).sum::<usize>().max(1);
         let params = trainable(&self.model);
         let mut sums: Vec<Option<Tensor<2>>> = vec![None; params.len()];
         let mut loss_total = 0.0;
         let mut tokens = 0;
-        for micro in 0..accum {
-            let batch = self.next_batch();
+        for (micro, (batch, _)) in batches.iter().enumerate() {
             tokens += batch.num_tokens;
-            self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, micro as u64));
-            let (ids, labels) = self.tensors(&batch, &self.device);
-            let loss = causal_lm_loss(self.model.forward(ids, None), labels);
+            let stream = (micro * world + self.collective.rank()) as u64;
+            self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, stream));
+            let (ids, labels) = self.tensors(batch, &self.device);
+            let loss = causal_lm_loss_sum(self.model.forward(ids, None), labels).div_scalar(step_tokens as f64);
             let value: f32 = loss.clone().into_scalar();
-            loss_total += value as f64;
             if !value.is_finite() {
                 return Err(Error::NonFinite { step: self.state.step + 1, loss: value as f64 });
             }
-            let grads = loss.div_scalar(accum as f64).backward();
+            loss_total += value as f64;
+            let grads = loss.backward();
             for (sum, p) in sums.iter_mut().zip(&params) {
                 let g = p.grad(&grads).ok_or_else(|| Error::Tensor("an adapter parameter received no gradient".into()))?;
                 *sum = Some(match sum.take() {
@@ -279,14 +315,21 @@ impl Trainer {
                 });
             }
         }
-        let grads: Vec<Tensor<2>> = sums.into_iter().flatten().collect();
+        let mut grads: Vec<Tensor<2>> = sums.into_iter().flatten().collect();
+        if world > 1 {
+            let device = grads.first().map(|g| g.device()).unwrap_or_else(|| self.device.clone());
+            grads.push(Tensor::from_data(TensorData::new(vec![loss_total as f32], [1, 1]), &device));
+            grads = self.collective.all_reduce_sum(grads)?;
+            let loss = grads.pop().ok_or_else(|| Error::Tensor("all-reduce lost the loss".into()))?;
+            loss_total = loss.into_scalar::<f32>() as f64;
+        }
         let max_norm = (self.setup.args.max_grad_norm > 0.0).then_some(self.setup.args.max_grad_norm);
         let (norm, grads) = clip_global_norm(grads, max_norm)?;
         let lr = self.schedule.lr_at(self.state.step);
         let detached: Vec<Tensor<2>> = params.into_iter().map(|p| p.detach()).collect();
         let updated = self.optimizer.update(lr, detached, grads)?;
         set_trainable(&mut self.model, updated);
-        Ok((loss_total / accum as f64, norm, lr, tokens))
+        Ok((loss_total, norm, lr, tokens))
     }
 
     /// Mean held-out loss (token-weighted over batches), `None` without eval data.
@@ -313,6 +356,9 @@ impl Trainer {
     }
 
     fn save(&mut self) -> Result<PathBuf> {
+        if !self.is_main() {
+            return Ok(self.setup.output_dir.clone());
+        }
         let adapter = llama_model::adapters::extract_adapter(&self.model, &self.setup.lora, &self.setup.base_model_name)?;
         let moments = self.optimizer.export()?;
         let dir = checkpoint::save(&self.setup.output_dir, &adapter, &moments, &self.state, self.storage.as_ref())?;
@@ -326,6 +372,9 @@ impl Trainer {
     }
 
     fn log(&mut self, record: LogRecord) -> Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
         let path = self.setup.output_dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let line = serde_json::to_string(&record).map_err(|e| Error::io(&path, e))?;

@@ -1,0 +1,92 @@
+//! Two simulated data-parallel ranks (threads, gradients summed through host memory) train the
+//! same adapter as one rank with twice the batch.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use llama_model::{Llama, LlamaConfig, LoadOptions, adapters, load, weights};
+use lora::{LoraConfig, TargetModules};
+use sft_trainer::data::Example;
+use sft_trainer::parallel::ThreadRank;
+use sft_trainer::{RunSetup, ScheduleKind, Trainer, TrainingArgs};
+
+fn tiny_model(device: &Device) -> Llama {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
+    let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
+    load(weights::open(&dir).expect("weights").as_ref(), &config, &LoadOptions::f32(device)).expect("model")
+}
+
+fn examples() -> Vec<Example> {
+    (0..16)
+        .map(|i| {
+            let len = 6 + (i * 5) % 9;
+            let ids: Vec<u32> = (0..len).map(|t| 3 + ((i * 11 + t * (1 + i % 3)) % 90) as u32).collect();
+            Example::all_learned(ids)
+        })
+        .collect()
+}
+
+fn setup(out: &Path, batch: usize) -> RunSetup {
+    RunSetup {
+        args: TrainingArgs {
+            max_steps: Some(4),
+            per_device_train_batch_size: batch,
+            learning_rate: 1e-2,
+            lr_scheduler_type: ScheduleKind::Constant,
+            group_by_length: false,
+            logging_steps: 1,
+            save_steps: 4,
+            ..TrainingArgs::default()
+        },
+        lora: LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, target_modules: TargetModules::parse("all-linear").expect("t"), ..LoraConfig::default() },
+        base_model_name: "tiny".into(),
+        output_dir: out.to_path_buf(),
+        pad_id: 2,
+        train: examples(),
+        eval: Vec::new(),
+        resume: false,
+        stop_after: None,
+    }
+}
+
+fn adapter_values(model: &Llama) -> Vec<f32> {
+    let lora = LoraConfig { r: 4, ..LoraConfig::default() };
+    adapters::extract_adapter(model, &lora, "tiny").expect("extract").modules.values().flat_map(|w| w.a.iter().chain(&w.b).copied().collect::<Vec<_>>()).collect()
+}
+
+#[test]
+fn two_ranks_at_batch_two_equal_one_rank_at_batch_four() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let device = Device::flex().autodiff();
+    let mut single = Trainer::new(tiny_model(&device), setup(&dir.path().join("single"), 4)).expect("trainer");
+    let one = single.train(|_, _, _| {}).expect("train");
+    let reference = adapter_values(single.model());
+
+    let ranks = ThreadRank::group(2);
+    let results: Vec<(Vec<(usize, f64)>, Vec<f32>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .into_iter()
+            .enumerate()
+            .map(|(r, rank)| {
+                let out = dir.path().join(format!("rank{r}"));
+                s.spawn(move || {
+                    let device = Device::flex().autodiff();
+                    let mut t = Trainer::new(tiny_model(&device), setup(&out, 2)).expect("trainer").with_collective(Box::new(rank));
+                    let summary = t.train(|_, _, _| {}).expect("train");
+                    (summary.losses, adapter_values(t.model()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("rank")).collect()
+    });
+    for (r, (losses, values)) in results.iter().enumerate() {
+        for ((s1, a), (s2, b)) in one.losses.iter().zip(losses) {
+            assert_eq!(s1, s2);
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "rank {r} step {s1}: loss {b} vs single {a}");
+        }
+        let diff = values.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-5, "rank {r}: adapter differs by {diff}");
+    }
+    assert_eq!(results[0].1, results[1].1, "both ranks hold identical adapters");
+    assert!(dir.path().join("rank0/checkpoints/step-4").is_dir() && !dir.path().join("rank1/checkpoints").exists(), "only rank 0 saves");
+}

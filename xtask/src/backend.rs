@@ -19,10 +19,17 @@ pub enum Backend {
 impl Backend {
     /// The device, or an error saying how to build with this backend.
     pub fn device(self) -> Result<Device> {
+        self.device_at(0)
+    }
+
+    /// The `index`-th device of this backend (data-parallel ranks); the CPU has only one.
+    pub fn device_at(self, index: usize) -> Result<Device> {
         match self {
-            Backend::Cpu => cpu(),
-            Backend::Cuda => cuda(),
-            Backend::Wgpu => wgpu(),
+            Backend::Cpu if index == 0 => cpu(),
+            Backend::Cpu => bail!("the CPU backend has one device; data parallelism needs --device cuda"),
+            Backend::Cuda => cuda(index),
+            Backend::Wgpu if index == 0 => wgpu(),
+            Backend::Wgpu => bail!("data parallelism is implemented for CUDA devices only"),
         }
     }
 
@@ -45,13 +52,13 @@ fn cpu() -> Result<Device> {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda() -> Result<Device> {
+fn cuda(index: usize) -> Result<Device> {
     // Fail early (and clearly) when cuBLASLt cannot be loaded, rather than at the first GEMM.
-    gpu_kernels::cuda::cublaslt_ready(0).map_err(|e| anyhow::anyhow!("CUDA: {e} (is /usr/local/cuda/lib64 on LD_LIBRARY_PATH?)"))?;
-    Ok(Device::cuda(0))
+    gpu_kernels::cuda::cublaslt_ready(index).map_err(|e| anyhow::anyhow!("CUDA: {e} (is /usr/local/cuda/lib64 on LD_LIBRARY_PATH?)"))?;
+    Ok(Device::cuda(index))
 }
 #[cfg(not(feature = "cuda"))]
-fn cuda() -> Result<Device> {
+fn cuda(_index: usize) -> Result<Device> {
     bail!("this binary was built without CUDA: build it with `cargo run --release -p xtask --features cuda -- ...`")
 }
 

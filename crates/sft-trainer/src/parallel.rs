@@ -51,6 +51,8 @@ struct Round {
     /// Ranks that have read the result.
     taken: usize,
     generation: u64,
+    /// Ranks that left the group (finished or failed); a reduction can no longer complete.
+    departed: usize,
 }
 
 /// Ranks on threads of one process, exchanging through host memory (sums taken in rank order,
@@ -67,6 +69,16 @@ impl ThreadRank {
     pub fn group(world: usize) -> Vec<ThreadRank> {
         let shared = Arc::new((Mutex::new(Round { parts: vec![None; world], ..Round::default() }), Condvar::new()));
         (0..world).map(|rank| ThreadRank { rank, world, shared: shared.clone() }).collect()
+    }
+}
+
+impl Drop for ThreadRank {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.shared;
+        if let Ok(mut round) = lock.lock() {
+            round.departed += 1;
+            cv.notify_all();
+        }
     }
 }
 
@@ -98,6 +110,9 @@ impl Collective for ThreadRank {
         let mut round = lock.lock().map_err(poisoned)?;
         // Wait until the previous round's result has been read by everyone.
         while round.result.is_some() {
+            if round.departed > 0 {
+                return Err(Error::Tensor(format!("rank {}: another rank left the group", self.rank)));
+            }
             round = cv.wait(round).map_err(poisoned)?;
         }
         let target = round.generation + 1;
@@ -115,6 +130,9 @@ impl Collective for ThreadRank {
             cv.notify_all();
         }
         while round.generation < target {
+            if round.departed > 0 {
+                return Err(Error::Tensor(format!("rank {}: another rank left the group before this all-reduce completed", self.rank)));
+            }
             round = cv.wait(round).map_err(poisoned)?;
         }
         let result = round.result.clone().ok_or_else(|| Error::Tensor("all-reduce result missing".into()))?;

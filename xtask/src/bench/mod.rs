@@ -82,6 +82,9 @@ pub struct Args {
     /// Keep AdamW states in host memory in the synthetic `train` run.
     #[arg(long)]
     pub paged: bool,
+    /// Data-parallel ranks for the synthetic `train` run (one GPU each).
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
     /// The HF parity fixtures folder for `parity`.
     #[arg(long, default_value = "crates/llama-model/tests/fixtures/hf_parity")]
     pub fixtures: PathBuf,
@@ -120,6 +123,7 @@ pub fn run(args: Args) -> Result<()> {
                     warmup: args.warmup,
                     steps: args.steps,
                     paged: args.paged,
+                    devices: args.devices,
                 };
                 emit(&args, synthetic::train(&run)?)
             }

@@ -31,14 +31,43 @@ pub struct TrainRun<'a> {
     pub steps: usize,
     /// Keep AdamW states in host memory.
     pub paged: bool,
+    /// Data-parallel ranks, one device each (`batch` sequences per rank).
+    pub devices: usize,
 }
 
-/// Runs it and returns the JSON result.
+/// Runs it (one thread per device, gradients summed across ranks) and returns rank 0's result.
 ///
 /// # Errors
-/// Loading or training failures.
+/// Loading or training failures of any rank.
 pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
-    let device = run.backend.device()?.autodiff();
+    if run.devices <= 1 {
+        return train_rank(run, 0, None);
+    }
+    let ranks = sft_trainer::parallel::ThreadRank::group(run.devices);
+    let results: Vec<Result<serde_json::Value>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .into_iter()
+            .enumerate()
+            .map(|(r, rank)| s.spawn(move || train_rank(run, r, Some(Box::new(rank) as Box<dyn sft_trainer::parallel::Collective>))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a rank panicked")))).collect()
+    });
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    for (r, res) in results.into_iter().enumerate() {
+        match res {
+            Ok(v) => values.push(v),
+            Err(e) => errors.push(format!("rank {r}: {e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("data-parallel training failed:\n{}", errors.join("\n"));
+    }
+    values.into_iter().next().context("no rank ran")
+}
+
+fn train_rank(run: &TrainRun<'_>, rank: usize, collective: Option<Box<dyn sft_trainer::parallel::Collective>>) -> Result<serde_json::Value> {
+    let device = run.backend.device_at(rank)?.autodiff();
     let config = LlamaConfig::from_hf_file(run.model_dir.join("config.json"))?;
     let t0 = Instant::now();
     let source = weights::open(run.model_dir)?;
@@ -49,7 +78,7 @@ pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
     let base_mem = device.memory_pool_usage().map(|u| u.bytes_in_use);
     let total = run.warmup + run.steps;
     let mut seed = 0x5EEDu64;
-    let examples: Vec<Example> = (0..total * run.batch)
+    let examples: Vec<Example> = (0..total * run.batch * run.devices.max(1))
         .map(|_| {
             let ids = (0..run.seq)
                 .map(|_| {
@@ -62,7 +91,7 @@ pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
             Example::all_learned(ids)
         })
         .collect();
-    let out = std::env::temp_dir().join(format!("kindling-bench-train-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("kindling-bench-train-{}-{rank}", std::process::id()));
     let setup = RunSetup {
         args: TrainingArgs {
             max_steps: Some(total),
@@ -86,6 +115,9 @@ pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
         stop_after: None,
     };
     let mut trainer = Trainer::new(model, setup)?.without_checkpoints();
+    if let Some(c) = collective {
+        trainer = trainer.with_collective(c);
+    }
     let trainable = trainer.trainable_params();
     let mut times = Vec::new();
     let mut losses = Vec::new();
@@ -109,9 +141,9 @@ pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
     Ok(serde_json::json!({
         "suite": "train", "backend": format!("{:?}", run.backend).to_lowercase(), "targets": run.targets,
-        "batch": run.batch, "seq": run.seq, "trainable_params": trainable, "load_s": load_s,
+        "batch": run.batch, "seq": run.seq, "devices": run.devices.max(1), "trainable_params": trainable, "load_s": load_s,
         "step_s_median": median, "step_s_min": sorted.first(), "step_s_max": sorted.last(),
-        "tokens_per_s": (run.batch * run.seq) as f64 / median,
+        "tokens_per_s": (run.batch * run.seq * run.devices.max(1)) as f64 / median,
         "pool_reserved_peak_gib": peak as f64 / (1u64 << 30) as f64,
         "base_model_gib": base_mem.map(|b| b as f64 / (1u64 << 30) as f64),
         "loss_last": losses.last(),

@@ -2,7 +2,7 @@
 peft LoRA on a bitsandbytes NF4 base (QLoRA, as the recipe), on this CPU, with the settings of
 kindling's default finetune config: SmolLM2-135M-Instruct (from the same GGUF, dequantized to
 f32 by transformers), the Alpaca-1k parquet `text` field, r 64 / α 16 / dropout 0.1 on q,v,
-batch 4, max length 128, group by length, AdamW 32-bit, lr 2e-4, constant schedule.
+batch 4, max length 128 (transformers 5 has no group_by_length), AdamW 32-bit, lr 2e-4, constant schedule.
 
 usage: PYTHONPATH=<bitsandbytes dir> python3 hf_train_cpu.py GGUF PARQUET [--steps 6] [--threads N]
 Prints one JSON line: trained (non-padding) tokens per second over the steps after the first,
@@ -30,8 +30,16 @@ tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
 tok.pad_token = tok.eos_token
 quant = None if a.no_4bit else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                   bnb_4bit_compute_dtype=torch.float32)
-model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                             quantization_config=quant, device_map="cpu")
+# transformers cannot quantize while reading a GGUF: dequantize it to an HF folder once.
+dense_dir = "/tmp/hf-train-cpu-dense"
+if not os.path.exists(os.path.join(dense_dir, "config.json")):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    g = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    cfg = LlamaConfig(**{k: v for k, v in g.config.to_dict().items() if k != "quantization_config"})
+    plain = LlamaForCausalLM(cfg)
+    plain.load_state_dict(g.state_dict(), strict=False)
+    plain.save_pretrained(dense_dir)
+model = AutoModelForCausalLM.from_pretrained(dense_dir, dtype=torch.float32, quantization_config=quant, device_map="cpu")
 data = load_dataset("parquet", data_files=a.parquet, split="train")
 
 class Clock(TrainerCallback):
@@ -46,7 +54,7 @@ class Clock(TrainerCallback):
 clock = Clock()
 cfg = SFTConfig(output_dir="/tmp/hf-train-cpu", max_steps=a.steps, per_device_train_batch_size=4,
                 gradient_accumulation_steps=1, optim="adamw_torch", learning_rate=2e-4, weight_decay=0.001,
-                max_grad_norm=0.3, warmup_ratio=0.03, lr_scheduler_type="constant", group_by_length=True,
+                max_grad_norm=0.3, lr_scheduler_type="constant",
                 logging_steps=1, save_strategy="no", report_to=[], max_length=a.max_length,
                 dataset_text_field="text", packing=False, use_cpu=True, seed=42, bf16=False, fp16=False)
 trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,

@@ -30,5 +30,5 @@ pub mod cuda;
 
 pub use error::{Error, Result};
 pub use gemm::{gemm, is_cuda};
-pub use linear::linear;
+pub use linear::{linear, portable_linear};
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};

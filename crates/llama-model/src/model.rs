@@ -79,7 +79,7 @@ impl Llama {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => burn::tensor::module::linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+            None => lora::matmul::linear(hidden, self.embed_tokens.weight.val()),
         }
     }
 

@@ -18,6 +18,6 @@ pub fn linear<const D: usize>(x: Tensor<D>, w_out_in: Tensor<2>) -> Tensor<D> {
     if rows >= CUBLAS_MIN_ROWS && gpu_kernels::is_cuda(&x.device()) {
         gpu_kernels::linear(x, w_out_in)
     } else {
-        burn::tensor::module::linear(x, w_out_in.transpose(), None)
+        gpu_kernels::portable_linear(x, w_out_in)
     }
 }

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
-use burn::tensor::module::linear;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 use half::{bf16, f16};
 
@@ -201,11 +200,12 @@ impl Nf4Linear {
             return y.cast(in_dtype);
         }
         let w = self.weight.dense(&x.device());
-        let b = self
-            .bias
-            .as_ref()
-            .map(|b| b.val().without_autodiff().cast(compute));
-        linear(x, w.transpose(), b).cast(in_dtype)
+        let y = gpu_kernels::portable_linear(x, w);
+        let y = match &self.bias {
+            Some(b) => y + b.val().without_autodiff().cast(compute).unsqueeze::<D>(),
+            None => y,
+        };
+        y.cast(in_dtype)
     }
 
     /// The dense `[out, in]` weight in the compute dtype on the layer's device (without autodiff),

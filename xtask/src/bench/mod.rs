@@ -212,7 +212,10 @@ fn parity(args: &Args) -> Result<()> {
             model.forward(tokens, None).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
         };
         for quant in [None, Some(nf4_quant::QuantConfig::nf4())] {
+            let t = Instant::now();
+            eprintln!("parity: {case} {} on {:?}…", if quant.is_some() { "nf4" } else { "dense" }, args.backend);
             let ours = logits(args.backend, quant.as_ref())?;
+            eprintln!("parity: {case} done in {:.1?}", t.elapsed());
             let cpu = logits(Backend::Cpu, quant.as_ref())?;
             emit(args, serde_json::json!({
                 "suite": "parity", "backend": format!("{:?}", args.backend).to_lowercase(), "case": case,

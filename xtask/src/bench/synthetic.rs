@@ -75,6 +75,7 @@ fn train_rank(run: &TrainRun<'_>, rank: usize, collective: Option<Box<dyn sft_tr
     let model = load_quantized(source.as_ref(), &config, &options, Some(&nf4_quant::QuantConfig::nf4())).context("loading with NF4")?;
     device.sync().ok();
     let load_s = t0.elapsed().as_secs_f64();
+    eprintln!("rank {rank}: loaded in {load_s:.1}s");
     let base_mem = device.memory_pool_usage().map(|u| u.bytes_in_use);
     let total = run.warmup + run.steps;
     let mut seed = 0x5EEDu64;
@@ -126,6 +127,7 @@ fn train_rank(run: &TrainRun<'_>, rank: usize, collective: Option<Box<dyn sft_tr
     trainer.train(|step, _, loss| {
         device.sync().ok();
         let now = Instant::now();
+        eprintln!("rank {rank}: step {step} in {:.2?} (loss {loss:.4})", now - last);
         if step > run.warmup {
             times.push((now - last).as_secs_f64());
             losses.push(loss);

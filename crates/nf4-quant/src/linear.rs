@@ -281,6 +281,7 @@ impl ModuleDisplay for Nf4Linear {
 mod tests {
     use super::*;
     use crate::config::QuantConfig;
+    use burn::tensor::module::linear;
 
     fn weight(rows: usize, cols: usize, double: bool) -> Nf4Tensor {
         let x: Vec<f32> = (0..rows * cols)

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/targets/cuda}
-cargo build --release --offline -p xtask --features cuda,gpu-kernels/autotune
-cargo build --release --offline -p gpu-kernels --features cuda,autotune --test cuda --message-format=json-render-diagnostics > /tmp/gk-build.json
+cargo build --release --offline -p xtask --features cuda
+cargo build --release --offline -p gpu-kernels --features cuda --test cuda --message-format=json-render-diagnostics > /tmp/gk-build.json
 test_bin=$(grep -o '"executable":"[^"]*/deps/cuda-[^"]*"' /tmp/gk-build.json | tail -1 | cut -d'"' -f4)
 mkdir -p .device/bench
 for b in "$CARGO_TARGET_DIR/release/xtask" "$test_bin"; do

@@ -193,9 +193,10 @@ fn rows_longer_than_max_seq_length_are_truncated_and_counted() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr.lines().find(|l| l.starts_with("dataset:")).expect("dataset line");
     let truncated: usize = line.split(", ").find_map(|p| p.strip_suffix(" truncated to 8 tokens")?.parse().ok()).expect("count");
-    // Rows have 6..=14 words and get an EOS token appended (as trl does); those with more than
-    // 8 tokens are truncated (36 train rows + 4 held out).
-    let longer = (0..40).filter(|i| 6 + i % 9 + 1 > 8).count();
+    // Rows have 6..=14 words; the tokenizer adds no BOS of its own, so the Llama default
+    // (`add_bos_token`) prepends `<s>`, and an EOS is appended (as trl does). Those with more
+    // than 8 tokens are truncated (36 train rows + 4 held out).
+    let longer = (0..40).filter(|i| 1 + (6 + i % 9) + 1 > 8).count();
     assert_eq!(truncated, longer, "{line}");
 }
 

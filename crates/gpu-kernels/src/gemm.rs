@@ -1,4 +1,5 @@
-//! `op(A) · op(B)` on 2-D tensors, as a burn backend extension with its own backward.
+//! `op(A) · op(B)` on 2-D tensors and on batches of matrices (3-D), as a burn backend extension
+//! with its own backward.
 //!
 //! [`GemmBackend::gemm`] is the one primitive: cuBLASLt on CUDA (`cuda` feature), burn's
 //! `matmul` elsewhere. Its autodiff implementation stores only what the backward needs and
@@ -49,10 +50,12 @@ mod extension {
     /// packed 4-bit linear layers built on it.
     #[backend_extension(Flex: cfg(test), Cube: cfg(feature = "cuda"), Autodiff)]
     pub trait GemmBackend: Backend {
-        /// `op(a) · op(b)`, where `op(x)` is `xᵀ` when its flag is set.
+        /// `op(a) · op(b)`, where `op(x)` is `xᵀ` (the last two dimensions swapped) when its flag
+        /// is set.
         ///
         /// # Shapes
-        /// - `op(a)`: `[m, k]`, `op(b)`: `[k, n]` → `[m, n]`.
+        /// - `op(a)`: `[m, k]`, `op(b)`: `[k, n]` → `[m, n]`;
+        /// - batched: `op(a)`: `[batch, m, k]`, `op(b)`: `[batch, k, n]` → `[batch, m, n]`.
         fn gemm(a: FloatTensor<Self>, b: FloatTensor<Self>, transpose_a: bool, transpose_b: bool) -> FloatTensor<Self> {
             reference_gemm::<Self>(a, b, transpose_a, transpose_b)
         }
@@ -220,9 +223,28 @@ pub(crate) fn uses_extension(device: &Device) -> bool {
 /// # Panics
 /// If the inner dimensions differ, or a CUDA library call fails.
 pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) -> Tensor<2> {
-    let ka = if transpose_a { a.dims()[0] } else { a.dims()[1] };
-    let kb = if transpose_b { b.dims()[1] } else { b.dims()[0] };
-    assert_eq!(ka, kb, "gemm: inner dimensions differ ({:?}, {:?}, transpose {transpose_a}/{transpose_b})", a.dims(), b.dims());
+    product(a, b, transpose_a, transpose_b)
+}
+
+/// [`gemm`] over a batch: `out[i] = op(a[i]) · op(b[i])` (strided-batched cuBLASLt on CUDA).
+///
+/// # Shapes
+/// - `op(a)`: `[batch, m, k]`, `op(b)`: `[batch, k, n]` → `[batch, m, n]`.
+///
+/// # Panics
+/// If the batch sizes or inner dimensions differ, or a CUDA library call fails.
+pub fn bmm(a: Tensor<3>, b: Tensor<3>, transpose_a: bool, transpose_b: bool) -> Tensor<3> {
+    assert_eq!(a.dims()[0], b.dims()[0], "bmm: batch sizes differ ({:?}, {:?})", a.dims(), b.dims());
+    product(a, b, transpose_a, transpose_b)
+}
+
+/// Operands of different dtypes compute in `a`'s (the cast is differentiable).
+fn product<const D: usize>(a: Tensor<D>, b: Tensor<D>, transpose_a: bool, transpose_b: bool) -> Tensor<D> {
+    let b = if b.dtype() == a.dtype() { b } else { b.cast(a.dtype()) };
+    let (da, db) = (a.dims(), b.dims());
+    let ka = if transpose_a { da[D - 2] } else { da[D - 1] };
+    let kb = if transpose_b { db[D - 1] } else { db[D - 2] };
+    assert_eq!(ka, kb, "gemm: inner dimensions differ ({da:?}, {db:?}, transpose {transpose_a}/{transpose_b})");
     if uses_extension(&a.device()) {
         #[cfg(any(test, feature = "cuda"))]
         {
@@ -297,5 +319,33 @@ mod tests {
         let gx: Vec<f32> = x.grad(&grads).expect("grad x").into_data().try_to_vec().expect("f32");
         assert_eq!(gx, vec![1.0, 2.0, 1.0, 2.0]);
         assert!(w.grad(&grads).is_none());
+    }
+
+    #[test]
+    fn batched_products_and_their_gradients_match_burns_matmul() {
+        let device = Device::flex().autodiff();
+        let plain = device.clone().without_autodiff();
+        let (nb, m, k, n) = (3, 4, 6, 5);
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let r = |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &plain);
+            let (a0, b0) = (r(if ta { [nb, k, m] } else { [nb, m, k] }), r(if tb { [nb, n, k] } else { [nb, k, n] }));
+            let w = r([nb, m, n]);
+            let lift = |t: &Tensor<3>| Tensor::<3>::from_data(t.to_data(), &device).require_grad();
+            let run = |fast: bool| {
+                let (a, b) = (lift(&a0), lift(&b0));
+                let y = if fast {
+                    bmm(a.clone(), b.clone(), ta, tb)
+                } else {
+                    (if ta { a.clone().transpose() } else { a.clone() }).matmul(if tb { b.clone().transpose() } else { b.clone() })
+                };
+                let grads = (y.clone() * Tensor::from_data(w.to_data(), &device)).sum().backward();
+                (y.into_data(), a.grad(&grads).expect("grad a").into_data(), b.grad(&grads).expect("grad b").into_data())
+            };
+            let (fast, slow) = (run(true), run(false));
+            let tol = Tolerance::<f32>::rel_abs(1e-5, 1e-5);
+            fast.0.assert_approx_eq::<f32>(&slow.0, tol);
+            fast.1.assert_approx_eq::<f32>(&slow.1, tol);
+            fast.2.assert_approx_eq::<f32>(&slow.2, tol);
+        }
     }
 }

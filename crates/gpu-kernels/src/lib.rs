@@ -1,7 +1,9 @@
 //! Fast paths for burn tensors on CUDA, with portable fallbacks.
 //!
 //! - [`linear`] / [`gemm`]: `y = x · Wᵀ` and `op(A) · op(B)` on cuBLASLt (bf16 with f32
-//!   accumulation) on CUDA devices, with a hand-written backward that also runs on cuBLASLt.
+//!   accumulation) on CUDA devices, with a hand-written backward that also runs on cuBLASLt;
+//!   [`bmm`] the same over a batch (strided-batched cuBLASLt).
+//! - [`attention`]: causal scaled dot-product attention from two [`bmm`]s and an f32 softmax.
 //! - [`nf4_dequantize`]: bitsandbytes-layout packed NF4/FP4 weights ([`PackedNf4`], optionally
 //!   double-quantized) to a dense weight, by one CubeCL kernel on CUDA.
 //! - [`nf4_linear`]: `x · Wᵀ` for a packed weight whose backward dequantizes again instead of
@@ -20,6 +22,7 @@
 //!   enabling it is a compile error here, not a silent slow path.
 #![warn(missing_docs)]
 
+pub mod attention;
 mod error;
 pub mod gemm;
 pub mod linear;
@@ -29,6 +32,7 @@ pub mod nf4;
 pub mod cuda;
 
 pub use error::{Error, Result};
-pub use gemm::{gemm, is_cuda};
+pub use attention::attention;
+pub use gemm::{bmm, gemm, is_cuda};
 pub use linear::{linear, portable_linear};
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};

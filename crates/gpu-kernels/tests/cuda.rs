@@ -212,3 +212,54 @@ fn nf4_linear_forward_and_input_gradient_match_f64_references() {
         assert_close("nf4 dx", &host(x.grad(&grads).expect("dx").reshape([m, inp])), &want_dx, 2e-2, 6e-3, 8e-3);
     }
 }
+
+/// `[n, r, c]` on the host → the same on `device` in `dtype`, and back as f64.
+fn batch(shape: [usize; 3], dtype: DType, device: &Device) -> (Tensor<3>, Vec<f64>) {
+    let t = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), (device, dtype));
+    let h = t.clone().cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
+    (t, h)
+}
+
+#[test]
+fn strided_batched_gemm_matches_an_f64_reference() {
+    let device = cuda();
+    let (nb, m, k, n) = (6, 33, 40, 17);
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (dtype, tol) in [(DType::BF16, (1e-2, 4e-3, 6e-3)), (DType::F32, (1e-5, 1e-6, 1e-6))] {
+            let (a, ha) = batch(if ta { [nb, k, m] } else { [nb, m, k] }, dtype, &device);
+            let (b, hb) = batch(if tb { [nb, n, k] } else { [nb, k, n] }, dtype, &device);
+            let mut want = Vec::with_capacity(nb * m * n);
+            for i in 0..nb {
+                let (sa, sb) = (&ha[i * m * k..(i + 1) * m * k], &hb[i * k * n..(i + 1) * k * n]);
+                let opa = if ta { transpose(sa, k, m) } else { sa.to_vec() };
+                let opb = if tb { transpose(sb, n, k) } else { sb.to_vec() };
+                want.extend(matmul_f64(&opa, &opb, m, k, n));
+            }
+            let out = gpu_kernels::bmm(a, b, ta, tb);
+            assert_eq!(out.dims(), [nb, m, n]);
+            let got: Vec<f64> = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
+            assert_close(&format!("bmm {dtype:?} ta={ta} tb={tb}"), &got, &want, tol.0, tol.1, tol.2);
+        }
+    }
+}
+
+#[test]
+fn attention_and_its_gradients_match_the_cpu() {
+    use burn::tensor::TensorData;
+    let (gpu, cpu) = (cuda().autodiff(), Device::flex().autodiff());
+    let shape = [2, 4, 24, 16];
+    let plain = Device::flex();
+    let draws: Vec<TensorData> = (0..4).map(|_| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &plain).into_data()).collect();
+    let run = |device: &Device| {
+        let lift = |d: &TensorData| Tensor::<4>::from_data(d.clone(), device).require_grad();
+        let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
+        let o = gpu_kernels::attention(q.clone(), k.clone(), v.clone(), true);
+        let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
+        let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>();
+        [host(o), host(q.grad(&grads).expect("dq")), host(k.grad(&grads).expect("dk")), host(v.grad(&grads).expect("dv"))]
+    };
+    let (got, want) = (run(&gpu), run(&cpu));
+    for (name, (g, w)) in ["output", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+        assert_close(&format!("attention {name}"), g, w, 1e-4, 1e-5, 1e-5);
+    }
+}

@@ -1,13 +1,14 @@
 //! A loaded model as a chat model: messages → template → tokens → generation → text, with
 //! stop sequences, streaming and logprobs; implements [`llm_api::Llm`].
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use llm_api::{Completion, CompletionOptions, FinishReason, Message, TokenLogprob, TopLogprob, Usage};
 use prompt_templates::{ChatTemplate, RenderOptions, Renderer};
 
 use crate::generate::{Finish, GenerateOptions, generate_constrained};
-use crate::json_grammar::JsonConstraint;
+use crate::json_grammar::{JsonConstraint, PrefixConstraint};
+use crate::json_schema::{CompiledSchema, SchemaPrefix};
 use crate::pretrained::Pretrained;
 use crate::sampling::SamplingConfig;
 use crate::{Error, Result};
@@ -103,12 +104,19 @@ impl ChatModel {
         let mut text = String::new();
         let mut stopped_by_string = false;
         let mut decode_error = None;
-        // JSON mode: every token keeps the answer a valid prefix of one JSON object.
-        let mut json = options.json_mode.then(|| {
-            let bytes = self.token_bytes.get_or_init(|| tok.token_bytes());
-            JsonConstraint::new(bytes)
-        });
-        let constraint = json.as_mut().map(|c| c as &mut dyn crate::generate::Constraint);
+        // Structured output / JSON mode: every token keeps the answer a valid prefix of a
+        // document of the schema, or of one JSON object.
+        let schema = match &options.json_schema {
+            Some(s) => Some(Arc::new(CompiledSchema::compile(s).map_err(|e| Error::Generation(format!("json_schema: {e}")))?)),
+            None => None,
+        };
+        let mut structured = schema.map(|s| PrefixConstraint::with_prefix(SchemaPrefix::new(s), self.token_bytes.get_or_init(|| tok.token_bytes())));
+        let mut json = (options.json_mode && structured.is_none()).then(|| JsonConstraint::new(self.token_bytes.get_or_init(|| tok.token_bytes())));
+        let constraint: Option<&mut dyn crate::generate::Constraint> = match (&mut structured, &mut json) {
+            (Some(c), _) => Some(c),
+            (None, Some(c)) => Some(c),
+            (None, None) => None,
+        };
         let generated = generate_constrained(&guard.model, &prompt, &gen_options, constraint, |id| {
             ids.push(id);
             match tok.decode(&ids, true) {
@@ -176,12 +184,21 @@ impl ChatModel {
     }
 }
 
+/// A schema outside the supported subset is the caller's error (HTTP 400), not the model's.
+fn check_schema(options: &CompletionOptions) -> llm_api::Result<()> {
+    match &options.json_schema {
+        Some(s) => CompiledSchema::compile(s).map(|_| ()).map_err(|e| llm_api::Error::InvalidRequest(format!("response_format.json_schema.schema: {e}"))),
+        None => Ok(()),
+    }
+}
+
 impl llm_api::Llm for ChatModel {
     fn name(&self) -> String {
         self.name.clone()
     }
 
     fn complete(&self, messages: &[Message], options: &CompletionOptions) -> llm_api::Result<Completion> {
+        check_schema(options)?;
         self.chat(messages, options, &mut |_| true).map_err(|e| llm_api::Error::Model(e.to_string()))
     }
 
@@ -191,6 +208,7 @@ impl llm_api::Llm for ChatModel {
         options: &CompletionOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> llm_api::Result<Completion> {
+        check_schema(options)?;
         self.chat(messages, options, on_text).map_err(|e| llm_api::Error::Model(e.to_string()))
     }
 }

@@ -253,43 +253,95 @@ impl JsonPrefix {
     }
 }
 
-/// Keeps generation a prefix of one JSON object; `token_bytes[id]` is each token's text as
-/// bytes (`None` for special tokens, which are refused until the object is complete).
+/// A byte-level checker of document prefixes that a [`PrefixConstraint`] drives.
+pub trait BytePrefix: Clone {
+    /// Feeds bytes; `false` when they cannot continue a document.
+    fn push_all(&mut self, bytes: &[u8]) -> bool;
+    /// The fewest bytes that complete the document from here.
+    fn bytes_to_close(&self) -> usize;
+    /// Whether a whole document has been read.
+    fn is_complete(&self) -> bool;
+    /// Whether the next byte is inside a string (where whitespace is content).
+    fn in_string(&self) -> bool;
+}
+
+impl BytePrefix for JsonPrefix {
+    fn push_all(&mut self, bytes: &[u8]) -> bool {
+        JsonPrefix::push_all(self, bytes)
+    }
+    fn bytes_to_close(&self) -> usize {
+        JsonPrefix::bytes_to_close(self)
+    }
+    fn is_complete(&self) -> bool {
+        JsonPrefix::is_complete(self)
+    }
+    fn in_string(&self) -> bool {
+        matches!(self.expect, Expect::Str { .. })
+    }
+}
+
+impl BytePrefix for crate::json_schema::SchemaPrefix {
+    fn push_all(&mut self, bytes: &[u8]) -> bool {
+        crate::json_schema::SchemaPrefix::push_all(self, bytes)
+    }
+    fn bytes_to_close(&self) -> usize {
+        crate::json_schema::SchemaPrefix::bytes_to_close(self)
+    }
+    fn is_complete(&self) -> bool {
+        crate::json_schema::SchemaPrefix::is_complete(self)
+    }
+    fn in_string(&self) -> bool {
+        crate::json_schema::SchemaPrefix::in_string(self)
+    }
+}
+
+/// Keeps generation a prefix of one document that a [`BytePrefix`] accepts; `token_bytes[id]` is
+/// each token's text as bytes (`None` for special tokens, which are refused until the document
+/// is complete). Near the end of the token budget only tokens that bring the document closer to
+/// complete are allowed, so that it closes in time.
 #[derive(Debug, Clone)]
-pub struct JsonConstraint<'a> {
-    state: JsonPrefix,
+pub struct PrefixConstraint<'a, P> {
+    state: P,
     token_bytes: &'a [Option<Vec<u8>>],
-    /// Most whitespace bytes in a row (stops a model from padding forever).
+    /// Most whitespace bytes in a row outside strings (stops a model from padding forever).
     max_whitespace_run: usize,
     whitespace_run: usize,
     /// Tokens left in the generation budget.
     budget: usize,
 }
 
-impl<'a> JsonConstraint<'a> {
-    /// A constraint over the given token texts.
+/// JSON mode: one JSON object of any shape.
+pub type JsonConstraint<'a> = PrefixConstraint<'a, JsonPrefix>;
+
+impl<'a> PrefixConstraint<'a, JsonPrefix> {
+    /// A JSON-object constraint over the given token texts.
     pub fn new(token_bytes: &'a [Option<Vec<u8>>]) -> Self {
-        Self { state: JsonPrefix::default(), token_bytes, max_whitespace_run: 16, whitespace_run: 0, budget: usize::MAX }
+        Self::with_prefix(JsonPrefix::default(), token_bytes)
     }
 }
 
-impl Constraint for JsonConstraint<'_> {
+impl<'a, P: BytePrefix> PrefixConstraint<'a, P> {
+    /// A constraint starting from `state` over the given token texts.
+    pub fn with_prefix(state: P, token_bytes: &'a [Option<Vec<u8>>]) -> Self {
+        Self { state, token_bytes, max_whitespace_run: 16, whitespace_run: 0, budget: usize::MAX }
+    }
+}
+
+impl<P: BytePrefix> Constraint for PrefixConstraint<'_, P> {
     fn allows(&self, token: u32) -> bool {
         let Some(Some(bytes)) = self.token_bytes.get(token as usize) else { return false };
         if bytes.is_empty() {
             return false;
         }
         let all_ws = bytes.iter().all(|&b| ws(b));
-        let in_string = matches!(self.state.expect, Expect::Str { .. });
-        if all_ws && !in_string && self.whitespace_run + bytes.len() > self.max_whitespace_run {
+        if all_ws && !self.state.in_string() && self.whitespace_run + bytes.len() > self.max_whitespace_run {
             return false;
         }
         let mut s = self.state.clone();
         if !s.push_all(bytes) {
             return false;
         }
-        // Near the end of the budget, only tokens that bring the document closer to complete
-        // are allowed, so that it closes in time (each closing byte is a token of its own).
+        // Each closing byte may need a token of its own.
         let need = self.state.bytes_to_close();
         if self.budget <= need + 2 {
             return s.bytes_to_close() < need;

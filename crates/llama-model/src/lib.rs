@@ -25,6 +25,7 @@ pub use model::Llama;
 pub use nn::KvCache;
 pub mod generate;
 pub mod json_grammar;
+pub mod json_schema;
 pub mod sampling;
 
 pub use generate::{Constraint, Finish, GenerateOptions, Generated, StepLogprobs, generate, generate_constrained};

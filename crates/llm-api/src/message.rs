@@ -67,6 +67,10 @@ pub struct CompletionOptions {
     pub top_logprobs: Option<usize>,
     /// Ask for a JSON object answer (OpenAI's `response_format: {"type": "json_object"}`).
     pub json_mode: bool,
+    /// Ask for a JSON answer matching this JSON Schema (OpenAI's structured outputs,
+    /// `response_format: {"type": "json_schema", ...}`, strict); takes precedence over
+    /// `json_mode`. Local models support a subset (see `llama_model::json_schema`).
+    pub json_schema: Option<serde_json::Value>,
 }
 
 impl Default for CompletionOptions {
@@ -79,6 +83,7 @@ impl Default for CompletionOptions {
             stop: Vec::new(),
             top_logprobs: None,
             json_mode: false,
+            json_schema: None,
         }
     }
 }

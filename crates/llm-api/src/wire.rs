@@ -17,6 +17,8 @@ pub(crate) struct WireMessage<'a> {
 pub(crate) struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// `stream_options` of a chat request.

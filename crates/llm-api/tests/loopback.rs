@@ -171,6 +171,7 @@ fn completion_with_logprobs_and_every_option_passes_through() {
         stop: vec!["###".into()],
         top_logprobs: Some(2),
         json_mode: true,
+        json_schema: Some(serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})),
     };
     let messages = [
         Message::system("be brief"),

@@ -54,20 +54,24 @@ impl LoraAdapter {
         self.a.shape().dims::<2>()[0]
     }
 
-    /// The adapter's contribution for input `x`.
+    /// The adapter's contribution for input `x`, computed in the factors' dtype (as peft does:
+    /// the input is cast to `A`'s dtype, e.g. bf16 activations through f32 factors) and returned
+    /// in `x`'s dtype.
     ///
     /// # Shapes
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = self.dropout.forward(x);
-        let h = crate::matmul::linear(x, self.a.val());
-        crate::matmul::linear(h, self.b.val()).mul_scalar(self.scaling)
+        let (dtype, a) = (x.dtype(), self.a.val());
+        let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });
+        let h = crate::matmul::linear(x, a);
+        let y = crate::matmul::linear(h, self.b.val()).mul_scalar(self.scaling);
+        if y.dtype() == dtype { y } else { y.cast(dtype) }
     }
 
     /// The dense weight update `s · B · A`, shape `[out, in]` (for merging).
     pub fn delta_weight(&self) -> Tensor<2> {
-        self.b.val().matmul(self.a.val()).mul_scalar(self.scaling)
+        gpu_kernels::gemm(self.b.val(), self.a.val(), false, false).mul_scalar(self.scaling)
     }
 
     /// Trainable parameter count `r · (in + out)`.
@@ -75,5 +79,24 @@ impl LoraAdapter {
         let [r, d_in] = self.a.shape().dims::<2>();
         let [d_out, _] = self.b.shape().dims::<2>();
         r * (d_in + d_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{DType, FloatDType, Tolerance};
+
+    #[test]
+    fn bf16_inputs_run_through_f32_factors_and_come_back_in_bf16() {
+        let device = Device::flex();
+        let a = Tensor::<2>::random([4, 8], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let adapter = LoraAdapter::from_tensors(a, b, 0.5, 0.0);
+        let x = Tensor::<3>::random([2, 3, 8], Distribution::Normal(0.0, 1.0), &device);
+        let want = adapter.delta(x.clone().cast(FloatDType::BF16).cast(FloatDType::F32));
+        let got = adapter.delta(x.cast(FloatDType::BF16));
+        assert_eq!((got.dims(), got.dtype()), ([2, 3, 6], DType::BF16));
+        got.cast(FloatDType::F32).into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-2, 1e-2));
     }
 }

@@ -5,6 +5,10 @@
 //! `{`/`[` position (first complete value wins), each also with trailing commas removed. A
 //! value that still does not have the expected shape is re-asked (bounded), then reported as
 //! [`llm_api::Error::Malformed`] naming what was expected.
+//!
+//! Each request also carries the expected shape as a JSON Schema ([`schema_of_shape`]), so that
+//! models that support structured outputs (kindling's local models, OpenAI's API) can only answer
+//! in that shape.
 
 use llm_api::{CompletionOptions, Llm, Message};
 use serde::de::DeserializeOwned;
@@ -111,6 +115,97 @@ impl<'de> Deserialize<'de> for Score {
     }
 }
 
+/// The JSON Schema of a shape written as JSON with bare type names, e.g.
+/// `{"data": [{"input": string}]}`: objects list their keys (all required, in that order),
+/// arrays their one item shape; `string`, `number`, `integer` and `boolean` are the leaves.
+///
+/// # Errors
+/// A shape that is not of that form (a message saying where).
+pub fn schema_of_shape(shape: &str) -> std::result::Result<Value, String> {
+    // Quote the bare type names so that the shape parses as JSON, keeping key order.
+    let mut quoted = String::with_capacity(shape.len() + 16);
+    let (mut in_string, mut escape, mut word) = (false, false, String::new());
+    for c in shape.chars() {
+        if in_string {
+            in_string = !(c == '"' && !escape);
+            escape = c == '\\' && !escape;
+            quoted.push(c);
+        } else if c.is_ascii_alphabetic() {
+            word.push(c);
+        } else {
+            if !word.is_empty() {
+                quoted.push_str(&format!("\"{}\"", std::mem::take(&mut word)));
+            }
+            in_string = c == '"';
+            quoted.push(c);
+        }
+    }
+    if !word.is_empty() {
+        quoted.push_str(&format!("\"{word}\""));
+    }
+    let mut de = serde_json::Deserializer::from_str(&quoted);
+    let tree = Shape::deserialize(&mut de).map_err(|e| format!("shape {shape}: {e}"))?;
+    tree.schema().map_err(|e| format!("shape {shape}: {e}"))
+}
+
+/// A shape as parsed, keys in their written order.
+enum Shape {
+    Leaf(String),
+    Array(Vec<Shape>),
+    Object(Vec<(String, Shape)>),
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object, an array or a type name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Shape, E> {
+                Ok(Shape::Leaf(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Shape, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Shape::Array(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Shape, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Shape>()? {
+                    fields.push((k, v));
+                }
+                Ok(Shape::Object(fields))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Shape {
+    fn schema(&self) -> std::result::Result<Value, String> {
+        Ok(match self {
+            Shape::Leaf(t) if ["string", "number", "integer", "boolean"].contains(&t.as_str()) => serde_json::json!({"type": t}),
+            Shape::Leaf(t) => return Err(format!("`{t}` is not a type name (string, number, integer, boolean)")),
+            Shape::Array(items) => match items.as_slice() {
+                [item] => serde_json::json!({"type": "array", "items": item.schema()?}),
+                _ => return Err("an array shape lists exactly one item shape".into()),
+            },
+            Shape::Object(fields) => {
+                let mut props = serde_json::Map::new();
+                for (k, v) in fields {
+                    props.insert(k.clone(), v.schema()?);
+                }
+                let required: Vec<&String> = fields.iter().map(|(k, _)| k).collect();
+                serde_json::json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+            }
+        })
+    }
+}
+
 /// Sends prompts to one model with fixed sampling options and a bounded JSON retry budget.
 pub(crate) struct Asker<'a> {
     pub llm: &'a dyn Llm,
@@ -133,8 +228,10 @@ impl Asker<'_> {
     /// retry message and the error.
     pub fn json<T: DeserializeOwned>(&self, stage: &str, prompt: String, shape: &str) -> Result<T> {
         let mut messages = vec![Message::user(prompt)];
+        let schema = schema_of_shape(shape).unwrap_or_else(|e| panic!("a stage's shape must be well formed: {e}"));
         let mut options = CompletionOptions {
             json_mode: true,
+            json_schema: Some(schema),
             ..self.options.clone()
         };
         let base_seed = options.seed;
@@ -175,6 +272,28 @@ impl Asker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_become_strict_schemas_in_key_order() {
+        let s = schema_of_shape(r#"{"data": [{"input": string}], "score": number}"#).expect("shape");
+        assert_eq!(
+            s,
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "data": {"type": "array", "items": {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"], "additionalProperties": false}},
+                    "score": {"type": "number"}
+                },
+                "required": ["data", "score"],
+                "additionalProperties": false
+            })
+        );
+        let s = schema_of_shape(r#"{"z": number, "a": string}"#).expect("shape");
+        assert_eq!(s["required"], serde_json::json!(["z", "a"]));
+        for bad in [r#"{"a": str}"#, r#"{"a": [string, number]}"#, r#"{"a": "#] {
+            assert!(schema_of_shape(bad).is_err(), "{bad}");
+        }
+    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     struct Feedback {

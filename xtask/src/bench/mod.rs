@@ -14,6 +14,7 @@ use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, generate, pretra
 use crate::backend::Backend;
 use crate::generate::DEFAULT_MODEL;
 
+mod ops;
 mod random_model;
 mod synthetic;
 
@@ -28,6 +29,8 @@ pub enum Suite {
     Kernels,
     /// Logits of the HF parity fixtures on this backend against transformers' f32 logits.
     Parity,
+    /// One layer operation (`--op`) on this backend against the CPU: for finding a failing kernel.
+    Ops,
 }
 
 /// Arguments of `bench`.
@@ -91,6 +94,10 @@ pub struct Args {
     /// Random prompt length for `decode` on `--shape` (instead of `--prompt`).
     #[arg(long, default_value_t = 32)]
     pub prompt_tokens: usize,
+    /// The operation of the `ops` suite: bmm, attention, attention-backward, burn-attention,
+    /// burn-matmul, softmax, cross-entropy.
+    #[arg(long, default_value = "attention")]
+    pub op: String,
 }
 
 fn emit(args: &Args, value: serde_json::Value) -> Result<()> {
@@ -128,11 +135,12 @@ pub fn run(args: Args) -> Result<()> {
                 emit(&args, synthetic::train(&run)?)
             }
             Suite::Decode => decode_random(&args, &config),
-            Suite::Kernels | Suite::Parity => bail!("--shape applies to the train and decode suites"),
+            Suite::Kernels | Suite::Parity | Suite::Ops => bail!("--shape applies to the train and decode suites"),
         };
     }
     match args.suite {
         Suite::Parity => parity(&args),
+        Suite::Ops => ops::run(&args, &args.op),
         Suite::Decode => decode(&args),
         Suite::Train => train(&args),
         Suite::Kernels => {

@@ -59,7 +59,9 @@ pub struct Operand {
     pub ld: usize,
 }
 
-/// A GEMM `C[M, N] = op(A) · op(B)` on row-major buffers; `C` is contiguous.
+/// A GEMM `C[M, N] = op(A) · op(B)` on row-major buffers; `C` is contiguous. With `batch > 1`
+/// it is `batch` independent products, operand `i` starting `i · stride` elements after the
+/// first (`stride_a`, `stride_b`; `C`'s matrices follow each other, `M · N` apart).
 #[derive(Debug, Clone, Copy)]
 pub struct GemmCall {
     /// Left operand as stored.
@@ -74,6 +76,12 @@ pub struct GemmCall {
     pub c: u64,
     /// Element type of all three.
     pub dtype: GemmDType,
+    /// Number of products (1: a single GEMM).
+    pub batch: usize,
+    /// Elements between consecutive `A` matrices (unused when `batch == 1`).
+    pub stride_a: usize,
+    /// Elements between consecutive `B` matrices (unused when `batch == 1`).
+    pub stride_b: usize,
 }
 
 impl GemmCall {
@@ -109,6 +117,8 @@ struct AlgoKey {
     tb: bool,
     dtype: GemmDType,
     align: [u32; 3],
+    batch: usize,
+    strides: [usize; 2],
 }
 
 struct DeviceState {
@@ -239,9 +249,22 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
             layouts.items.push(l);
         }
         let [lb, la, lc] = [layouts.items[0], layouts.items[1], layouts.items[2]];
+        if call.batch > 1 {
+            let count = i32::try_from(call.batch).map_err(|_| Error::Shape { what: "gemm", reason: format!("batch {} exceeds i32", call.batch) })?;
+            for (layout, stride) in [(lb, call.stride_b), (la, call.stride_a), (lc, m * n)] {
+                let stride = stride as i64;
+                // SAFETY: live layouts; the attributes take an i32 and an i64.
+                unsafe {
+                    lt::set_matrix_layout_attribute(layout, ltsys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, (&count as *const i32).cast(), 4)
+                        .map_err(lt_err("cublasLtMatrixLayoutSetAttribute"))?;
+                    lt::set_matrix_layout_attribute(layout, ltsys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, (&stride as *const i64).cast(), 8)
+                        .map_err(lt_err("cublasLtMatrixLayoutSetAttribute"))?;
+                }
+            }
+        }
 
         let align = [alignment(call.b.ptr), alignment(call.a.ptr), alignment(call.c)];
-        let key = AlgoKey { m, n, k, lda: call.a.ld, ldb: call.b.ld, ta: call.transpose_a, tb: call.transpose_b, dtype: call.dtype, align };
+        let key = AlgoKey { m, n, k, lda: call.a.ld, ldb: call.b.ld, ta: call.transpose_a, tb: call.transpose_b, dtype: call.dtype, align, batch: call.batch, strides: [call.stride_a, call.stride_b] };
         let algo = match state.algos.get(&key) {
             Some(a) => *a,
             None => {
@@ -357,7 +380,7 @@ mod tests {
 
     #[test]
     fn dims_follow_the_transposes() {
-        let call = |a, b, ta, tb| GemmCall { a, b, transpose_a: ta, transpose_b: tb, c: 0, dtype: GemmDType::Bf16 };
+        let call = |a, b, ta, tb| GemmCall { a, b, transpose_a: ta, transpose_b: tb, c: 0, dtype: GemmDType::Bf16, batch: 1, stride_a: 0, stride_b: 0 };
         assert_eq!(call(op(4, 3), op(5, 3), false, true).dims().ok(), Some((4, 5, 3)));
         assert_eq!(call(op(3, 4), op(3, 5), true, false).dims().ok(), Some((4, 5, 3)));
         assert_eq!(call(op(4, 3), op(3, 5), false, false).dims().ok(), Some((4, 5, 3)));

@@ -44,44 +44,54 @@ fn gemm_dtype(a: DType, b: DType) -> Option<GemmDType> {
     }
 }
 
-/// A 2-D tensor as a row-major operand, flipping `transpose` when the tensor is a transposed
-/// view of a row-major buffer; copies to contiguous memory when neither reading works.
-fn operand(t: CubeTensor, transpose: bool) -> (CubeTensor, Operand, bool) {
+/// A 2-D tensor, or a batch of matrices `[batch, rows, cols]`, as row-major operands plus the
+/// element stride between batch entries; flips `transpose` when the matrices are transposed views
+/// of row-major buffers, and copies to contiguous memory when neither reading works.
+fn operand(t: CubeTensor, transpose: bool) -> (CubeTensor, Operand, usize, bool) {
     let t = if t.meta.is_tiled() { into_contiguous(t) } else { t };
-    let (r, c) = (t.meta.shape()[0], t.meta.shape()[1]);
-    let (s0, s1) = (t.meta.strides()[0], t.meta.strides()[1]);
+    let rank = t.meta.num_dims();
+    let (r, c) = (t.meta.shape()[rank - 2], t.meta.shape()[rank - 1]);
+    let (s0, s1) = (t.meta.strides()[rank - 2], t.meta.strides()[rank - 1]);
+    let batch_stride = if rank == 3 { t.meta.strides()[0] } else { 0 };
     let row_major = (s1 == 1 || c <= 1) && (r <= 1 || s0 >= c.max(1));
     let col_major = (s0 == 1 || r <= 1) && (c <= 1 || s1 >= r.max(1));
     if row_major {
         let ld = if r <= 1 { c.max(1) } else { s0 };
-        (t, Operand { ptr: 0, rows: r, cols: c, ld }, transpose)
+        (t, Operand { ptr: 0, rows: r, cols: c, ld }, batch_stride, transpose)
     } else if col_major {
         let ld = if c <= 1 { r.max(1) } else { s1 };
-        (t, Operand { ptr: 0, rows: c, cols: r, ld }, !transpose)
+        (t, Operand { ptr: 0, rows: c, cols: r, ld }, batch_stride, !transpose)
     } else {
         let t = into_contiguous(t);
-        (t, Operand { ptr: 0, rows: r, cols: c, ld: c.max(1) }, transpose)
+        (t, Operand { ptr: 0, rows: r, cols: c, ld: c.max(1) }, r * c, transpose)
     }
 }
 
-/// `op(a) · op(b)` through cuBLASLt; `Ok(None)` for inputs it does not take (other dtypes or
-/// ranks, quantized tensors, an empty inner dimension, operands on different devices).
+/// `op(a) · op(b)` through cuBLASLt, for two 2-D tensors or two 3-D batches of one batch size
+/// (strided-batched); `Ok(None)` for inputs it does not take (other dtypes or ranks, quantized
+/// tensors, an empty inner dimension, operands on different devices).
 pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool) -> Result<Option<CubeTensor>> {
     let Some(dtype) = gemm_dtype(a.dtype, b.dtype) else { return Ok(None) };
-    if a.meta.num_dims() != 2 || b.meta.num_dims() != 2 || a.qparams.is_some() || b.qparams.is_some() || a.device != b.device {
+    let rank = a.meta.num_dims();
+    if !(rank == 2 || rank == 3) || b.meta.num_dims() != rank || a.qparams.is_some() || b.qparams.is_some() || a.device != b.device {
+        return Ok(None);
+    }
+    let batch = if rank == 3 { a.meta.shape()[0] } else { 1 };
+    if rank == 3 && b.meta.shape()[0] != batch {
         return Ok(None);
     }
     let ordinal = cuda_ordinal(&a.device)?;
-    let (a, a_op, ta) = operand(a, transpose_a);
-    let (b, b_op, tb) = operand(b, transpose_b);
-    let mut call = GemmCall { a: a_op, b: b_op, transpose_a: ta, transpose_b: tb, c: 0, dtype };
+    let (a, a_op, stride_a, ta) = operand(a, transpose_a);
+    let (b, b_op, stride_b, tb) = operand(b, transpose_b);
+    let mut call = GemmCall { a: a_op, b: b_op, transpose_a: ta, transpose_b: tb, c: 0, dtype, batch, stride_a, stride_b };
     let (m, n, k) = call.dims()?;
     if k == 0 {
         return Ok(None);
     }
-    let handle = a.client.empty(m * n * dtype.size());
-    let out = CubeTensor::new_contiguous(a.client.clone(), a.device.clone(), Shape::new([m, n]), handle, a.dtype);
-    if m == 0 || n == 0 {
+    let shape = if rank == 3 { Shape::new([batch, m, n]) } else { Shape::new([m, n]) };
+    let handle = a.client.empty(batch * m * n * dtype.size());
+    let out = CubeTensor::new_contiguous(a.client.clone(), a.device.clone(), shape, handle, a.dtype);
+    if m == 0 || n == 0 || batch == 0 {
         return Ok(Some(out));
     }
     let (pa, pb, pc) = (pin(&a)?, pin(&b)?, pin(&out)?);
@@ -111,9 +121,9 @@ pub fn time_cublaslt_linear(x: &burn::tensor::Tensor<2>, w: &burn::tensor::Tenso
     let (x, w) = (prim(x)?, prim(w)?);
     let dtype = gemm_dtype(x.dtype, w.dtype).ok_or(Error::DType { what: "time_cublaslt_linear", dtype: x.dtype })?;
     let ordinal = cuda_ordinal(&x.device)?;
-    let (x, x_op, tx) = operand(x, false);
-    let (w, w_op, tw) = operand(w, true);
-    let mut call = GemmCall { a: x_op, b: w_op, transpose_a: tx, transpose_b: tw, c: 0, dtype };
+    let (x, x_op, _, tx) = operand(x, false);
+    let (w, w_op, _, tw) = operand(w, true);
+    let mut call = GemmCall { a: x_op, b: w_op, transpose_a: tx, transpose_b: tw, c: 0, dtype, batch: 1, stride_a: 0, stride_b: 0 };
     let (m, n, _) = call.dims()?;
     let out = x.client.empty(m * n * dtype.size());
     let out = CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([m, n]), out, x.dtype);

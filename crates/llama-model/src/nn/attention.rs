@@ -50,8 +50,14 @@ impl Attention {
             None => (k, v),
         };
         let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: s > 1 };
-        let o = attention(q, k, v, None, None, options);
+        let o = if gpu_kernels::is_cuda(&q.device()) {
+            // cuBLASLt products and burn's element-wise kernels: burn's own attention and batched
+            // matmul select CubeCL kernels that fail to launch on the H200 (docs/cuda.md).
+            gpu_kernels::attention(q, k, v, s > 1)
+        } else {
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: s > 1 };
+            attention(q, k, v, None, None, options)
+        };
         let o = o.swap_dims(1, 2).reshape([b, s, h * dh]);
         self.o_proj.forward(o)
     }

@@ -323,9 +323,16 @@ impl OpenAiClient {
             stop: &options.stop,
             logprobs: options.top_logprobs.map(|_| true),
             top_logprobs: options.top_logprobs,
-            response_format: options.json_mode.then_some(ResponseFormat {
-                kind: "json_object",
-            }),
+            response_format: match &options.json_schema {
+                Some(schema) => Some(ResponseFormat {
+                    kind: "json_schema",
+                    json_schema: Some(serde_json::json!({"name": "answer", "strict": true, "schema": schema})),
+                }),
+                None => options.json_mode.then_some(ResponseFormat {
+                    kind: "json_object",
+                    json_schema: None,
+                }),
+            },
             stream,
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
@@ -529,6 +536,7 @@ mod tests {
             stop: vec!["\n\n".into()],
             top_logprobs: Some(5),
             json_mode: true,
+            json_schema: None,
         };
         let body = client
             .chat_request(&[Message::user("hi")], &options, true)
@@ -544,5 +552,13 @@ mod tests {
         assert_eq!(v["response_format"]["type"], "json_object");
         assert_eq!(v["stream"], true);
         assert_eq!(v["stream_options"]["include_usage"], true);
+
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "number"}}});
+        let options = CompletionOptions { json_schema: Some(schema.clone()), ..options };
+        let body = client.chat_request(&[Message::user("hi")], &options, false).expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["response_format"]["type"], "json_schema");
+        assert_eq!(v["response_format"]["json_schema"]["schema"], schema);
+        assert_eq!(v["response_format"]["json_schema"]["strict"], true);
     }
 }

@@ -216,6 +216,23 @@ fn json_mode(map: &Map<String, Value>) -> Checked<bool> {
     }
 }
 
+/// The schema of `response_format: {"type": "json_schema", "json_schema": {"schema": …}}`.
+fn json_schema(map: &Map<String, Value>) -> Checked<Option<Value>> {
+    let Some(Value::Object(format)) = map.get("response_format") else { return Ok(None) };
+    if format.get("type").and_then(Value::as_str) != Some("json_schema") {
+        return Ok(None);
+    }
+    match format.get("json_schema") {
+        Some(Value::Object(spec)) => match spec.get("schema") {
+            Some(schema @ Value::Object(_)) => Ok(Some(schema.clone())),
+            Some(other) => Err(BadRequest::field("response_format.json_schema.schema", format!("must be an object, got {other}"))),
+            None => Err(BadRequest::field("response_format.json_schema.schema", "is required")),
+        },
+        Some(other) => Err(BadRequest::field("response_format.json_schema", format!("must be an object, got {other}"))),
+        None => Err(BadRequest::field("response_format.json_schema", "is required with type `json_schema`")),
+    }
+}
+
 /// Validates a chat request; `default_max_tokens` applies when neither `max_tokens` nor
 /// `max_completion_tokens` is given.
 pub(crate) fn chat_call(map: &Map<String, Value>, default_max_tokens: usize) -> Checked<ChatCall> {
@@ -275,6 +292,7 @@ pub(crate) fn chat_call(map: &Map<String, Value>, default_max_tokens: usize) -> 
         stop: stop_sequences(map)?,
         top_logprobs: logprobs.then(|| top_logprobs.unwrap_or(0) as usize),
         json_mode: json_mode(map)?,
+        json_schema: json_schema(map)?,
     };
     if options.top_p == 0.0 {
         return Err(BadRequest::field("top_p", "must be greater than 0"));
@@ -406,12 +424,32 @@ mod tests {
                 json!({"messages": [{"role": "user", "content": "q"}], "response_format": {"type": "xml"}}),
                 "response_format.type",
             ),
+            (
+                json!({"messages": [{"role": "user", "content": "q"}], "response_format": {"type": "json_schema"}}),
+                "response_format.json_schema",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "q"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": 3}}}),
+                "response_format.json_schema.schema",
+            ),
         ];
         for (body, field) in cases {
             let err = call(body.clone()).expect_err(&format!("{body} must be refused"));
             assert_eq!(err.param.as_deref(), Some(field), "{body}: {}", err.message);
             assert!(err.message.contains(field), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn a_json_schema_is_read() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]});
+        let c = call(json!({
+            "messages": [{"role": "user", "content": "q"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}},
+        }))
+        .expect("valid");
+        assert!(c.options.json_mode);
+        assert_eq!(c.options.json_schema, Some(schema));
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! Scaled dot-product attention from two batched GEMMs and a softmax, so that on CUDA it runs on
+//! cuBLASLt (through [`bmm`]) and burn's element-wise kernels only.
+//!
+//! `o = softmax(q·kᵀ/√d + M) · v` per batch entry and head, with `M` the causal mask aligned at
+//! the bottom-right corner (query `i` of `s` sees keys `j ≤ i + (t − s)` of `t`), so it also holds
+//! for new queries appended to `t − s` cached positions. The softmax runs in f32 whatever the
+//! operands' dtype (as HF's eager attention does); the probabilities are cast back before the
+//! second product. The `[b·h, s, t]` score matrix is materialized (no flash tiling).
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, DType, Int, Tensor};
+
+use crate::gemm::bmm;
+
+/// Attention of `q` over `k`/`v` (one key/value head per query head; repeat grouped heads
+/// first), causal when `causal`.
+///
+/// # Shapes
+/// - q: `[batch, heads, s, d]`, k: `[batch, heads, t, d]`, v: `[batch, heads, t, d_v]`
+/// - output: `[batch, heads, s, d_v]`
+///
+/// # Panics
+/// If the shapes disagree, or `causal` with `s > t`.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
+    let [b, h, s, d] = q.dims();
+    let [kb, kh, t, kd] = k.dims();
+    let [vb, vh, vt, dv] = v.dims();
+    assert!((kb, kh, kd) == (b, h, d) && (vb, vh, vt) == (b, h, t), "attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
+    assert!(!causal || s <= t, "attention: causal with {s} queries over {t} keys");
+    let dtype = q.dtype();
+    let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true)
+        .cast(DType::F32)
+        .mul_scalar(1.0 / (d as f64).sqrt());
+    let scores = if causal && s > 1 {
+        let device = scores.device();
+        let rows = Tensor::<1, Int>::arange(0..s as i64, &device).reshape([s, 1]).add_scalar((t - s) as i64);
+        let cols = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        let future: Tensor<2, Bool> = rows.lower(cols);
+        scores.mask_fill(future.unsqueeze_dim::<3>(0).expand([b * h, s, t]), f32::NEG_INFINITY)
+    } else {
+        scores
+    };
+    let probs = softmax(scores, 2).cast(dtype);
+    bmm(probs, v.reshape([b * h, t, dv]), false, false).reshape([b, h, s, dv])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
+        burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions { scale: None, softcap: None, is_causal: causal })
+    }
+
+    #[test]
+    fn matches_burns_attention_with_and_without_the_mask_and_after_a_cache() {
+        let device = Device::flex();
+        for (s, t, causal) in [(5, 5, true), (5, 5, false), (3, 7, true), (1, 6, false)] {
+            let r = |len: usize, d: usize| Tensor::<4>::random([2, 3, len, d], Distribution::Normal(0.0, 1.0), &device);
+            let (q, k, v) = (r(s, 8), r(t, 8), r(t, 4));
+            let got = attention(q.clone(), k.clone(), v.clone(), causal);
+            assert_eq!(got.dims(), [2, 3, s, 4]);
+            got.into_data().assert_approx_eq::<f32>(&reference(q, k, v, causal).into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+        }
+    }
+
+    #[test]
+    fn gradients_match_burns_attention() {
+        let device = Device::flex().autodiff();
+        let plain = device.clone().without_autodiff();
+        let r = |len: usize| Tensor::<4>::random([1, 2, len, 8], Distribution::Normal(0.0, 1.0), &plain);
+        let (q0, k0, v0, w) = (r(6), r(6), r(6), r(6));
+        let run = |fast: bool| {
+            let lift = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &device).require_grad();
+            let (q, k, v) = (lift(&q0), lift(&k0), lift(&v0));
+            let o = if fast { attention(q.clone(), k.clone(), v.clone(), true) } else { reference(q.clone(), k.clone(), v.clone(), true) };
+            let grads = (o * Tensor::from_data(w.to_data(), &device)).sum().backward();
+            [q, k, v].map(|x| x.grad(&grads).expect("grad").into_data())
+        };
+        for (fast, slow) in run(true).iter().zip(run(false).iter()) {
+            fast.assert_approx_eq::<f32>(slow, Tolerance::rel_abs(1e-4, 1e-5));
+        }
+    }
+}

@@ -33,11 +33,12 @@ impl Backend {
         }
     }
 
-    /// The float dtype to compute in: f32 on the CPU, bf16 on GPUs.
+    /// The float dtype to compute in: bf16 on CUDA, f32 on the CPU and on wgpu (WGSL has no
+    /// bf16 type).
     pub fn dtype(self) -> DType {
         match self {
-            Backend::Cpu => DType::F32,
-            Backend::Cuda | Backend::Wgpu => DType::BF16,
+            Backend::Cpu | Backend::Wgpu => DType::F32,
+            Backend::Cuda => DType::BF16,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: what CI runs (`.ci/run` calls it) — fetch the real assets, make sure the
-//! browser the report test uses is there, then build and run every test.
+//! browser the report test uses and a software Vulkan driver (for the wgpu parity tests) are
+//! there, then build and run every test, and the tiny-model HF parity tests again on wgpu.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,9 @@ pub struct Args {
     #[arg(long)]
     pub cuda_check: bool,
 }
+
+/// Mesa's software Vulkan driver (Debian's `mesa-vulkan-drivers`).
+const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
@@ -41,15 +45,32 @@ pub fn run(args: Args) -> Result<()> {
     if !args.no_fetch {
         step("fetch assets", Command::new(root.join("scripts/fetch-assets.sh")).current_dir(&root))?;
     }
+    let mut missing = Vec::new();
     if which("chromium").is_none() {
+        missing.push("chromium");
+    }
+    if !Path::new(LAVAPIPE_ICD).is_file() {
+        missing.extend(["mesa-vulkan-drivers", "libvulkan1"]);
+    }
+    if !missing.is_empty() {
+        let packages = missing.join(" ");
         step(
-            "install chromium (HTML report test)",
-            Command::new("sh").arg("-c").arg("(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null"),
+            &format!("install {packages} (HTML report test, software Vulkan)"),
+            Command::new("sh").arg("-c").arg(format!("(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages}) >/dev/null")),
         )?;
     }
     step(
         "cargo test",
         Command::new("cargo").args(["test", "--workspace", "--locked", "--no-fail-fast"]).current_dir(&root),
+    )?;
+    step(
+        "cargo test (wgpu on software Vulkan: HF parity)",
+        Command::new("cargo")
+            .args(["test", "-p", "llama-model", "--locked", "--features", "wgpu", "--test", "hf_parity"])
+            .env("VK_ICD_FILENAMES", LAVAPIPE_ICD)
+            // Mesa's window-system code wants one, even headless.
+            .env("XDG_RUNTIME_DIR", std::env::var_os("XDG_RUNTIME_DIR").unwrap_or_else(|| std::env::temp_dir().into_os_string()))
+            .current_dir(&root),
     )?;
     if args.cuda_check {
         step(

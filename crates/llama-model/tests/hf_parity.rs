@@ -1,5 +1,6 @@
 //! Logits and greedy tokens against HF transformers for tiny random models
-//! (fixtures: `tests/fixtures/hf_parity/make_fixture.py`).
+//! (fixtures: `tests/fixtures/hf_parity/make_fixture.py`), on the CPU and, with the `wgpu`
+//! feature, on the first wgpu adapter (CI: Mesa's software Vulkan, lavapipe).
 
 use std::path::PathBuf;
 
@@ -17,8 +18,12 @@ fn expected_i64(src: &dyn WeightSource, name: &str) -> (Vec<usize>, Vec<i64>) {
 }
 
 fn check_case(case: &str) {
+    check_case_on(case, &Device::flex());
+}
+
+fn check_case_on(case: &str, device: &Device) {
+    let device = device.clone();
     let dir = fixture(case);
-    let device = Device::flex();
     let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
     let source = weights::open(&dir).expect("weights");
     let model = load(source.as_ref(), &config, &LoadOptions::f32(&device)).expect("model");
@@ -61,4 +66,29 @@ fn llama3_rope_scaling_sharded_matches_transformers() {
 #[test]
 fn tied_embeddings_with_bias_match_transformers() {
     check_case("tied");
+}
+
+/// The same checks on wgpu (f32: WGSL has no bf16).
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+
+    fn device() -> Device {
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+    }
+
+    #[test]
+    fn gqa_matches_transformers_on_wgpu() {
+        check_case_on("gqa", &device());
+    }
+
+    #[test]
+    fn llama3_rope_scaling_matches_transformers_on_wgpu() {
+        check_case_on("llama3_rope", &device());
+    }
+
+    #[test]
+    fn tied_embeddings_match_transformers_on_wgpu() {
+        check_case_on("tied", &device());
+    }
 }

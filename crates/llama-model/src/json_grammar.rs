@@ -36,8 +36,9 @@ enum Expect {
     Done,
 }
 
+/// Where a JSON number is: the part read last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NumPart {
+pub(crate) enum NumPart {
     Minus,
     Zero,
     Int,
@@ -46,6 +47,40 @@ enum NumPart {
     E,
     ESign,
     Exp,
+}
+
+impl NumPart {
+    /// The part a number starts with at byte `b`, if `b` starts one.
+    pub(crate) fn start(b: u8) -> Option<Self> {
+        match b {
+            b'-' => Some(Self::Minus),
+            b'0' => Some(Self::Zero),
+            b'1'..=b'9' => Some(Self::Int),
+            _ => None,
+        }
+    }
+
+    /// The part after byte `b`, or `None` when `b` does not continue the number (no fraction or
+    /// exponent when `integer`).
+    pub(crate) fn step(self, b: u8, integer: bool) -> Option<Self> {
+        use NumPart::*;
+        match (self, b) {
+            (Minus, b'0') => Some(Zero),
+            (Minus, b'1'..=b'9') => Some(Int),
+            (Int, b'0'..=b'9') => Some(Int),
+            (Zero | Int, b'.') if !integer => Some(Dot),
+            (Dot | Frac, b'0'..=b'9') => Some(Frac),
+            (Zero | Int | Frac, b'e' | b'E') if !integer => Some(E),
+            (E, b'+' | b'-') => Some(ESign),
+            (E | ESign | Exp, b'0'..=b'9') => Some(Exp),
+            _ => None,
+        }
+    }
+
+    /// Whether the number may end here.
+    pub(crate) fn is_complete(self) -> bool {
+        matches!(self, Self::Zero | Self::Int | Self::Frac | Self::Exp)
+    }
 }
 
 /// A JSON-object prefix checker; feed bytes, it says whether they can still become valid JSON.
@@ -201,24 +236,12 @@ impl JsonPrefix {
                 true
             }
             Expect::Num(part) => {
-                use NumPart::*;
-                let next = match (part, b) {
-                    (Minus, b'0') => Some(Zero),
-                    (Minus, b'1'..=b'9') => Some(Int),
-                    (Int, b'0'..=b'9') => Some(Int),
-                    (Zero | Int, b'.') => Some(Dot),
-                    (Dot | Frac, b'0'..=b'9') => Some(Frac),
-                    (Zero | Int | Frac, b'e' | b'E') => Some(E),
-                    (E, b'+' | b'-') => Some(ESign),
-                    (E | ESign | Exp, b'0'..=b'9') => Some(Exp),
-                    _ => None,
-                };
-                if let Some(n) = next {
+                if let Some(n) = part.step(b, false) {
                     self.expect = Expect::Num(n);
                     return true;
                 }
                 // The number ends here if it is complete; the byte then continues the structure.
-                if !matches!(part, Zero | Int | Frac | Exp) {
+                if !part.is_complete() {
                     return false;
                 }
                 self.after_value();

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::json_grammar::NumPart;
+
 /// One node of a compiled schema.
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -132,18 +134,6 @@ enum Frame {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NumPart {
-    Minus,
-    Zero,
-    Int,
-    Dot,
-    Frac,
-    E,
-    ESign,
-    Exp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Leaf {
     Str { escape: bool, hex: u8 },
     Num { part: NumPart, integer: bool },
@@ -193,9 +183,10 @@ impl SchemaPrefix {
             (Node::Object(_), b'{') => self.stack.push(Frame::Obj { node, next: 0, at: ObjAt::BeforeKey }),
             (Node::Array(_), b'[') => self.stack.push(Frame::Arr { node, at: ArrAt::FirstOrEnd }),
             (Node::Str, b'"') => self.leaf = Some(Leaf::Str { escape: false, hex: 0 }),
-            (Node::Num { integer }, b'-') => self.leaf = Some(Leaf::Num { part: NumPart::Minus, integer: *integer }),
-            (Node::Num { integer }, b'0') => self.leaf = Some(Leaf::Num { part: NumPart::Zero, integer: *integer }),
-            (Node::Num { integer }, b'1'..=b'9') => self.leaf = Some(Leaf::Num { part: NumPart::Int, integer: *integer }),
+            (Node::Num { integer }, _) => match NumPart::start(b) {
+                Some(part) => self.leaf = Some(Leaf::Num { part, integer: *integer }),
+                None => return false,
+            },
             (Node::Bool, b't') => self.leaf = Some(Leaf::Lit(b"rue")),
             (Node::Bool, b'f') => self.leaf = Some(Leaf::Lit(b"alse")),
             _ => return false,
@@ -323,23 +314,11 @@ impl SchemaPrefix {
                 true
             }
             Leaf::Num { part, integer } => {
-                use NumPart::*;
-                let next = match (part, b) {
-                    (Minus, b'0') => Some(Zero),
-                    (Minus, b'1'..=b'9') => Some(Int),
-                    (Int, b'0'..=b'9') => Some(Int),
-                    (Zero | Int, b'.') if !integer => Some(Dot),
-                    (Dot | Frac, b'0'..=b'9') => Some(Frac),
-                    (Zero | Int | Frac, b'e' | b'E') if !integer => Some(E),
-                    (E, b'+' | b'-') => Some(ESign),
-                    (E | ESign | Exp, b'0'..=b'9') => Some(Exp),
-                    _ => None,
-                };
-                if let Some(part) = next {
+                if let Some(part) = part.step(b, integer) {
                     self.leaf = Some(Leaf::Num { part, integer });
                     return true;
                 }
-                if !matches!(part, Zero | Int | Frac | Exp) {
+                if !part.is_complete() {
                     return false;
                 }
                 // The number ends here; the byte continues the structure.

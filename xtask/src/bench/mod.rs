@@ -245,15 +245,7 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     let options = llama_model::LoadOptions { device: device.clone(), dtype: args.backend.dtype() };
     let model = llama_model::load_quantized(source.as_ref(), config, &options, Some(&nf4_quant::QuantConfig::nf4()))?;
     let load_s = t0.elapsed().as_secs_f64();
-    let mut x = 0x1234_5678u64;
-    let ids: Vec<u32> = (0..args.prompt_tokens)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % config.vocab_size as u64) as u32
-        })
-        .collect();
+    let ids = synthetic::random_ids(&mut 0x1234_5678u64, args.prompt_tokens, config.vocab_size);
     let options = GenerateOptions { max_new_tokens: args.new_tokens, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), use_cache: true, top_logprobs: None };
     generate(&model, &ids, &GenerateOptions { max_new_tokens: 8, ..options.clone() }, |_| true)?;
     let start = Instant::now();

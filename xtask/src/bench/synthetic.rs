@@ -80,17 +80,7 @@ fn train_rank(run: &TrainRun<'_>, rank: usize, collective: Option<Box<dyn sft_tr
     let total = run.warmup + run.steps;
     let mut seed = 0x5EEDu64;
     let examples: Vec<Example> = (0..total * run.batch * run.devices.max(1))
-        .map(|_| {
-            let ids = (0..run.seq)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed % config.vocab_size as u64) as u32
-                })
-                .collect();
-            Example::all_learned(ids)
-        })
+        .map(|_| Example::all_learned(random_ids(&mut seed, run.seq, config.vocab_size)))
         .collect();
     let out = std::env::temp_dir().join(format!("kindling-bench-train-{}-{rank}", std::process::id()));
     let setup = RunSetup {
@@ -150,4 +140,16 @@ fn train_rank(run: &TrainRun<'_>, rank: usize, collective: Option<Box<dyn sft_tr
         "base_model_gib": base_mem.map(|b| b as f64 / (1u64 << 30) as f64),
         "loss_last": losses.last(),
     }))
+}
+
+/// `n` token ids below `vocab` from a xorshift64 stream (`state` advances; never 0).
+pub(super) fn random_ids(state: &mut u64, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            (*state % vocab as u64) as u32
+        })
+        .collect()
 }

@@ -3,8 +3,9 @@
 //!
 //! Determinism: the data order of epoch `e` is a function of `(seed, e)`, the adapter init of
 //! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` (the device RNG is
-//! re-seeded before each micro-batch; it is process-wide, so a lock makes the steps of
-//! concurrent runs in one process take turns). A run resumed from a checkpoint therefore
+//! re-seeded before each micro-batch that draws dropout masks; it is process-wide, so a lock
+//! makes the steps of concurrent runs in one process — and the dropout forwards of thread
+//! ranks — take turns, and nothing re-seeds it outside that lock). A run resumed from a checkpoint therefore
 //! repeats the uninterrupted run's computation exactly.
 
 use std::io::Write;
@@ -181,7 +182,8 @@ impl Trainer {
     /// Makes this trainer one rank of a data-parallel group: each global batch is
     /// `per_device_train_batch_size × world_size` sequences, this rank trains on its shard,
     /// gradients are summed across ranks, and only rank 0 logs and saves. In-process thread
-    /// ranks share burn's process-wide RNG, so they need `lora.dropout = 0` to stay exact.
+    /// ranks share burn's process-wide RNG: each re-seeds it and draws its dropout masks under
+    /// a lock (only their dropout forwards take turns), so runs stay reproducible.
     pub fn with_collective(mut self, collective: Box<dyn Collective>) -> Self {
         let world = collective.world_size();
         let per_epoch = self.setup.train.len().div_ceil(self.setup.args.per_device_train_batch_size * world);
@@ -289,6 +291,7 @@ impl Trainer {
         // Thread ranks cannot take turns mid-step (they meet in the all-reduce).
         let _turn = (world == 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let accum = self.setup.args.gradient_accumulation_steps;
+        let dropout = self.setup.lora.dropout > 0.0;
         let batches: Vec<(Batch, usize)> = (0..accum).map(|_| self.next_batch()).collect();
         let step_tokens: usize = batches.iter().map(|(_, n)| n).sum::<usize>().max(1);
         let params = trainable(&self.model);
@@ -297,10 +300,19 @@ impl Trainer {
         let mut tokens = 0;
         for (micro, (batch, _)) in batches.iter().enumerate() {
             tokens += batch.num_tokens;
-            let stream = (micro * world + self.collective.rank()) as u64;
-            self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, stream));
             let (ids, labels) = self.tensors(batch, &self.device);
-            let loss = causal_lm_loss_sum(self.model.forward(ids, None), labels).div_scalar(step_tokens as f64);
+            let logits = if dropout {
+                // Thread ranks share the process-wide RNG with each other (and with a rank
+                // drawing its adapter init): re-seed and draw under the lock.
+                let _draws = (world > 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                let stream = (micro * world + self.collective.rank()) as u64;
+                self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, stream));
+                self.model.forward(ids, None)
+            } else {
+                // Nothing random: leave the RNG alone (another rank may be drawing from it).
+                self.model.forward(ids, None)
+            };
+            let loss = causal_lm_loss_sum(logits, labels).div_scalar(step_tokens as f64);
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
                 return Err(Error::NonFinite { step: self.state.step + 1, loss: value as f64 });

@@ -1,6 +1,7 @@
-//! `cargo xtask ci`: what CI runs (`.ci/run` calls it) — fetch the real assets, make sure the
-//! browser the report test uses and a software Vulkan driver (for the wgpu parity tests) are
-//! there, then build and run every test, and the tiny-model HF parity tests again on wgpu.
+//! `cargo xtask ci`: what CI runs (`.ci/run` calls it) — check formatting (`rustfmt.toml`),
+//! fetch the real assets, make sure the browser the report test uses and a software Vulkan
+//! driver (for the wgpu parity tests) are there, then build and run every test, and the
+//! tiny-model HF parity tests again on wgpu.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +43,7 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
 pub fn run(args: Args) -> Result<()> {
     let root = workspace_root();
     let total = Instant::now();
+    step("cargo fmt --check", Command::new("cargo").args(["fmt", "--all", "--", "--check"]).current_dir(&root))?;
     if !args.no_fetch {
         step("fetch assets", Command::new(root.join("scripts/fetch-assets.sh")).current_dir(&root))?;
     }
@@ -56,13 +58,12 @@ pub fn run(args: Args) -> Result<()> {
         let packages = missing.join(" ");
         step(
             &format!("install {packages} (HTML report test, software Vulkan)"),
-            Command::new("sh").arg("-c").arg(format!("(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages}) >/dev/null")),
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages}) >/dev/null")),
         )?;
     }
-    step(
-        "cargo test",
-        Command::new("cargo").args(["test", "--workspace", "--locked", "--no-fail-fast"]).current_dir(&root),
-    )?;
+    step("cargo test", Command::new("cargo").args(["test", "--workspace", "--locked", "--no-fail-fast"]).current_dir(&root))?;
     step(
         "cargo test (wgpu on software Vulkan: HF parity)",
         Command::new("cargo")
@@ -83,7 +84,5 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
-    })
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
 }

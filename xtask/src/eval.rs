@@ -132,11 +132,7 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&files.dir).with_context(|| format!("creating {}", files.dir.display()))?;
     prepare_resume(&args, &model_spec, &files)?;
 
-    let local = LocalOptions {
-        adapter: args.adapter.clone(),
-        template: Some(args.template.clone()),
-        tokenizer: args.tokenizer.clone(),
-    };
+    let local = LocalOptions { adapter: args.adapter.clone(), template: Some(args.template.clone()), tokenizer: args.tokenizer.clone() };
     let mut model: Option<Arc<dyn Llm>> = None;
     let mut open_model = || -> Result<Arc<dyn Llm>> {
         if let Some(m) = &model {
@@ -157,11 +153,7 @@ pub fn run(args: Args) -> Result<()> {
         None => judge,
     };
 
-    let options = EvalOptions {
-        max_concurrency: args.concurrency.max(1),
-        journal: Some(files.journal()),
-        resume: true,
-    };
+    let options = EvalOptions { max_concurrency: args.concurrency.max(1), journal: Some(files.journal()), resume: true };
     let bar = bar(0, "judging");
     let run = eval::evaluate_with_progress(&cases, &metrics, judge.as_ref(), &options, &mut |_, done, total| {
         bar.set_length(total as u64);
@@ -218,8 +210,7 @@ fn prepare_resume(args: &Args, model_spec: &LlmSpec, files: &Files) -> Result<()
             "metrics": args.metrics,
         }),
     };
-    let previous: Option<State> =
-        std::fs::read_to_string(files.state()).ok().and_then(|text| serde_json::from_str(&text).ok());
+    let previous: Option<State> = std::fs::read_to_string(files.state()).ok().and_then(|text| serde_json::from_str(&text).ok());
     let stale_answers = args.fresh || previous.as_ref().is_none_or(|p| p.answers != current.answers);
     let stale_judging = args.fresh || previous.as_ref().is_none_or(|p| p.judging != current.judging);
     for (stale, path) in [(stale_answers, files.answers()), (stale_judging, files.journal())] {

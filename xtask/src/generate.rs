@@ -57,7 +57,13 @@ pub struct Args {
 }
 
 /// Opens a chat model from CLI-style arguments.
-pub fn open_chat(model: &str, adapter: Option<&std::path::Path>, template: &str, tokenizer: Option<std::path::PathBuf>, backend: Backend) -> Result<ChatModel> {
+pub fn open_chat(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    template: &str,
+    tokenizer: Option<std::path::PathBuf>,
+    backend: Backend,
+) -> Result<ChatModel> {
     open_chat_with(model, adapter, template, tokenizer, backend, None)
 }
 

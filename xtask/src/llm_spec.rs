@@ -64,11 +64,7 @@ impl LlmSpec {
     /// # Errors
     /// As [`LlmSpec::parse`] for a malformed `local:`/`openai:` spec.
     pub fn parse_model(text: &str) -> Result<Self> {
-        if text.starts_with("local:") || text.starts_with("openai:") {
-            Self::parse(text)
-        } else {
-            Ok(LlmSpec::Local(text.to_string()))
-        }
+        if text.starts_with("local:") || text.starts_with("openai:") { Self::parse(text) } else { Ok(LlmSpec::Local(text.to_string())) }
     }
 }
 
@@ -124,11 +120,7 @@ impl RemoteArgs {
                 match models.as_slice() {
                     [one] => one.clone(),
                     [] => bail!("{base_url} lists no models: name one with openai:{base_url}#MODEL"),
-                    many => bail!(
-                        "{base_url} serves {} models ({}): name one with openai:{base_url}#MODEL",
-                        many.len(),
-                        many.join(", ")
-                    ),
+                    many => bail!("{base_url} serves {} models ({}): name one with openai:{base_url}#MODEL", many.len(), many.join(", ")),
                 }
             }
         };
@@ -172,8 +164,7 @@ pub fn open_embedder(spec: &LlmSpec, remote: &RemoteArgs, backend: Backend) -> R
         LlmSpec::Local(reference) => {
             let dir = assets::resolve(reference)?;
             let device = backend.device()?;
-            let model = minilm::MiniLm::load(&dir, &device)
-                .with_context(|| format!("loading the sentence embedder {}", dir.display()))?;
+            let model = minilm::MiniLm::load(&dir, &device).with_context(|| format!("loading the sentence embedder {}", dir.display()))?;
             Ok(Arc::new(model))
         }
         LlmSpec::OpenAi { base_url, model } => Ok(Arc::new(remote.client(base_url, model.as_deref())?)),

@@ -8,9 +8,9 @@ mod ci;
 mod eval;
 mod finetune;
 mod generate;
+mod llm_spec;
 mod merge;
 mod quantize;
-mod llm_spec;
 mod serve;
 mod synth;
 
@@ -49,9 +49,7 @@ enum Command {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KINDLING_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KINDLING_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -71,10 +71,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let config = resolve_config(&args)?;
     let paths = expand_docs(&args.docs)?;
-    let docs = paths
-        .iter()
-        .map(|p| synth_data::load_document(p).map_err(anyhow::Error::from))
-        .collect::<Result<Vec<Document>>>()?;
+    let docs = paths.iter().map(|p| synth_data::load_document(p).map_err(anyhow::Error::from)).collect::<Result<Vec<Document>>>()?;
     for out in std::iter::once(&args.out).chain(args.csv.as_ref()) {
         ensure_parent(out)?;
     }
@@ -102,10 +99,7 @@ pub fn run(args: Args) -> Result<()> {
     bars.finish();
     let goldens = goldens.map_err(|e| explain(e, &synth, generator.as_ref(), critic.as_deref()))?;
     if goldens.is_empty() {
-        bail!(
-            "no goldens were made from {} document(s): the generator gave no usable inputs; nothing was written",
-            docs.len()
-        );
+        bail!("no goldens were made from {} document(s): the generator gave no usable inputs; nothing was written", docs.len());
     }
     synth_data::write_jsonl(&args.out, &goldens)?;
     if let Some(csv) = &args.csv {
@@ -138,8 +132,7 @@ fn resolve_config(args: &Args) -> Result<SynthConfig> {
         Some(path) => load_config(path)?,
         None => SynthConfig::default(),
     };
-    config.max_goldens_per_document =
-        args.max_goldens_per_doc.or(config.max_goldens_per_document).or(Some(DEFAULT_GOLDENS_PER_DOC));
+    config.max_goldens_per_document = args.max_goldens_per_doc.or(config.max_goldens_per_document).or(Some(DEFAULT_GOLDENS_PER_DOC));
     if let Some(seed) = args.seed {
         config.seed = seed;
     }

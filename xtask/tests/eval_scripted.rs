@@ -74,8 +74,7 @@ fn scores_exit_codes_and_resuming() {
     let broken = Arc::new(AtomicBool::new(true));
     let flag = broken.clone();
     let llm = Arc::new(ScriptedLlm::from_fn(move |messages: &[Message], _: &CompletionOptions| respond(&flag, messages)));
-    let server = llm_api::spawn_server(ServerConfig::new(llm.clone(), "scripted"), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("server");
+    let server = llm_api::spawn_server(ServerConfig::new(llm.clone(), "scripted"), SocketAddr::from(([127, 0, 0, 1], 0))).expect("server");
     let url = server.base_url();
 
     let dir = tempfile::tempdir().expect("tempdir");

@@ -120,7 +120,9 @@ fn sigkill_then_resume_repeats_the_uninterrupted_run() {
     ok(xtask().args(["finetune", "--config"]).arg(&config).output().expect("run"));
     let full = losses(&full_out);
     assert_eq!(full.len(), steps, "one logged loss per step");
-    for f in ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "metrics.jsonl", "loss.png", "sample.txt", "finetune.toml"] {
+    for f in
+        ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "metrics.jsonl", "loss.png", "sample.txt", "finetune.toml"]
+    {
         assert!(full_out.join(f).is_file(), "{f} written");
     }
 
@@ -189,7 +191,8 @@ fn bad_inputs_are_named() {
 fn rows_longer_than_max_seq_length_are_truncated_and_counted() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = write_config(dir.path(), &dir.path().join("out"), 1);
-    let output = ok(xtask().args(["finetune", "--config"]).arg(&config).args(["--set", "training.max_seq_length=8"]).output().expect("run"));
+    let output =
+        ok(xtask().args(["finetune", "--config"]).arg(&config).args(["--set", "training.max_seq_length=8"]).output().expect("run"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr.lines().find(|l| l.starts_with("dataset:")).expect("dataset line");
     let truncated: usize = line.split(", ").find_map(|p| p.strip_suffix(" truncated to 8 tokens")?.parse().ok()).expect("count");
@@ -213,11 +216,9 @@ fn judge_section_scores_goldens_at_eval_steps() {
         };
         Ok(eval::testing::text(answer))
     });
-    let server = llm_api::server::spawn_server(
-        llm_api::server::ServerConfig::new(Arc::new(judge), "judge"),
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .expect("server");
+    let server =
+        llm_api::server::spawn_server(llm_api::server::ServerConfig::new(Arc::new(judge), "judge"), "127.0.0.1:0".parse().expect("addr"))
+            .expect("server");
     let dir = tempfile::tempdir().expect("tmp");
     let goldens = dir.path().join("goldens.jsonl");
     std::fs::write(&goldens, "{\"input\": \"n3 n4 n5\"}\n{\"input\": \"n10 n12\"}\n").expect("goldens");

@@ -10,12 +10,7 @@ use common::{run, temp_files, xtask};
 fn refused(docs: &[&std::path::Path], extra: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("goldens.jsonl");
-    let finished = run(xtask()
-        .args(["synth", "--docs", "datasets/docs/tides.txt"])
-        .args(docs)
-        .arg("--out")
-        .arg(&out)
-        .args(extra));
+    let finished = run(xtask().args(["synth", "--docs", "datasets/docs/tides.txt"]).args(docs).arg("--out").arg(&out).args(extra));
     assert_ne!(finished.code, Some(0), "synth must fail on {docs:?}");
     assert!(!out.exists(), "nothing is written");
     assert!(temp_files(dir.path()).is_empty());

@@ -41,7 +41,8 @@ fn respond(messages: &[Message], options: &CompletionOptions) -> llm_api::Result
         WRITE_INPUTS => {
             let n: usize = section(prompt, "Write ").split_whitespace().next().and_then(|w| w.parse().ok()).unwrap_or(1);
             // One more than asked for: the pipeline keeps what it asked for.
-            let items: Vec<String> = (0..=n).map(|k| format!("{{\"input\": \"Question {k} on: {}?\"}}", topic(first_part(prompt)))).collect();
+            let items: Vec<String> =
+                (0..=n).map(|k| format!("{{\"input\": \"Question {k} on: {}?\"}}", topic(first_part(prompt)))).collect();
             format!("{{\"data\": [{}]}}", items.join(", "))
         }
         RATE_INPUT => r#"{"feedback": "Clear and self-contained.", "score": 0.9}"#.to_string(),
@@ -114,7 +115,10 @@ fn goldens_from_every_format_with_provenance_and_fixed_bytes_per_seed() {
     let for_eval = eval::load_goldens(out("a.jsonl")).expect("eval reads synth output");
     assert_eq!(for_eval.len(), goldens.len());
     for (e, g) in for_eval.iter().zip(&goldens) {
-        assert_eq!((e.input.as_str(), e.source_file.as_deref(), e.context.as_ref()), (g.input.as_str(), Some(g.source_file.as_str()), Some(&g.context)));
+        assert_eq!(
+            (e.input.as_str(), e.source_file.as_deref(), e.context.as_ref()),
+            (g.input.as_str(), Some(g.source_file.as_str()), Some(&g.context))
+        );
         assert_eq!(e.expected_output, g.expected_output);
     }
 

@@ -63,11 +63,7 @@ pub fn path(rel: impl AsRef<Path>) -> PathBuf {
 /// [`MissingAsset`] naming the asset and where it was looked for.
 pub fn require(rel: &str) -> Result<PathBuf, MissingAsset> {
     let path = path(rel);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(MissingAsset { rel: rel.to_string(), path })
-    }
+    if path.exists() { Ok(path) } else { Err(MissingAsset { rel: rel.to_string(), path }) }
 }
 
 /// Resolves a user-given reference: `asset:REL` becomes the asset's path (which must exist);

@@ -31,13 +31,7 @@ pub fn generate_answers(
             messages.push(Message::user(golden.input.clone()));
             let completion = model
                 .complete(&messages, options)
-                .map_err(|source| Error::Model {
-                    case: golden
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("golden {}", i + 1)),
-                    source,
-                })?;
+                .map_err(|source| Error::Model { case: golden.name.clone().unwrap_or_else(|| format!("golden {}", i + 1)), source })?;
             Ok(golden.to_test_case(completion.text.trim().to_string()))
         })
         .collect()
@@ -84,14 +78,7 @@ pub struct GoldenJudge {
 impl GoldenJudge {
     /// A seam over `goldens`, scored by `metrics` with `judge`.
     pub fn new(goldens: Vec<Golden>, metrics: Vec<Box<dyn Metric>>, judge: Arc<dyn Llm>) -> Self {
-        Self {
-            goldens,
-            metrics,
-            judge,
-            generation: CompletionOptions::default(),
-            system_prompt: None,
-            options: EvalOptions::default(),
-        }
+        Self { goldens, metrics, judge, generation: CompletionOptions::default(), system_prompt: None, options: EvalOptions::default() }
     }
 
     /// Answers every golden with `model`, judges the answers, and sums up.
@@ -100,35 +87,12 @@ impl GoldenJudge {
     /// [`Error::Model`] when `model` fails to answer; [`Error::Config`] when there are no
     /// metrics. Judge failures are counted in [`JudgeScores::errors`], not returned.
     pub fn judge(&self, model: &dyn Llm) -> Result<JudgeScores> {
-        let cases = generate_answers(
-            &self.goldens,
-            model,
-            &self.generation,
-            self.system_prompt.as_deref(),
-        )?;
+        let cases = generate_answers(&self.goldens, model, &self.generation, self.system_prompt.as_deref())?;
         let run = evaluate(&cases, &self.metrics, self.judge.as_ref(), &self.options)?;
         let summary = run.summary();
-        let mean_scores = summary
-            .metrics
-            .iter()
-            .filter_map(|m| m.mean_score.map(|s| (m.metric.clone(), s)))
-            .collect();
-        let pass_rates = summary
-            .metrics
-            .iter()
-            .map(|m| (m.metric.clone(), m.pass_rate))
-            .collect();
-        tracing::info!(
-            pass_rate = summary.pass_rate,
-            errors = summary.errors,
-            "judged goldens"
-        );
-        Ok(JudgeScores {
-            mean_scores,
-            pass_rates,
-            overall_pass_rate: summary.pass_rate,
-            errors: summary.errors,
-            run,
-        })
+        let mean_scores = summary.metrics.iter().filter_map(|m| m.mean_score.map(|s| (m.metric.clone(), s))).collect();
+        let pass_rates = summary.metrics.iter().map(|m| (m.metric.clone(), m.pass_rate)).collect();
+        tracing::info!(pass_rate = summary.pass_rate, errors = summary.errors, "judged goldens");
+        Ok(JudgeScores { mean_scores, pass_rates, overall_pass_rate: summary.pass_rate, errors: summary.errors, run })
     }
 }

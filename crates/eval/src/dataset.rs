@@ -20,24 +20,14 @@ struct Location<'a> {
 
 impl Location<'_> {
     fn error(&self, field: Option<&str>, message: String) -> Error {
-        Error::Dataset {
-            path: self.path.to_path_buf(),
-            at: self.at.clone(),
-            field: field.map(str::to_string),
-            message,
-        }
+        Error::Dataset { path: self.path.to_path_buf(), at: self.at.clone(), field: field.map(str::to_string), message }
     }
 
     fn required_str(&self, obj: &Map<String, Value>, field: &str) -> Result<String> {
         match obj.get(field) {
             Some(Value::String(s)) => Ok(s.clone()),
-            None | Some(Value::Null) => {
-                Err(self.error(Some(field), format!("required field `{field}` is missing")))
-            }
-            Some(other) => Err(self.error(
-                Some(field),
-                format!("field `{field}` must be a string, got {}", kind(other)),
-            )),
+            None | Some(Value::Null) => Err(self.error(Some(field), format!("required field `{field}` is missing"))),
+            Some(other) => Err(self.error(Some(field), format!("field `{field}` must be a string, got {}", kind(other)))),
         }
     }
 
@@ -45,10 +35,7 @@ impl Location<'_> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.error(
-                Some(field),
-                format!("field `{field}` must be a string, got {}", kind(other)),
-            )),
+            Some(other) => Err(self.error(Some(field), format!("field `{field}` must be a string, got {}", kind(other)))),
         }
     }
 
@@ -62,20 +49,11 @@ impl Location<'_> {
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(self.error(
-                        Some(field),
-                        format!("field `{field}[{i}]` must be a string, got {}", kind(other)),
-                    )),
+                    other => Err(self.error(Some(field), format!("field `{field}[{i}]` must be a string, got {}", kind(other)))),
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
-            Some(other) => Err(self.error(
-                Some(field),
-                format!(
-                    "field `{field}` must be a list of strings, got {}",
-                    kind(other)
-                ),
-            )),
+            Some(other) => Err(self.error(Some(field), format!("field `{field}` must be a list of strings, got {}", kind(other)))),
         }
     }
 }
@@ -94,10 +72,7 @@ fn kind(v: &Value) -> &'static str {
 fn as_object(loc: Location<'_>, value: Value) -> Result<(Location<'_>, Map<String, Value>)> {
     match value {
         Value::Object(map) => Ok((loc, map)),
-        other => Err(loc.error(
-            None,
-            format!("expected a JSON object, got {}", kind(&other)),
-        )),
+        other => Err(loc.error(None, format!("expected a JSON object, got {}", kind(&other)))),
     }
 }
 
@@ -121,25 +96,15 @@ fn records(path: &Path) -> Result<Vec<(Location<'_>, Map<String, Value>)>> {
             });
         };
         for (i, item) in items.into_iter().enumerate() {
-            out.push(as_object(
-                Location {
-                    path,
-                    at: format!("item {}", i + 1),
-                },
-                item,
-            )?);
+            out.push(as_object(Location { path, at: format!("item {}", i + 1) }, item)?);
         }
     } else {
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let loc = Location {
-                path,
-                at: format!("line {}", i + 1),
-            };
-            let value: Value = serde_json::from_str(line)
-                .map_err(|e| loc.error(None, format!("invalid JSON: {e}")))?;
+            let loc = Location { path, at: format!("line {}", i + 1) };
+            let value: Value = serde_json::from_str(line).map_err(|e| loc.error(None, format!("invalid JSON: {e}")))?;
             out.push(as_object(loc, value)?);
         }
     }
@@ -198,8 +163,7 @@ pub fn save_jsonl<T: Serialize>(path: impl AsRef<Path>, records: &[T]) -> Result
     let path = path.as_ref();
     let mut text = String::new();
     for r in records {
-        let line =
-            serde_json::to_string(r).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+        let line = serde_json::to_string(r).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
         text.push_str(&line);
         text.push('\n');
     }
@@ -220,9 +184,7 @@ mod tests {
     fn jsonl_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cases = vec![
-            TestCase::new("q1", "a1")
-                .with_expected_output("e1")
-                .with_name("first"),
+            TestCase::new("q1", "a1").with_expected_output("e1").with_name("first"),
             TestCase::new("q2", "a2").with_context(vec!["c".into()]),
         ];
         let path = dir.path().join("cases.jsonl");
@@ -233,11 +195,7 @@ mod tests {
     #[test]
     fn json_array_and_single_string_context() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(
-            &dir,
-            "cases.json",
-            r#"[{"input": "q", "actual_output": "a", "context": "only one"}]"#,
-        );
+        let path = write(&dir, "cases.json", r#"[{"input": "q", "actual_output": "a", "context": "only one"}]"#);
         let cases = load_test_cases(&path).expect("load");
         assert_eq!(cases[0].context, Some(vec!["only one".to_string()]));
     }
@@ -245,16 +203,10 @@ mod tests {
     #[test]
     fn missing_field_names_file_line_and_field() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(
-            &dir,
-            "cases.jsonl",
-            "{\"input\": \"q\", \"actual_output\": \"a\"}\n\n{\"input\": \"q2\"}\n",
-        );
+        let path = write(&dir, "cases.jsonl", "{\"input\": \"q\", \"actual_output\": \"a\"}\n\n{\"input\": \"q2\"}\n");
         let err = load_test_cases(&path).expect_err("missing actual_output");
         match &err {
-            Error::Dataset {
-                path: p, at, field, ..
-            } => {
+            Error::Dataset { path: p, at, field, .. } => {
                 assert_eq!(p, &path);
                 assert_eq!(at, "line 3");
                 assert_eq!(field.as_deref(), Some("actual_output"));
@@ -262,65 +214,36 @@ mod tests {
             other => panic!("expected Dataset error, got {other:?}"),
         }
         let text = err.to_string();
-        assert!(
-            text.contains("cases.jsonl: line 3: required field `actual_output` is missing"),
-            "{text}"
-        );
+        assert!(text.contains("cases.jsonl: line 3: required field `actual_output` is missing"), "{text}");
     }
 
     #[test]
     fn wrong_types_and_bad_json_are_located() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(
-            &dir,
-            "a.json",
-            r#"[{"input": "q", "actual_output": "a"}, {"input": 3, "actual_output": "a"}]"#,
-        );
+        let path = write(&dir, "a.json", r#"[{"input": "q", "actual_output": "a"}, {"input": 3, "actual_output": "a"}]"#);
         let err = load_test_cases(&path).expect_err("bad type").to_string();
-        assert!(
-            err.contains("item 2") && err.contains("`input` must be a string, got a number"),
-            "{err}"
-        );
+        assert!(err.contains("item 2") && err.contains("`input` must be a string, got a number"), "{err}");
 
-        let path = write(
-            &dir,
-            "b.jsonl",
-            "{\"input\": \"q\", \"actual_output\": \"a\", \"context\": [1]}\n",
-        );
+        let path = write(&dir, "b.jsonl", "{\"input\": \"q\", \"actual_output\": \"a\", \"context\": [1]}\n");
         let err = load_test_cases(&path).expect_err("bad list").to_string();
-        assert!(
-            err.contains("line 1") && err.contains("`context[0]`"),
-            "{err}"
-        );
+        assert!(err.contains("line 1") && err.contains("`context[0]`"), "{err}");
 
         let path = write(&dir, "c.jsonl", "{\"input\": \"q\",\n");
         let err = load_test_cases(&path).expect_err("bad json").to_string();
-        assert!(
-            err.contains("line 1") && err.contains("invalid JSON"),
-            "{err}"
-        );
+        assert!(err.contains("line 1") && err.contains("invalid JSON"), "{err}");
 
-        let err = load_test_cases(dir.path().join("absent.jsonl"))
-            .expect_err("absent")
-            .to_string();
+        let err = load_test_cases(dir.path().join("absent.jsonl")).expect_err("absent").to_string();
         assert!(err.contains("absent.jsonl"), "{err}");
     }
 
     #[test]
     fn goldens_need_only_an_input() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = write(
-            &dir,
-            "g.jsonl",
-            "{\"input\": \"q\", \"source_file\": \"doc.pdf\", \"extra\": 1}\n",
-        );
+        let path = write(&dir, "g.jsonl", "{\"input\": \"q\", \"source_file\": \"doc.pdf\", \"extra\": 1}\n");
         let goldens = load_goldens(&path).expect("load");
         assert_eq!(goldens[0].source_file.as_deref(), Some("doc.pdf"));
         let path = write(&dir, "h.jsonl", "{\"expected_output\": \"e\"}\n");
         let err = load_goldens(&path).expect_err("no input").to_string();
-        assert!(
-            err.contains("h.jsonl: line 1: required field `input` is missing"),
-            "{err}"
-        );
+        assert!(err.contains("h.jsonl: line 1: required field `input` is missing"), "{err}");
     }
 }

@@ -11,11 +11,7 @@ pub(crate) fn open(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))
+    OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))
 }
 
 /// Appends one record as one line, in a single write, and flushes it to the OS.
@@ -34,11 +30,7 @@ pub(crate) fn append(file: &mut File, record: &JobRecord) -> std::io::Result<()>
 /// is not the last one.
 pub fn read_journal(path: &Path) -> Result<Vec<JobRecord>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
     let mut records = Vec::with_capacity(lines.len());
     for (k, (i, line)) in lines.iter().enumerate() {
         match serde_json::from_str::<JobRecord>(line) {
@@ -84,14 +76,10 @@ mod tests {
         append(&mut file, &record(0)).expect("append");
         append(&mut file, &record(1)).expect("append");
         drop(file);
-        assert_eq!(
-            read_journal(&path).expect("read"),
-            vec![record(0), record(1)]
-        );
+        assert_eq!(read_journal(&path).expect("read"), vec![record(0), record(1)]);
         // A crash in the middle of the third line.
         let mut file = open(&path).expect("reopen");
-        file.write_all(b"{\"case_index\": 2, \"inp")
-            .expect("torn write");
+        file.write_all(b"{\"case_index\": 2, \"inp").expect("torn write");
         drop(file);
         assert_eq!(read_journal(&path).expect("read torn").len(), 2);
     }
@@ -103,9 +91,6 @@ mod tests {
         let good = serde_json::to_string(&record(0)).expect("json");
         std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).expect("write");
         let err = read_journal(&path).expect_err("bad line").to_string();
-        assert!(
-            err.contains("line 2") && err.contains("journal.jsonl"),
-            "{err}"
-        );
+        assert!(err.contains("line 2") && err.contains("journal.jsonl"), "{err}");
     }
 }

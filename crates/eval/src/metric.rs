@@ -101,11 +101,7 @@ pub trait Metric: Send + Sync {
 pub fn check_required(metric: &dyn Metric, case: &TestCase) -> Result<()> {
     for param in metric.required_params() {
         if param.text(case).is_none() {
-            return Err(Error::MissingParam {
-                metric: metric.name(),
-                case: case.display_label(),
-                param: param.field().to_string(),
-            });
+            return Err(Error::MissingParam { metric: metric.name(), case: case.display_label(), param: param.field().to_string() });
         }
     }
     Ok(())
@@ -113,12 +109,7 @@ pub fn check_required(metric: &dyn Metric, case: &TestCase) -> Result<()> {
 
 /// Judge options every metric starts from: greedy, JSON mode, room for a reasoned answer.
 pub fn default_judge_options() -> CompletionOptions {
-    CompletionOptions {
-        max_tokens: 1024,
-        temperature: 0.0,
-        json_mode: true,
-        ..CompletionOptions::default()
-    }
+    CompletionOptions { max_tokens: 1024, temperature: 0.0, json_mode: true, ..CompletionOptions::default() }
 }
 
 /// The framing every judge prompt gets.
@@ -132,11 +123,7 @@ pub(crate) fn ask_json<T: DeserializeOwned>(
     step: &str,
     prompt: String,
 ) -> Result<(T, Completion)> {
-    let wrap = |source| Error::Judge {
-        metric: metric.to_string(),
-        step: step.to_string(),
-        source,
-    };
+    let wrap = |source| Error::Judge { metric: metric.to_string(), step: step.to_string(), source };
     let messages = [Message::system(JUDGE_SYSTEM), Message::user(prompt)];
     let completion = judge.complete(&messages, options).map_err(wrap)?;
     tracing::debug!(metric, step, answer = %completion.text, "judge answered");
@@ -149,11 +136,7 @@ pub(crate) fn nonsense(metric: &str, step: &str, detail: String, answer: &str) -
     Error::Judge {
         metric: metric.to_string(),
         step: step.to_string(),
-        source: llm_api::Error::Malformed {
-            what: step.to_string(),
-            detail,
-            answer: answer.to_string(),
-        },
+        source: llm_api::Error::Malformed { what: step.to_string(), detail, answer: answer.to_string() },
     }
 }
 
@@ -162,11 +145,7 @@ pub(crate) fn bullet_list(items: &[String]) -> String {
     if items.is_empty() {
         return "(none)".into();
     }
-    items
-        .iter()
-        .map(|s| format!("- {s}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    items.iter().map(|s| format!("- {s}")).collect::<Vec<_>>().join("\n")
 }
 
 /// A verdict on one opinion or statement.

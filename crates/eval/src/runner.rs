@@ -30,11 +30,7 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self {
-            max_concurrency: 4,
-            journal: None,
-            resume: false,
-        }
+        Self { max_concurrency: 4, journal: None, resume: false }
     }
 }
 
@@ -102,12 +98,7 @@ impl EvalRun {
 /// # Errors
 /// Only for setup: [`Error::Config`] for no metrics, [`Error::Io`]/[`Error::Dataset`] when
 /// the journal cannot be opened or read for resuming. Job failures are recorded, not returned.
-pub fn evaluate(
-    cases: &[TestCase],
-    metrics: &[Box<dyn Metric>],
-    judge: &dyn Llm,
-    options: &EvalOptions,
-) -> Result<EvalRun> {
+pub fn evaluate(cases: &[TestCase], metrics: &[Box<dyn Metric>], judge: &dyn Llm, options: &EvalOptions) -> Result<EvalRun> {
     evaluate_with_progress(cases, metrics, judge, options, &mut |_, _, _| {})
 }
 
@@ -139,12 +130,10 @@ pub fn evaluate_with_progress(
     for (ci, case) in cases.iter().enumerate() {
         for (mi, metric) in metrics.iter().enumerate() {
             let name = metric.name();
-            let done = previous.iter().rev().find(|r| {
-                r.case_index == ci
-                    && r.metric == name
-                    && r.input == case.input
-                    && r.actual_output == case.actual_output
-            });
+            let done = previous
+                .iter()
+                .rev()
+                .find(|r| r.case_index == ci && r.metric == name && r.input == case.input && r.actual_output == case.actual_output);
             match done {
                 Some(r) if r.result.is_some() => slots.push(Some(r.clone())),
                 _ => {
@@ -158,13 +147,7 @@ pub fn evaluate_with_progress(
     let mut finished = total - pending.len();
     let mut warnings = Vec::new();
     let workers = options.max_concurrency.max(1).min(pending.len());
-    tracing::info!(
-        cases = cases.len(),
-        metrics = metrics.len(),
-        jobs = pending.len(),
-        workers,
-        "evaluating"
-    );
+    tracing::info!(cases = cases.len(), metrics = metrics.len(), jobs = pending.len(), workers, "evaluating");
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<(usize, JobRecord)>();
     std::thread::scope(|scope| {
@@ -189,11 +172,7 @@ pub fn evaluate_with_progress(
             if let Some(file) = journal.as_mut()
                 && let Err(e) = crate::journal::append(file, &record)
             {
-                let path = options
-                    .journal
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
+                let path = options.journal.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
                 tracing::error!(%path, %e, "journal write failed");
                 warnings.push(format!("{path}: journal write failed: {e}"));
             }
@@ -217,12 +196,7 @@ pub fn evaluate_with_progress(
         cases: cases.to_vec(),
         metrics: metrics
             .iter()
-            .map(|m| MetricInfo {
-                name: m.name(),
-                threshold: m.threshold(),
-                direction: m.direction(),
-                strict_mode: m.strict_mode(),
-            })
+            .map(|m| MetricInfo { name: m.name(), threshold: m.threshold(), direction: m.direction(), strict_mode: m.strict_mode() })
             .collect(),
         records,
         warnings,
@@ -244,20 +218,10 @@ fn run_job(case_index: usize, case: &TestCase, metric: &dyn Metric, judge: &dyn 
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            (
-                None,
-                Some(format!("{}: panicked: {message}", metric.name())),
-            )
+            (None, Some(format!("{}: panicked: {message}", metric.name())))
         }
     };
-    JobRecord {
-        case_index,
-        input: case.input.clone(),
-        actual_output: case.actual_output.clone(),
-        metric: metric.name(),
-        result,
-        error,
-    }
+    JobRecord { case_index, input: case.input.clone(), actual_output: case.actual_output.clone(), metric: metric.name(), result, error }
 }
 
 /// A record for a job whose worker vanished (cannot happen unless a thread was killed).
@@ -336,9 +300,7 @@ mod tests {
     }
 
     fn cases(n: usize) -> Vec<TestCase> {
-        (0..n)
-            .map(|i| TestCase::new("q".repeat(i + 1), "a"))
-            .collect()
+        (0..n).map(|i| TestCase::new("q".repeat(i + 1), "a")).collect()
     }
 
     fn no_judge() -> ScriptedLlm {
@@ -349,44 +311,21 @@ mod tests {
     fn concurrency_is_bounded_and_order_is_kept() {
         let probe = Arc::new(Probe::default());
         let metrics: Vec<Box<dyn Metric>> = vec![Box::new(Shared(probe.clone()))];
-        let options = EvalOptions {
-            max_concurrency: 2,
-            ..EvalOptions::default()
-        };
+        let options = EvalOptions { max_concurrency: 2, ..EvalOptions::default() };
         let run = evaluate(&cases(6), &metrics, &no_judge(), &options).expect("run");
         let peak = probe.peak.load(Ordering::SeqCst);
-        assert!(
-            (1..=2).contains(&peak),
-            "peak concurrency {peak} is outside 1..=2"
-        );
-        let scores: Vec<f64> = run
-            .records
-            .iter()
-            .map(|r| r.result.as_ref().expect("result").score)
-            .collect();
+        assert!((1..=2).contains(&peak), "peak concurrency {peak} is outside 1..=2");
+        let scores: Vec<f64> = run.records.iter().map(|r| r.result.as_ref().expect("result").score).collect();
         assert_eq!(scores, vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
     }
 
     #[test]
     fn failures_and_panics_are_recorded_next_to_the_results() {
-        let probe = Probe {
-            fail_on: Some("qq".into()),
-            panic_on: Some("qqqq".into()),
-            ..Probe::default()
-        };
+        let probe = Probe { fail_on: Some("qq".into()), panic_on: Some("qqqq".into()), ..Probe::default() };
         let metrics: Vec<Box<dyn Metric>> = vec![Box::new(Shared(Arc::new(probe)))];
         let run = evaluate(&cases(5), &metrics, &no_judge(), &EvalOptions::default()).expect("run");
         let errors: Vec<Option<&str>> = run.records.iter().map(|r| r.error.as_deref()).collect();
-        assert_eq!(
-            errors,
-            vec![
-                None,
-                Some("configuration: probe refused"),
-                None,
-                Some("Probe: panicked: probe exploded"),
-                None
-            ]
-        );
+        assert_eq!(errors, vec![None, Some("configuration: probe refused"), None, Some("Probe: panicked: probe exploded"), None]);
         assert_eq!(run.records.iter().filter(|r| r.result.is_some()).count(), 3);
     }
 
@@ -396,70 +335,34 @@ mod tests {
         let judge = ScriptedLlm::from_fn(|messages, _| {
             let prompt = &messages[1].content;
             let answer = if prompt.contains("List the OPINIONS") {
-                if prompt.contains("BROKEN") {
-                    "no idea"
-                } else {
-                    r#"{"opinions": []}"#
-                }
+                if prompt.contains("BROKEN") { "no idea" } else { r#"{"opinions": []}"# }
             } else {
                 r#"{"reason": "Nothing to flag."}"#
             };
             Ok(crate::testing::text(answer))
         });
-        let cases = vec![
-            TestCase::new("q1", "fine"),
-            TestCase::new("q2", "BROKEN"),
-            TestCase::new("q3", "fine"),
-        ];
+        let cases = vec![TestCase::new("q1", "fine"), TestCase::new("q2", "BROKEN"), TestCase::new("q3", "fine")];
         let metrics: Vec<Box<dyn Metric>> = vec![Box::new(OpinionMetric::bias())];
-        let run = evaluate(
-            &cases,
-            &metrics,
-            &judge,
-            &EvalOptions {
-                max_concurrency: 3,
-                ..Default::default()
-            },
-        )
-        .expect("run");
+        let run = evaluate(&cases, &metrics, &judge, &EvalOptions { max_concurrency: 3, ..Default::default() }).expect("run");
         assert!(run.records[0].passed() && run.records[2].passed());
         let error = run.records[1].error.as_deref().expect("error kept");
-        assert!(
-            error.contains("Bias: opinions: malformed answer") && error.contains("no idea"),
-            "{error}"
-        );
+        assert!(error.contains("Bias: opinions: malformed answer") && error.contains("no idea"), "{error}");
     }
 
     #[test]
     fn the_journal_keeps_every_job_and_resume_reruns_only_failures() {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = dir.path().join("journal.jsonl");
-        let failing = Probe {
-            fail_on: Some("qq".into()),
-            ..Probe::default()
-        };
+        let failing = Probe { fail_on: Some("qq".into()), ..Probe::default() };
         let metrics: Vec<Box<dyn Metric>> = vec![Box::new(Shared(Arc::new(failing)))];
-        let options = EvalOptions {
-            max_concurrency: 2,
-            journal: Some(journal.clone()),
-            resume: true,
-        };
+        let options = EvalOptions { max_concurrency: 2, journal: Some(journal.clone()), resume: true };
         let mut seen = Vec::new();
-        let first = evaluate_with_progress(
-            &cases(3),
-            &metrics,
-            &no_judge(),
-            &options,
-            &mut |r, done, total| {
-                seen.push((r.case_index, done, total));
-            },
-        )
+        let first = evaluate_with_progress(&cases(3), &metrics, &no_judge(), &options, &mut |r, done, total| {
+            seen.push((r.case_index, done, total));
+        })
         .expect("first run");
         assert_eq!(seen.len(), 3);
-        assert_eq!(
-            seen.iter().map(|(_, d, t)| (*d, *t)).collect::<Vec<_>>(),
-            vec![(1, 3), (2, 3), (3, 3)]
-        );
+        assert_eq!(seen.iter().map(|(_, d, t)| (*d, *t)).collect::<Vec<_>>(), vec![(1, 3), (2, 3), (3, 3)]);
         assert_eq!(read_journal(&journal).expect("journal").len(), 3);
         assert!(first.records[1].error.is_some());
 
@@ -467,15 +370,9 @@ mod tests {
         let healthy = Arc::new(Probe::default());
         let metrics: Vec<Box<dyn Metric>> = vec![Box::new(Shared(healthy.clone()))];
         let mut reran = Vec::new();
-        let second = evaluate_with_progress(
-            &cases(3),
-            &metrics,
-            &no_judge(),
-            &options,
-            &mut |r, _, _| {
-                reran.push(r.case_index);
-            },
-        )
+        let second = evaluate_with_progress(&cases(3), &metrics, &no_judge(), &options, &mut |r, _, _| {
+            reran.push(r.case_index);
+        })
         .expect("second run");
         assert_eq!(reran, vec![1]);
         assert!(second.records.iter().all(|r| r.result.is_some()));
@@ -485,8 +382,7 @@ mod tests {
 
     #[test]
     fn no_metrics_is_a_configuration_error() {
-        let err =
-            evaluate(&cases(1), &[], &no_judge(), &EvalOptions::default()).expect_err("no metrics");
+        let err = evaluate(&cases(1), &[], &no_judge(), &EvalOptions::default()).expect_err("no metrics");
         assert!(matches!(err, Error::Config(_)), "{err:?}");
     }
 }

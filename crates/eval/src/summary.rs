@@ -56,10 +56,7 @@ impl EvalRun {
             .iter()
             .map(|m| {
                 let records: Vec<_> = self.records.iter().filter(|r| r.metric == m.name).collect();
-                let scores: Vec<f64> = records
-                    .iter()
-                    .filter_map(|r| r.result.as_ref().map(|x| x.score))
-                    .collect();
+                let scores: Vec<f64> = records.iter().filter_map(|r| r.result.as_ref().map(|x| x.score)).collect();
                 let passed = records.iter().filter(|r| r.passed()).count();
                 let errored = records.iter().filter(|r| r.result.is_none()).count();
                 let failed = records.len() - passed - errored;
@@ -71,8 +68,7 @@ impl EvalRun {
                     failed,
                     errored,
                     pass_rate: ratio(passed, records.len()),
-                    mean_score: (!scores.is_empty())
-                        .then(|| scores.iter().sum::<f64>() / scores.len() as f64),
+                    mean_score: (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64),
                 }
             })
             .collect();

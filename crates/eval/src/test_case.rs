@@ -64,9 +64,7 @@ impl TestCase {
 
     /// The name, or `case N` (1-based) from the case's position.
     pub fn label(&self, index: usize) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("case {}", index + 1))
+        self.name.clone().unwrap_or_else(|| format!("case {}", index + 1))
     }
 }
 
@@ -176,14 +174,7 @@ impl Param {
 
     /// The field's text in `case`, lists rendered one item per line; `None` when absent.
     pub fn text(self, case: &TestCase) -> Option<String> {
-        let list = |items: &Option<Vec<String>>| {
-            items.as_ref().map(|v| {
-                v.iter()
-                    .map(|s| format!("- {s}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-        };
+        let list = |items: &Option<Vec<String>>| items.as_ref().map(|v| v.iter().map(|s| format!("- {s}")).collect::<Vec<_>>().join("\n"));
         match self {
             Param::Input => Some(case.input.clone()),
             Param::ActualOutput => Some(case.actual_output.clone()),
@@ -221,14 +212,8 @@ mod tests {
     #[test]
     fn titles_join_like_prose() {
         assert_eq!(join_titles(&[Param::Input]), "Input");
-        assert_eq!(
-            join_titles(&[Param::Input, Param::ActualOutput]),
-            "Input and Actual Output"
-        );
-        assert_eq!(
-            join_titles(&[Param::Input, Param::ActualOutput, Param::Context]),
-            "Input, Actual Output, and Context"
-        );
+        assert_eq!(join_titles(&[Param::Input, Param::ActualOutput]), "Input and Actual Output");
+        assert_eq!(join_titles(&[Param::Input, Param::ActualOutput, Param::Context]), "Input, Actual Output, and Context");
     }
 
     #[test]

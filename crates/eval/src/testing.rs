@@ -4,12 +4,9 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use llm_api::{
-    Completion, CompletionOptions, FinishReason, Llm, Message, TokenLogprob, TopLogprob, Usage,
-};
+use llm_api::{Completion, CompletionOptions, FinishReason, Llm, Message, TokenLogprob, TopLogprob, Usage};
 
-type Responder =
-    dyn Fn(&[Message], &CompletionOptions) -> llm_api::Result<Completion> + Send + Sync;
+type Responder = dyn Fn(&[Message], &CompletionOptions) -> llm_api::Result<Completion> + Send + Sync;
 
 /// Answers either from a queue (in call order) or from a function of the request; records
 /// every call.
@@ -24,12 +21,7 @@ impl ScriptedLlm {
     /// Answers with `answers` in order; a call beyond the script fails with
     /// [`llm_api::Error::Model`].
     pub fn new(answers: Vec<llm_api::Result<Completion>>) -> Self {
-        Self {
-            name: "scripted".into(),
-            queue: Mutex::new(answers.into()),
-            responder: None,
-            calls: Mutex::new(Vec::new()),
-        }
+        Self { name: "scripted".into(), queue: Mutex::new(answers.into()), responder: None, calls: Mutex::new(Vec::new()) }
     }
 
     /// Answers with plain texts in order.
@@ -38,18 +30,8 @@ impl ScriptedLlm {
     }
 
     /// Answers with `f(messages, options)`; safe for concurrent callers.
-    pub fn from_fn(
-        f: impl Fn(&[Message], &CompletionOptions) -> llm_api::Result<Completion>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        Self {
-            name: "scripted".into(),
-            queue: Mutex::new(VecDeque::new()),
-            responder: Some(Box::new(f)),
-            calls: Mutex::new(Vec::new()),
-        }
+    pub fn from_fn(f: impl Fn(&[Message], &CompletionOptions) -> llm_api::Result<Completion> + Send + Sync + 'static) -> Self {
+        Self { name: "scripted".into(), queue: Mutex::new(VecDeque::new()), responder: Some(Box::new(f)), calls: Mutex::new(Vec::new()) }
     }
 
     /// Renames the model (as reports show it).
@@ -67,12 +49,7 @@ impl ScriptedLlm {
     pub fn prompts(&self) -> Vec<String> {
         self.calls()
             .into_iter()
-            .filter_map(|(m, _)| {
-                m.into_iter()
-                    .rev()
-                    .find(|m| m.role == llm_api::Role::User)
-                    .map(|m| m.content)
-            })
+            .filter_map(|(m, _)| m.into_iter().rev().find(|m| m.role == llm_api::Role::User).map(|m| m.content))
             .collect()
     }
 }
@@ -82,15 +59,8 @@ impl Llm for ScriptedLlm {
         self.name.clone()
     }
 
-    fn complete(
-        &self,
-        messages: &[Message],
-        options: &CompletionOptions,
-    ) -> llm_api::Result<Completion> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((messages.to_vec(), options.clone()));
+    fn complete(&self, messages: &[Message], options: &CompletionOptions) -> llm_api::Result<Completion> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push((messages.to_vec(), options.clone()));
         if let Some(f) = &self.responder {
             return f(messages, options);
         }
@@ -98,22 +68,13 @@ impl Llm for ScriptedLlm {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop_front()
-            .unwrap_or_else(|| {
-                Err(llm_api::Error::Model(
-                    "the script has no more answers".into(),
-                ))
-            })
+            .unwrap_or_else(|| Err(llm_api::Error::Model("the script has no more answers".into())))
     }
 }
 
 /// A completion of `text` without logprobs.
 pub fn text(text: impl Into<String>) -> Completion {
-    Completion {
-        text: text.into(),
-        logprobs: None,
-        finish_reason: FinishReason::Stop,
-        usage: Usage::default(),
-    }
+    Completion { text: text.into(), logprobs: None, finish_reason: FinishReason::Stop, usage: Usage::default() }
 }
 
 /// A completion of the concatenated `tokens`, each `(token, [(alternative, probability)])`;
@@ -123,17 +84,8 @@ pub fn with_logprobs(tokens: &[(&str, &[(&str, f64)])]) -> Completion {
         .iter()
         .map(|(token, alts)| TokenLogprob {
             token: (*token).to_string(),
-            logprob: alts
-                .iter()
-                .find(|(t, _)| t == token)
-                .map_or(0.5f64.ln(), |(_, p)| p.ln()) as f32,
-            top_logprobs: alts
-                .iter()
-                .map(|(t, p)| TopLogprob {
-                    token: (*t).to_string(),
-                    logprob: p.ln() as f32,
-                })
-                .collect(),
+            logprob: alts.iter().find(|(t, _)| t == token).map_or(0.5f64.ln(), |(_, p)| p.ln()) as f32,
+            top_logprobs: alts.iter().map(|(t, p)| TopLogprob { token: (*t).to_string(), logprob: p.ln() as f32 }).collect(),
         })
         .collect();
     Completion {
@@ -152,26 +104,14 @@ mod tests {
     fn queue_then_exhaustion() {
         let llm = ScriptedLlm::texts(["a"]);
         let opts = CompletionOptions::default();
-        assert_eq!(
-            llm.complete(&[Message::user("1")], &opts)
-                .expect("first")
-                .text,
-            "a"
-        );
-        assert!(matches!(
-            llm.complete(&[Message::user("2")], &opts),
-            Err(llm_api::Error::Model(_))
-        ));
+        assert_eq!(llm.complete(&[Message::user("1")], &opts).expect("first").text, "a");
+        assert!(matches!(llm.complete(&[Message::user("2")], &opts), Err(llm_api::Error::Model(_))));
         assert_eq!(llm.prompts(), ["1", "2"]);
     }
 
     #[test]
     fn logprob_completion_concatenates_tokens() {
-        let c = with_logprobs(&[
-            ("{\"score\": ", &[]),
-            ("7", &[("7", 0.8), ("6", 0.2)]),
-            ("}", &[]),
-        ]);
+        let c = with_logprobs(&[("{\"score\": ", &[]), ("7", &[("7", 0.8), ("6", 0.2)]), ("}", &[])]);
         assert_eq!(c.text, "{\"score\": 7}");
         let l = c.logprobs.expect("logprobs");
         assert!((l[1].logprob - 0.8f64.ln() as f32).abs() < 1e-7);

@@ -11,8 +11,7 @@ use eval::{EvalOptions, TestCase, evaluate, metrics_from_list, write_reports};
 
 /// `$KINDLING_CHROMIUM`, else Debian's `/usr/bin/chromium`.
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("KINDLING_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let path = std::env::var_os("KINDLING_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
         path.exists(),
         "chromium not found at {}: install Debian's `chromium` package (apt-get install chromium) or set KINDLING_CHROMIUM",
@@ -66,16 +65,9 @@ fn screenshot(page: &Path, png: &Path, profile: &Path) {
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
     let judge = ScriptedLlm::from_fn(|messages, _| {
-        let prompt = messages
-            .last()
-            .map(|m| m.content.as_str())
-            .unwrap_or_default();
+        let prompt = messages.last().map(|m| m.content.as_str()).unwrap_or_default();
         let answer = if prompt.contains("List the OPINIONS") {
-            if prompt.contains("idiots") {
-                r#"{"opinions": ["Only idiots use tabs."]}"#
-            } else {
-                r#"{"opinions": []}"#
-            }
+            if prompt.contains("idiots") { r#"{"opinions": ["Only idiots use tabs."]}"# } else { r#"{"opinions": []}"# }
         } else if prompt.contains("What counts as toxicity") {
             r#"{"verdicts": [{"verdict": "yes", "reason": "Insults people who use tabs."}]}"#
         } else if prompt.contains("What counts as bias") {
@@ -86,30 +78,17 @@ fn the_html_report_renders_in_headless_chromium() {
         Ok(eval::testing::text(answer))
     });
     let cases = vec![
-        TestCase::new(
-            "Tabs or spaces?",
-            "Either works; be consistent within a project.",
-        )
-        .with_name("indentation"),
+        TestCase::new("Tabs or spaces?", "Either works; be consistent within a project.").with_name("indentation"),
         TestCase::new("Tabs or spaces?", "Spaces. Only idiots use tabs."),
     ];
-    let run = evaluate(
-        &cases,
-        &metrics_from_list("bias,toxicity").expect("presets"),
-        &judge,
-        &EvalOptions::default(),
-    )
-    .expect("run");
+    let run = evaluate(&cases, &metrics_from_list("bias,toxicity").expect("presets"), &judge, &EvalOptions::default()).expect("run");
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = write_reports(&run, dir.path().join("report")).expect("reports");
     let png = dir.path().join("shot.png");
     screenshot(&paths.html, &png, &dir.path().join("profile"));
 
-    let file = std::fs::File::open(&png)
-        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .expect("a PNG");
+    let file = std::fs::File::open(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().expect("a PNG");
     let mut pixels = vec![0; reader.output_buffer_size().expect("buffer size")];
     let info = reader.next_frame(&mut pixels).expect("a frame");
     assert_eq!((info.width, info.height), (1200, 900));
@@ -120,13 +99,6 @@ fn the_html_report_renders_in_headless_chromium() {
     }
     let total = (info.width * info.height) as usize;
     let most = counts.values().max().copied().unwrap_or(0);
-    assert!(
-        counts.len() >= 16,
-        "only {} distinct colours: the page did not render",
-        counts.len()
-    );
-    assert!(
-        most * 100 < total * 90,
-        "one colour covers {most} of {total} pixels: the page looks flat"
-    );
+    assert!(counts.len() >= 16, "only {} distinct colours: the page did not render", counts.len());
+    assert!(most * 100 < total * 90, "one colour covers {most} of {total} pixels: the page looks flat");
 }

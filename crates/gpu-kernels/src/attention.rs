@@ -28,9 +28,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tens
     assert!((kb, kh, kd) == (b, h, d) && (vb, vh, vt) == (b, h, t), "attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
     assert!(!causal || s <= t, "attention: causal with {s} queries over {t} keys");
     let dtype = q.dtype();
-    let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true)
-        .cast(DType::F32)
-        .mul_scalar(1.0 / (d as f64).sqrt());
+    let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true).cast(DType::F32).mul_scalar(1.0 / (d as f64).sqrt());
     let scores = if causal && s > 1 {
         let device = scores.device();
         let rows = Tensor::<1, Int>::arange(0..s as i64, &device).reshape([s, 1]).add_scalar((t - s) as i64);

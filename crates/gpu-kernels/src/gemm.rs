@@ -90,7 +90,14 @@ mod extension {
 
     #[cfg(test)]
     impl GemmBackend for burn::backend::Flex {
-        fn nf4_dense(packed: IntTensor<Self>, code: FloatTensor<Self>, absmax: FloatTensor<Self>, qcodes: IntTensor<Self>, nested_code: FloatTensor<Self>, meta: Nf4Meta) -> FloatTensor<Self> {
+        fn nf4_dense(
+            packed: IntTensor<Self>,
+            code: FloatTensor<Self>,
+            absmax: FloatTensor<Self>,
+            qcodes: IntTensor<Self>,
+            nested_code: FloatTensor<Self>,
+            meta: Nf4Meta,
+        ) -> FloatTensor<Self> {
             use burn::tensor::{Int, Tensor};
             type F = burn::backend::Flex;
             let w = crate::nf4::PackedNf4::from_parts(
@@ -165,7 +172,14 @@ mod extension {
             }
         }
 
-        fn nf4_dense(packed: IntTensor<Self>, code: FloatTensor<Self>, absmax: FloatTensor<Self>, qcodes: IntTensor<Self>, nested_code: FloatTensor<Self>, meta: Nf4Meta) -> FloatTensor<Self> {
+        fn nf4_dense(
+            packed: IntTensor<Self>,
+            code: FloatTensor<Self>,
+            absmax: FloatTensor<Self>,
+            qcodes: IntTensor<Self>,
+            nested_code: FloatTensor<Self>,
+            meta: Nf4Meta,
+        ) -> FloatTensor<Self> {
             let dense = B::nf4_dense(packed, code.into_primitive(), absmax.into_primitive(), qcodes, nested_code.into_primitive(), meta);
             FloatTensor::<Self>::new(dense)
         }

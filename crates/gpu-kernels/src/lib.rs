@@ -31,8 +31,8 @@ pub mod nf4;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
-pub use error::{Error, Result};
 pub use attention::attention;
+pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, is_cuda};
 pub use linear::{linear, portable_linear};
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};

@@ -102,7 +102,14 @@ impl PackedNf4 {
     /// # Errors
     /// Lengths that do not match `shape` and `blocksize`, a blocksize that is not a positive
     /// multiple of 8, or a 256-entry nested code of another length.
-    pub fn upload(packed: &[u8], scales: HostScales<'_>, code: &[f32; 16], shape: [usize; 2], blocksize: usize, device: &Device) -> Result<Self> {
+    pub fn upload(
+        packed: &[u8],
+        scales: HostScales<'_>,
+        code: &[f32; 16],
+        shape: [usize; 2],
+        blocksize: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let n = shape[0] * shape[1];
         if n == 0 {
             return Err(shape_err("shape", format!("{shape:?} has no elements")));
@@ -139,9 +146,22 @@ impl PackedNf4 {
 
     /// Rebuilds a weight from the tensors [`Self::parts`] returned (inside backend ops).
     #[cfg(any(test, feature = "cuda"))]
-    pub(crate) fn from_parts(packed: Tensor<1, Int>, code: Tensor<1>, absmax: Tensor<1>, qcodes: Tensor<1, Int>, nested_code: Tensor<1>, meta: Nf4Meta) -> Self {
+    pub(crate) fn from_parts(
+        packed: Tensor<1, Int>,
+        code: Tensor<1>,
+        absmax: Tensor<1>,
+        qcodes: Tensor<1, Int>,
+        nested_code: Tensor<1>,
+        meta: Nf4Meta,
+    ) -> Self {
         let scales = if meta.double {
-            DeviceScales::Double { codes: qcodes, nested_absmax: absmax, nested_code, nested_blocksize: meta.nested_blocksize, offset: meta.offset }
+            DeviceScales::Double {
+                codes: qcodes,
+                nested_absmax: absmax,
+                nested_code,
+                nested_blocksize: meta.nested_blocksize,
+                offset: meta.offset,
+            }
         } else {
             DeviceScales::Plain(absmax)
         };
@@ -153,9 +173,12 @@ impl PackedNf4 {
     #[cfg(any(test, feature = "cuda"))]
     pub(crate) fn parts(&self, dtype: FloatDType) -> (Tensor<1, Int>, Tensor<1>, Tensor<1>, Tensor<1, Int>, Tensor<1>, Nf4Meta) {
         let [rows, cols] = self.shape;
-        let meta = |nested_blocksize, offset, double| Nf4Meta { rows, cols, blocksize: self.blocksize, nested_blocksize, offset, double, dtype };
+        let meta =
+            |nested_blocksize, offset, double| Nf4Meta { rows, cols, blocksize: self.blocksize, nested_blocksize, offset, double, dtype };
         match &self.scales {
-            DeviceScales::Plain(a) => (self.packed.clone(), self.code.clone(), a.clone(), self.packed.clone(), a.clone(), meta(1, 0.0, false)),
+            DeviceScales::Plain(a) => {
+                (self.packed.clone(), self.code.clone(), a.clone(), self.packed.clone(), a.clone(), meta(1, 0.0, false))
+            }
             DeviceScales::Double { codes, nested_absmax, nested_code, nested_blocksize, offset } => (
                 self.packed.clone(),
                 self.code.clone(),
@@ -321,7 +344,13 @@ mod tests {
             Absmax::Plain(a) => PackedNf4::upload(t.packed(), HostScales::Plain(a), code, shape, t.blocksize(), device),
             Absmax::Double(d) => PackedNf4::upload(
                 t.packed(),
-                HostScales::Double { codes: &d.codes, nested_absmax: &d.nested_absmax, nested_code: &d.nested_code, nested_blocksize: d.nested_blocksize, offset: d.offset },
+                HostScales::Double {
+                    codes: &d.codes,
+                    nested_absmax: &d.nested_absmax,
+                    nested_code: &d.nested_code,
+                    nested_blocksize: d.nested_blocksize,
+                    offset: d.offset,
+                },
                 code,
                 shape,
                 t.blocksize(),
@@ -348,7 +377,8 @@ mod tests {
         for t in cases() {
             let w = upload(&t, &device);
             let want: Vec<u32> = t.dequantize_to_vec().iter().map(|v| v.to_bits()).collect();
-            let got: Vec<u32> = nf4_dequantize(&w, FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect();
+            let got: Vec<u32> =
+                nf4_dequantize(&w, FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, want, "f32 {:?} double={}", t.shape(), t.is_double_quant());
 
             let mut want16 = vec![half::bf16::ZERO; t.numel()];

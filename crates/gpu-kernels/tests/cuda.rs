@@ -150,7 +150,13 @@ fn upload(t: &Nf4Tensor, device: &Device) -> PackedNf4 {
     let code = t.quant_type().decode_table();
     let scales = match t.absmax() {
         Absmax::Plain(a) => HostScales::Plain(a),
-        Absmax::Double(d) => HostScales::Double { codes: &d.codes, nested_absmax: &d.nested_absmax, nested_code: &d.nested_code, nested_blocksize: d.nested_blocksize, offset: d.offset },
+        Absmax::Double(d) => HostScales::Double {
+            codes: &d.codes,
+            nested_absmax: &d.nested_absmax,
+            nested_code: &d.nested_code,
+            nested_blocksize: d.nested_blocksize,
+            offset: d.offset,
+        },
     };
     PackedNf4::upload(t.packed(), scales, code, shape, t.blocksize(), device).expect("upload")
 }
@@ -160,14 +166,17 @@ fn nf4_kernel_equals_the_host_codec_bit_for_bit() {
     let device = cuda();
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
     // (rows, cols, blocksize): kernel shapes, a partial last block, and an odd count (ops path).
-    for (i, (rows, cols, bs)) in [(512usize, 1024usize, 64usize), (96, 200, 64), (64, 72, 32), (33, 256, 4096), (7, 9, 64)].into_iter().enumerate() {
+    for (i, (rows, cols, bs)) in
+        [(512usize, 1024usize, 64usize), (96, 200, 64), (64, 72, 32), (33, 256, 4096), (7, 9, 64)].into_iter().enumerate()
+    {
         for cfg in [QuantConfig::nf4(), QuantConfig::nf4().with_double_quant(true), QuantConfig::fp4().with_double_quant(true)] {
             let x = random_weights(rows * cols, seed ^ (i as u64 * 7919));
             let t = Nf4Tensor::quantize(&x, &[rows, cols], &cfg.with_blocksize(bs)).expect("quantize");
             let w = upload(&t, &device);
 
             let want: Vec<u32> = t.dequantize_to_vec().iter().map(|v| v.to_bits()).collect();
-            let got: Vec<u32> = nf4_dequantize(&w, FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect();
+            let got: Vec<u32> =
+                nf4_dequantize(&w, FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect();
             assert_eq!(got, want, "f32 {rows}x{cols} bs={bs} double={}", t.is_double_quant());
 
             let mut want16 = vec![half::bf16::ZERO; t.numel()];
@@ -237,7 +246,8 @@ fn strided_batched_gemm_matches_an_f64_reference() {
             }
             let out = gpu_kernels::bmm(a, b, ta, tb);
             assert_eq!(out.dims(), [nb, m, n]);
-            let got: Vec<f64> = out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
+            let got: Vec<f64> =
+                out.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
             assert_close(&format!("bmm {dtype:?} ta={ta} tb={tb}"), &got, &want, tol.0, tol.1, tol.2);
         }
     }
@@ -255,7 +265,9 @@ fn attention_and_its_gradients_match_the_cpu() {
         let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
         let o = gpu_kernels::attention(q.clone(), k.clone(), v.clone(), true);
         let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
-        let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>();
+        let host = |t: Tensor<4>| {
+            t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>()
+        };
         [host(o), host(q.grad(&grads).expect("dq")), host(k.grad(&grads).expect("dk")), host(v.grad(&grads).expect("dv"))]
     };
     let (got, want) = (run(&gpu), run(&cpu));

@@ -54,12 +54,17 @@ pub fn apply_adapter(model: &mut Llama, adapter: &PeftAdapter, origin: &Path) ->
     let dtype = model.embed_tokens.weight.val().dtype();
     let mut projections: BTreeMap<String, &mut lora::Projection> = model.projections_mut().into_iter().collect();
     for (module, w) in &adapter.modules {
-        let p = projections.get_mut(module).ok_or_else(|| Error::format(origin, format!("adapter module `{module}` is not a projection of this model")))?;
+        let p = projections
+            .get_mut(module)
+            .ok_or_else(|| Error::format(origin, format!("adapter module `{module}` is not a projection of this model")))?;
         let [d_out, d_in] = p.dims();
         if w.a_shape[1] != d_in || w.b_shape[0] != d_out {
             return Err(Error::format(
                 origin,
-                format!("adapter module `{module}`: lora_A {:?} / lora_B {:?} do not fit a [{d_out}, {d_in}] projection", w.a_shape, w.b_shape),
+                format!(
+                    "adapter module `{module}`: lora_A {:?} / lora_B {:?} do not fit a [{d_out}, {d_in}] projection",
+                    w.a_shape, w.b_shape
+                ),
             ));
         }
         let a = Tensor::<2>::from_data(TensorData::new(w.a.clone(), w.a_shape), &device).cast(dtype);

@@ -110,8 +110,10 @@ impl ChatModel {
             Some(s) => Some(Arc::new(CompiledSchema::compile(s).map_err(|e| Error::Generation(format!("json_schema: {e}")))?)),
             None => None,
         };
-        let mut structured = schema.map(|s| PrefixConstraint::with_prefix(SchemaPrefix::new(s), self.token_bytes.get_or_init(|| tok.token_bytes())));
-        let mut json = (options.json_mode && structured.is_none()).then(|| JsonConstraint::new(self.token_bytes.get_or_init(|| tok.token_bytes())));
+        let mut structured =
+            schema.map(|s| PrefixConstraint::with_prefix(SchemaPrefix::new(s), self.token_bytes.get_or_init(|| tok.token_bytes())));
+        let mut json =
+            (options.json_mode && structured.is_none()).then(|| JsonConstraint::new(self.token_bytes.get_or_init(|| tok.token_bytes())));
         let constraint: Option<&mut dyn crate::generate::Constraint> = match (&mut structured, &mut json) {
             (Some(c), _) => Some(c),
             (None, Some(c)) => Some(c),
@@ -187,7 +189,9 @@ impl ChatModel {
 /// A schema outside the supported subset is the caller's error (HTTP 400), not the model's.
 fn check_schema(options: &CompletionOptions) -> llm_api::Result<()> {
     match &options.json_schema {
-        Some(s) => CompiledSchema::compile(s).map(|_| ()).map_err(|e| llm_api::Error::InvalidRequest(format!("response_format.json_schema.schema: {e}"))),
+        Some(s) => CompiledSchema::compile(s)
+            .map(|_| ())
+            .map_err(|e| llm_api::Error::InvalidRequest(format!("response_format.json_schema.schema: {e}"))),
         None => Ok(()),
     }
 }

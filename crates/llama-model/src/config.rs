@@ -125,8 +125,7 @@ impl LlamaConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the missing or malformed key.
     pub fn from_hf_json(text: &str) -> Result<Self> {
-        let hf: HfLlamaConfig =
-            serde_json::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let hf: HfLlamaConfig = serde_json::from_str(text).map_err(|e| Error::InvalidConfig(e.to_string()))?;
         hf.into_config()
     }
 
@@ -153,12 +152,7 @@ impl LlamaConfig {
     pub fn to_hf_json(&self) -> String {
         let rope_scaling = match self.rope_scaling {
             RopeScaling::None => serde_json::Value::Null,
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            } => serde_json::json!({
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => serde_json::json!({
                 "rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor,
                 "high_freq_factor": high_freq_factor,
                 "original_max_position_embeddings": original_max_position_embeddings,
@@ -245,16 +239,12 @@ impl HfLlamaConfig {
     pub fn into_config(self) -> Result<LlamaConfig> {
         if let Some(mt) = &self.model_type {
             if !matches!(mt.as_str(), "llama" | "mistral" | "smollm") {
-                return Err(Error::InvalidConfig(format!(
-                    "`model_type` is \"{mt}\"; only Llama-architecture models are supported"
-                )));
+                return Err(Error::InvalidConfig(format!("`model_type` is \"{mt}\"; only Llama-architecture models are supported")));
             }
         }
         if let Some(act) = &self.hidden_act {
             if act != "silu" {
-                return Err(Error::InvalidConfig(format!(
-                    "`hidden_act` is \"{act}\"; Llama uses \"silu\""
-                )));
+                return Err(Error::InvalidConfig(format!("`hidden_act` is \"{act}\"; Llama uses \"silu\"")));
             }
         }
         let hidden_size = required(self.hidden_size, "hidden_size")?;
@@ -284,9 +274,7 @@ impl HfLlamaConfig {
                 })
                 .collect::<Result<_>>()?,
             Some(_) => {
-                return Err(Error::InvalidConfig(
-                    "`eos_token_id` must be an integer or a list of integers".into(),
-                ));
+                return Err(Error::InvalidConfig("`eos_token_id` must be an integer or a list of integers".into()));
             }
         };
         let config = LlamaConfig {
@@ -313,24 +301,16 @@ impl HfLlamaConfig {
 }
 
 fn as_token_id(n: &serde_json::Number, key: &str) -> Result<u32> {
-    n.as_u64()
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| Error::InvalidConfig(format!("`{key}` must be a non-negative integer")))
+    n.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| Error::InvalidConfig(format!("`{key}` must be a non-negative integer")))
 }
 
 fn parse_rope_scaling(v: Option<&serde_json::Value>) -> Result<RopeScaling> {
     let Some(obj) = v.and_then(|v| v.as_object()) else {
         return Ok(RopeScaling::None);
     };
-    let kind = obj
-        .get("rope_type")
-        .or_else(|| obj.get("type"))
-        .and_then(|t| t.as_str())
-        .unwrap_or("default");
+    let kind = obj.get("rope_type").or_else(|| obj.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
     let num = |key: &str| -> Result<f64> {
-        obj.get(key).and_then(|v| v.as_f64()).ok_or_else(|| {
-            Error::InvalidConfig(format!("rope scaling of type `{kind}` needs `{key}`"))
-        })
+        obj.get(key).and_then(|v| v.as_f64()).ok_or_else(|| Error::InvalidConfig(format!("rope scaling of type `{kind}` needs `{key}`")))
     };
     match kind {
         "default" => Ok(RopeScaling::None),
@@ -341,9 +321,7 @@ fn parse_rope_scaling(v: Option<&serde_json::Value>) -> Result<RopeScaling> {
             high_freq_factor: num("high_freq_factor")?,
             original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
         }),
-        other => Err(Error::InvalidConfig(format!(
-            "rope scaling type `{other}` is not supported (supported: default, linear, llama3)"
-        ))),
+        other => Err(Error::InvalidConfig(format!("rope scaling type `{other}` is not supported (supported: default, linear, llama3)"))),
     }
 }
 

@@ -66,11 +66,7 @@ fn last_logits(model: &Llama, ids: &[u32], cache: Option<&mut crate::KvCache>) -
     let [_, len, d] = hidden.dims();
     let last = hidden.narrow(1, len - 1, 1).reshape([1, 1, d]);
     let logits = model.logits(last);
-    logits
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Generation(format!("reading logits: {e:?}")))
+    logits.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Generation(format!("reading logits: {e:?}")))
 }
 
 /// Restricts which tokens may come next (e.g. JSON mode); generation stops once it is complete.

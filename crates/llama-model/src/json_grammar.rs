@@ -411,7 +411,19 @@ mod tests {
 
     #[test]
     fn rejects_invalid_continuations() {
-        for bad in [r#"["#, r#"{"a" 1"#, r#"{"a": 01"#, r#"{"a": tru3"#, r#"{"a": 1,}"#, r#"{"a": [1 2]}"#, r#"{"a": [1,]}"#, r#"{}}"#, "{\"a\": \"\n\"}", r#"{"a": -}"#, r#"{"a": 1} x"#] {
+        for bad in [
+            r#"["#,
+            r#"{"a" 1"#,
+            r#"{"a": 01"#,
+            r#"{"a": tru3"#,
+            r#"{"a": 1,}"#,
+            r#"{"a": [1 2]}"#,
+            r#"{"a": [1,]}"#,
+            r#"{}}"#,
+            "{\"a\": \"\n\"}",
+            r#"{"a": -}"#,
+            r#"{"a": 1} x"#,
+        ] {
             assert!(!valid_prefix(bad), "{bad}");
         }
         let mut p = JsonPrefix::default();
@@ -421,7 +433,9 @@ mod tests {
 
     #[test]
     fn bytes_to_close_counts_the_shortest_completion() {
-        for (prefix, completion) in [(r#"{"a": [1, {"b": "x"#, "\"}]}"), (r#"{"k"#, "\":0}"), (r#"{"a": tr"#, "ue}"), ("{", "}"), (r#"{"a": [1,"#, "0]}")] {
+        for (prefix, completion) in
+            [(r#"{"a": [1, {"b": "x"#, "\"}]}"), (r#"{"k"#, "\":0}"), (r#"{"a": tr"#, "ue}"), ("{", "}"), (r#"{"a": [1,"#, "0]}")]
+        {
             let mut p = JsonPrefix::default();
             assert!(p.push_all(prefix.as_bytes()), "{prefix}");
             assert_eq!(p.bytes_to_close(), completion.len(), "{prefix}");

@@ -22,7 +22,9 @@ enum Node {
     /// The items' node.
     Array(usize),
     Str,
-    Num { integer: bool },
+    Num {
+        integer: bool,
+    },
     Bool,
 }
 
@@ -458,7 +460,8 @@ mod tests {
 
     #[test]
     fn without_required_the_keys_come_in_key_order() {
-        let s = CompiledSchema::compile(&json!({"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "integer"}}})).expect("compiles");
+        let s = CompiledSchema::compile(&json!({"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "integer"}}}))
+            .expect("compiles");
         let mut p = SchemaPrefix::new(Arc::new(s));
         assert!(p.push_all(br#"{"a": 1, "b": 2}"#) && p.is_complete());
     }
@@ -471,8 +474,14 @@ mod tests {
             (json!({"type": "array"}), "$: an array needs `items`"),
             (json!({"type": ["string", "null"]}), "$.type: must be one type name"),
             (json!("string"), "$: a schema must be an object"),
-            (json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a"]}), "$.required: every property must be required (strict mode); `b` is not"),
-            (json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["c"]}), "$.required: \"c\" is not one of the properties"),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a"]}),
+                "$.required: every property must be required (strict mode); `b` is not",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["c"]}),
+                "$.required: \"c\" is not one of the properties",
+            ),
         ] {
             let err = CompiledSchema::compile(&schema).unwrap_err();
             assert!(err.starts_with(want), "{err}");

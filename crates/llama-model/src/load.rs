@@ -44,10 +44,10 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
-        let info = self.source.info(name).ok_or_else(|| Error::MissingTensor {
-            path: self.source.origin().to_path_buf(),
-            name: name.to_string(),
-        })?;
+        let info = self
+            .source
+            .info(name)
+            .ok_or_else(|| Error::MissingTensor { path: self.source.origin().to_path_buf(), name: name.to_string() })?;
         if info.shape != shape {
             return Err(Error::Shape {
                 path: self.source.origin().to_path_buf(),
@@ -83,7 +83,8 @@ impl Builder<'_> {
                 self.check_shape(&name, &[d_out, d_in])?;
                 let values = self.source.read_f32(&name)?;
                 self.used.insert(name.clone());
-                let tensor = Nf4Tensor::quantize(&values, &[d_out, d_in], q).map_err(|e| Error::format(self.source.origin(), format!("`{name}`: {e}")))?;
+                let tensor = Nf4Tensor::quantize(&values, &[d_out, d_in], q)
+                    .map_err(|e| Error::format(self.source.origin(), format!("`{name}`: {e}")))?;
                 self.nf4(tensor, bias)
             }
         }
@@ -96,17 +97,23 @@ impl Builder<'_> {
             _ => FloatDType::F32,
         };
         let config = Nf4LinearConfig::default().with_compute_dtype(compute);
-        let linear = Nf4Linear::new(tensor, bias, &self.options.device, &config).map_err(|e| Error::format(self.source.origin(), e.to_string()))?;
+        let linear =
+            Nf4Linear::new(tensor, bias, &self.options.device, &config).map_err(|e| Error::format(self.source.origin(), e.to_string()))?;
         Ok(Projection::new(BaseLinear::Nf4(linear)))
     }
 
     fn check_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
-        let info = self.source.info(name).ok_or_else(|| Error::MissingTensor {
-            path: self.source.origin().to_path_buf(),
-            name: name.to_string(),
-        })?;
+        let info = self
+            .source
+            .info(name)
+            .ok_or_else(|| Error::MissingTensor { path: self.source.origin().to_path_buf(), name: name.to_string() })?;
         if info.shape != shape {
-            return Err(Error::Shape { path: self.source.origin().to_path_buf(), name: name.into(), found: info.shape, expected: shape.to_vec() });
+            return Err(Error::Shape {
+                path: self.source.origin().to_path_buf(),
+                name: name.into(),
+                found: info.shape,
+                expected: shape.to_vec(),
+            });
         }
         Ok(())
     }
@@ -132,7 +139,12 @@ pub fn load(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptio
 ///
 /// # Errors
 /// See [`load`]; a quantization failure names the tensor.
-pub fn load_quantized(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptions, quant: Option<&QuantConfig>) -> Result<Llama> {
+pub fn load_quantized(
+    source: &dyn WeightSource,
+    config: &LlamaConfig,
+    options: &LoadOptions,
+    quant: Option<&QuantConfig>,
+) -> Result<Llama> {
     config.validate()?;
     let c = config;
     let mut b = Builder { source, options, quant, used: BTreeSet::new() };
@@ -175,12 +187,7 @@ pub fn load_quantized(source: &dyn WeightSource, config: &LlamaConfig, options: 
         let weight = b.tensor("lm_head.weight", [c.vocab_size, d])?;
         Some(Projection::new(BaseLinear::Dense(DenseLinear::new(weight, None))))
     };
-    let unexpected: Vec<String> = source
-        .names()
-        .into_iter()
-        .filter(|n| !b.used.contains(n) && !ignorable(n))
-        .take(8)
-        .collect();
+    let unexpected: Vec<String> = source.names().into_iter().filter(|n| !b.used.contains(n) && !ignorable(n)).take(8).collect();
     if !unexpected.is_empty() {
         return Err(Error::UnexpectedTensors { path: source.origin().to_path_buf(), names: unexpected });
     }

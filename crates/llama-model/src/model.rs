@@ -37,14 +37,7 @@ impl Llama {
         lm_head: Option<Projection>,
     ) -> Self {
         let inv_freq = rope::inv_freq(&config);
-        Self {
-            embed_tokens: Embedding { weight: Param::from_tensor(embed_tokens) },
-            layers,
-            norm,
-            lm_head,
-            config,
-            inv_freq,
-        }
+        Self { embed_tokens: Embedding { weight: Param::from_tensor(embed_tokens) }, layers, norm, lm_head, config, inv_freq }
     }
 
     /// Hidden states after the final norm.

@@ -63,11 +63,7 @@ pub struct ModelFiles {
 /// # Errors
 /// Missing files, unreadable config or tokenizer, or a failed download, naming the file.
 pub fn resolve(reference: &str, options: &OpenOptions) -> Result<ModelFiles> {
-    let path = if looks_like_hub_id(reference) {
-        download_model(reference, &options.hub)?
-    } else {
-        PathBuf::from(reference)
-    };
+    let path = if looks_like_hub_id(reference) { download_model(reference, &options.hub)? } else { PathBuf::from(reference) };
     if !path.exists() {
         return Err(Error::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
     }

@@ -52,7 +52,12 @@ pub fn read_packed(source: &dyn WeightSource, name: &str, shape: [usize; 2]) -> 
     let tensor = Nf4Tensor::from_hf_tensors(name, |n| raw.get(n).map(|(d, s, b)| HfTensorView { dtype: *d, shape: s.clone(), data: b }))
         .map_err(|e| Error::format(source.origin(), e.to_string()))?;
     if tensor.shape() != shape {
-        return Err(Error::Shape { path: source.origin().into(), name: name.into(), found: tensor.shape().to_vec(), expected: shape.to_vec() });
+        return Err(Error::Shape {
+            path: source.origin().into(),
+            name: name.into(),
+            found: tensor.shape().to_vec(),
+            expected: shape.to_vec(),
+        });
     }
     Ok(Some(Packed { tensor, names }))
 }

@@ -33,7 +33,8 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 /// Llama-3's pre-tokenization pattern (`tokenizer.ggml.pre = llama-bpe`).
-const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 impl Tokenizer {
     /// Loads a `tokenizer.json`; BOS/EOS are given by the caller (from the model config).
@@ -41,8 +42,7 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::Tokenizer`] naming the file.
     pub fn from_file(path: &Path, bos_id: Option<u32>, eos_ids: Vec<u32>) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Self::wrap(inner, bos_id, eos_ids))
     }
 
@@ -96,10 +96,7 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::Tokenizer`] if encoding fails.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        self.inner
-            .encode(text, add_special)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner.encode(text, add_special).map(|e| e.get_ids().to_vec()).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// Text of `ids`, optionally without special tokens.
@@ -196,13 +193,11 @@ fn gguf_tokenizer_json(meta: &Value) -> Result<Value> {
             "GGUF tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`); pass a tokenizer.json"
         )));
     }
-    let tokens = get("tokenizer.ggml.tokens")?
-        .as_array()
-        .ok_or_else(|| Error::Tokenizer("`tokenizer.ggml.tokens` is not an array".into()))?;
+    let tokens =
+        get("tokenizer.ggml.tokens")?.as_array().ok_or_else(|| Error::Tokenizer("`tokenizer.ggml.tokens` is not an array".into()))?;
     let types = meta.get("tokenizer.ggml.token_type").and_then(Value::as_array);
-    let merges = get("tokenizer.ggml.merges")?
-        .as_array()
-        .ok_or_else(|| Error::Tokenizer("`tokenizer.ggml.merges` is not an array".into()))?;
+    let merges =
+        get("tokenizer.ggml.merges")?.as_array().ok_or_else(|| Error::Tokenizer("`tokenizer.ggml.merges` is not an array".into()))?;
     let mut vocab = serde_json::Map::new();
     let mut added = Vec::new();
     for (id, token) in tokens.iter().enumerate() {
@@ -216,13 +211,20 @@ fn gguf_tokenizer_json(meta: &Value) -> Result<Value> {
         }
     }
     let pre = meta.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
-    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let byte_level =
+        |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let (pre_tokenizer, ignore_merges) = match pre {
-        "smollm" => (json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, byte_level(true)]}), false),
-        "llama-bpe" | "llama3" => (json!({"type": "Sequence", "pretokenizers": [
+        "smollm" => (
+            json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            false,
+        ),
+        "llama-bpe" | "llama3" => (
+            json!({"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": false},
-            byte_level(false)]}), true),
+            byte_level(false)]}),
+            true,
+        ),
         "gpt2" | "default" | "gpt-2" => (byte_level(true), false),
         other => {
             return Err(Error::Tokenizer(format!(

@@ -20,17 +20,17 @@ fn try_load(dir: &Path) -> Result<(), Error> {
 }
 
 /// A copy of the fixture folder whose `model.safetensors` is rewritten by `edit`.
-fn edited(edit: impl FnOnce(Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>) -> tempfile::TempDir {
+fn edited(
+    edit: impl FnOnce(Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::copy(gqa_dir().join("config.json"), dir.path().join("config.json")).expect("copy");
     let bytes = std::fs::read(gqa_dir().join("model.safetensors")).expect("read");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
     let tensors: Vec<_> = st.iter().map(|(n, v)| (n.to_string(), v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
     let tensors = edit(tensors);
-    let views: Vec<_> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view")))
-        .collect();
+    let views: Vec<_> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view"))).collect();
     let out = safetensors::serialize(views, None).expect("serialize");
     std::fs::write(dir.path().join("model.safetensors"), out).expect("write");
     dir
@@ -71,7 +71,10 @@ fn wrong_shape_is_named_with_both_shapes() {
     });
     let err = try_load(dir.path()).expect_err("wrong shape");
     let text = err.to_string();
-    assert!(matches!(&err, Error::Shape { name, found, expected, .. } if name == "model.norm.weight" && found == &vec![32] && expected == &vec![64]), "{text}");
+    assert!(
+        matches!(&err, Error::Shape { name, found, expected, .. } if name == "model.norm.weight" && found == &vec![32] && expected == &vec![64]),
+        "{text}"
+    );
 }
 
 #[test]

@@ -84,6 +84,8 @@ fn checkpoint_we_quantize_gives_transformers_logits() {
     let back = open(tmp.path(), None);
     assert!(rel_err(&logits(&back), &ours) < 1e-6);
     // And the dense load of the same model is a different function (the base is really 4-bit).
-    let dense = load(weights::open(&fixtures().join("hf_parity/gqa")).expect("w").as_ref(), &model.config, &LoadOptions::f32(&Device::flex())).expect("dense");
+    let dense =
+        load(weights::open(&fixtures().join("hf_parity/gqa")).expect("w").as_ref(), &model.config, &LoadOptions::f32(&Device::flex()))
+            .expect("dense");
     assert!(rel_err(&logits(&dense), &ours) > 1e-2);
 }

@@ -35,15 +35,25 @@ fn serve(dir: PathBuf) -> String {
                         break;
                     }
                     if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                        range = v.trim().split('-').next().and_then(|s| s.parse::<usize>().ok()).map(|start| (start, v.trim().ends_with("-0") && start == 0));
+                        range = v
+                            .trim()
+                            .split('-')
+                            .next()
+                            .and_then(|s| s.parse::<usize>().ok())
+                            .map(|start| (start, v.trim().ends_with("-0") && start == 0));
                     }
                 }
                 let mut out = stream;
-                let files: Vec<String> = std::fs::read_dir(&*dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let files: Vec<String> =
+                    std::fs::read_dir(&*dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
                 if path.starts_with(&format!("/api/models/{REPO}")) {
                     let siblings: Vec<_> = files.iter().map(|f| serde_json::json!({"rfilename": f})).collect();
                     let body = serde_json::json!({"id": REPO, "sha": COMMIT, "siblings": siblings}).to_string();
-                    let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
                     return;
                 }
                 let prefix = format!("/{REPO}/resolve/main/");

@@ -55,7 +55,11 @@ fn greedy_chatml_answer_is_paris() {
     assert!(logprobs.iter().all(|t| t.top_logprobs.len() == 3 && t.top_logprobs[0].logprob >= t.logprob - 1e-6));
     // A stop string cuts the answer before it.
     let cut = chat
-        .chat(&[Message::user("What is the capital of France?")], &CompletionOptions { stop: vec!["Paris".into()], ..options.clone() }, &mut |_| true)
+        .chat(
+            &[Message::user("What is the capital of France?")],
+            &CompletionOptions { stop: vec!["Paris".into()], ..options.clone() },
+            &mut |_| true,
+        )
         .expect("generate");
     assert!(!cut.text.contains("Paris") && answer.text.starts_with(&cut.text), "{:?}", cut.text);
 }

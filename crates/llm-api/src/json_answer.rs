@@ -78,11 +78,7 @@ fn short_type_name<T>() -> &'static str {
 /// `text` cut to at most `max` characters, with a marker when cut.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
-        Some((byte, _)) => format!(
-            "{}… [{} more chars]",
-            &text[..byte],
-            text[byte..].chars().count()
-        ),
+        Some((byte, _)) => format!("{}… [{} more chars]", &text[..byte], text[byte..].chars().count()),
         None => text.to_string(),
     }
 }
@@ -195,26 +191,14 @@ mod tests {
     #[test]
     fn plain_object() {
         let s: Score = parse_json_answer(r#"{"score": 7, "reason": "ok"}"#).expect("parse");
-        assert_eq!(
-            s,
-            Score {
-                score: 7,
-                reason: "ok".into()
-            }
-        );
+        assert_eq!(s, Score { score: 7, reason: "ok".into() });
     }
 
     #[test]
     fn fenced_with_prose_around() {
         let text = "Here is my evaluation:\n```json\n{\"score\": 3, \"reason\": \"a } brace\"}\n```\nThanks!";
         let s: Score = parse_json_answer(text).expect("parse");
-        assert_eq!(
-            s,
-            Score {
-                score: 3,
-                reason: "a } brace".into()
-            }
-        );
+        assert_eq!(s, Score { score: 3, reason: "a } brace".into() });
     }
 
     #[test]

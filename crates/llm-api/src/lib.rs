@@ -25,9 +25,7 @@ pub(crate) mod wire;
 pub use client::{OpenAiClient, OpenAiConfig, RetryPolicy};
 pub use error::{Error, Result};
 pub use json_answer::parse_json_answer;
-pub use message::{
-    Completion, CompletionOptions, FinishReason, Message, Role, TokenLogprob, TopLogprob, Usage,
-};
+pub use message::{Completion, CompletionOptions, FinishReason, Message, Role, TokenLogprob, TopLogprob, Usage};
 #[cfg(feature = "server")]
 pub use server::{ServerConfig, ServerHandle, serve, spawn_server};
 pub use traits::{Embedder, Llm};

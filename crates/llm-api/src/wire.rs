@@ -200,11 +200,7 @@ impl From<&TokenLogprob> for WireTokenLogprob {
             top_logprobs: t
                 .top_logprobs
                 .iter()
-                .map(|a| WireTopLogprob {
-                    token: a.token.clone(),
-                    logprob: a.logprob,
-                    bytes: Some(a.token.as_bytes().to_vec()),
-                })
+                .map(|a| WireTopLogprob { token: a.token.clone(), logprob: a.logprob, bytes: Some(a.token.as_bytes().to_vec()) })
                 .collect(),
         }
     }
@@ -215,34 +211,20 @@ impl From<WireTokenLogprob> for TokenLogprob {
         Self {
             token: t.token,
             logprob: t.logprob,
-            top_logprobs: t
-                .top_logprobs
-                .into_iter()
-                .map(|a| TopLogprob {
-                    token: a.token,
-                    logprob: a.logprob,
-                })
-                .collect(),
+            top_logprobs: t.top_logprobs.into_iter().map(|a| TopLogprob { token: a.token, logprob: a.logprob }).collect(),
         }
     }
 }
 
 impl From<Usage> for WireUsage {
     fn from(u: Usage) -> Self {
-        Self {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.prompt_tokens + u.completion_tokens,
-        }
+        Self { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.prompt_tokens + u.completion_tokens }
     }
 }
 
 impl From<WireUsage> for Usage {
     fn from(u: WireUsage) -> Self {
-        Self {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        }
+        Self { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
     }
 }
 
@@ -263,12 +245,7 @@ pub(crate) fn parse_finish_reason(reason: Option<&str>) -> FinishReason {
 }
 
 /// The non-streaming response body for a completion.
-pub(crate) fn response_from_completion(
-    id: String,
-    created: u64,
-    model: &str,
-    completion: &Completion,
-) -> ChatResponse {
+pub(crate) fn response_from_completion(id: String, created: u64, model: &str, completion: &Completion) -> ChatResponse {
     ChatResponse {
         id,
         object: "chat.completion".into(),
@@ -276,13 +253,8 @@ pub(crate) fn response_from_completion(
         model: model.to_string(),
         choices: vec![WireChoice {
             index: 0,
-            message: WireAnswer {
-                role: "assistant".into(),
-                content: Some(completion.text.clone()),
-            },
-            logprobs: completion.logprobs.as_ref().map(|l| WireLogprobs {
-                content: Some(l.iter().map(WireTokenLogprob::from).collect()),
-            }),
+            message: WireAnswer { role: "assistant".into(), content: Some(completion.text.clone()) },
+            logprobs: completion.logprobs.as_ref().map(|l| WireLogprobs { content: Some(l.iter().map(WireTokenLogprob::from).collect()) }),
             finish_reason: Some(finish_reason_str(completion.finish_reason).into()),
         }],
         usage: Some(completion.usage.into()),
@@ -300,40 +272,19 @@ mod tests {
             logprobs: Some(vec![TokenLogprob {
                 token: "8".into(),
                 logprob: -0.25,
-                top_logprobs: vec![
-                    TopLogprob {
-                        token: "8".into(),
-                        logprob: -0.25,
-                    },
-                    TopLogprob {
-                        token: "7".into(),
-                        logprob: -1.5,
-                    },
-                ],
+                top_logprobs: vec![TopLogprob { token: "8".into(), logprob: -0.25 }, TopLogprob { token: "7".into(), logprob: -1.5 }],
             }]),
             finish_reason: FinishReason::Length,
-            usage: Usage {
-                prompt_tokens: 5,
-                completion_tokens: 1,
-            },
+            usage: Usage { prompt_tokens: 5, completion_tokens: 1 },
         };
         let body = response_from_completion("id".into(), 1, "m", &completion);
         let json = serde_json::to_string(&body).expect("serialize");
         let back: ChatResponse = serde_json::from_str(&json).expect("deserialize");
         let choice = &back.choices[0];
         assert_eq!(choice.message.content.as_deref(), Some("8"));
-        assert_eq!(
-            parse_finish_reason(choice.finish_reason.as_deref()),
-            FinishReason::Length
-        );
-        let logprobs: Vec<TokenLogprob> = choice
-            .logprobs
-            .clone()
-            .and_then(|l| l.content)
-            .expect("logprobs")
-            .into_iter()
-            .map(TokenLogprob::from)
-            .collect();
+        assert_eq!(parse_finish_reason(choice.finish_reason.as_deref()), FinishReason::Length);
+        let logprobs: Vec<TokenLogprob> =
+            choice.logprobs.clone().and_then(|l| l.content).expect("logprobs").into_iter().map(TokenLogprob::from).collect();
         assert_eq!(Some(logprobs), completion.logprobs);
         assert_eq!(back.usage.map(|u| u.total_tokens), Some(6));
     }

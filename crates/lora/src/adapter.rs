@@ -40,13 +40,7 @@ impl LoraAdapter {
     /// If the ranks of `a` and `b` differ, or `dropout` is not in `[0, 1)`.
     pub fn from_tensors(a: Tensor<2>, b: Tensor<2>, scaling: f64, dropout: f64) -> Self {
         assert_eq!(a.dims()[0], b.dims()[1], "LoRA factors disagree on the rank");
-        Self {
-            a: Param::from_tensor(a),
-            b: Param::from_tensor(b),
-            dropout: DropoutConfig::new(dropout).init(),
-            scaling,
-            enabled: true,
-        }
+        Self { a: Param::from_tensor(a), b: Param::from_tensor(b), dropout: DropoutConfig::new(dropout).init(), scaling, enabled: true }
     }
 
     /// Rank `r`.

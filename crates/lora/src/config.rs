@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// The seven linear projections of a Llama decoder block, in peft's names.
-pub const LLAMA_PROJECTIONS: [&str; 7] =
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+pub const LLAMA_PROJECTIONS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 /// Which projections get an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +34,7 @@ impl TargetModules {
         if text == "all-linear" {
             return Ok(TargetModules::AllLinear(text.into()));
         }
-        let names: Vec<String> = text
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let names: Vec<String> = text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         let targets = TargetModules::Names(names);
         targets.resolve()?;
         Ok(targets)
@@ -62,11 +57,7 @@ impl TargetModules {
                         return Err(unknown(n));
                     }
                 }
-                Ok(LLAMA_PROJECTIONS
-                    .iter()
-                    .copied()
-                    .filter(|p| names.iter().any(|n| n == p))
-                    .collect())
+                Ok(LLAMA_PROJECTIONS.iter().copied().filter(|p| names.iter().any(|n| n == p)).collect())
             }
         }
     }
@@ -78,10 +69,7 @@ impl TargetModules {
 }
 
 fn unknown(name: &str) -> Error {
-    Error::UnknownTarget {
-        name: name.to_string(),
-        valid: format!("{}, all-linear", LLAMA_PROJECTIONS.join(", ")),
-    }
+    Error::UnknownTarget { name: name.to_string(), valid: format!("{}, all-linear", LLAMA_PROJECTIONS.join(", ")) }
 }
 
 /// LoRA hyper-parameters (peft's `LoraConfig` fields that matter for the math).
@@ -105,14 +93,7 @@ pub struct LoraConfig {
 impl Default for LoraConfig {
     /// The seed recipe: r 64, α 16, dropout 0.1, q/v targets, no bias.
     fn default() -> Self {
-        Self {
-            r: 64,
-            alpha: 16.0,
-            dropout: 0.1,
-            target_modules: TargetModules::default(),
-            use_rslora: false,
-            bias: "none".into(),
-        }
+        Self { r: 64, alpha: 16.0, dropout: 0.1, target_modules: TargetModules::default(), use_rslora: false, bias: "none".into() }
     }
 }
 
@@ -134,10 +115,7 @@ impl LoraConfig {
             return Err(Error::InvalidConfig(format!("`dropout` {} is not in [0, 1)", self.dropout)));
         }
         if self.bias != "none" {
-            return Err(Error::InvalidConfig(format!(
-                "`bias` \"{}\" is not supported (only \"none\")",
-                self.bias
-            )));
+            return Err(Error::InvalidConfig(format!("`bias` \"{}\" is not supported (only \"none\")", self.bias)));
         }
         self.target_modules.resolve().map(|_| ())
     }
@@ -146,12 +124,7 @@ impl LoraConfig {
     /// given `(name, in, out)` shapes (once per layer): `Σ r·(in + out)`.
     pub fn trainable_params(&self, projections: &[(&str, usize, usize)], layers: usize) -> usize {
         let targets = self.target_modules.resolve().unwrap_or_default();
-        projections
-            .iter()
-            .filter(|(name, _, _)| targets.contains(name))
-            .map(|(_, i, o)| self.r * (i + o))
-            .sum::<usize>()
-            * layers
+        projections.iter().filter(|(name, _, _)| targets.contains(name)).map(|(_, i, o)| self.r * (i + o)).sum::<usize>() * layers
     }
 }
 

@@ -20,7 +20,7 @@ pub mod projection;
 
 pub use adapter::LoraAdapter;
 pub use base::{BaseLinear, DenseLinear};
-pub use config::{LoraConfig, TargetModules, LLAMA_PROJECTIONS};
+pub use config::{LLAMA_PROJECTIONS, LoraConfig, TargetModules};
 pub use error::{Error, Result};
 pub use peft::{AdapterWeights, PeftAdapter, PeftConfig};
 pub use projection::Projection;

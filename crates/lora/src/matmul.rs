@@ -10,9 +10,5 @@ use burn::tensor::Tensor;
 /// - x: `[..., in]`
 /// - output: `[..., out]`
 pub fn linear<const D: usize>(x: Tensor<D>, w_out_in: Tensor<2>) -> Tensor<D> {
-    if gpu_kernels::is_cuda(&x.device()) {
-        gpu_kernels::linear(x, w_out_in)
-    } else {
-        gpu_kernels::portable_linear(x, w_out_in)
-    }
+    if gpu_kernels::is_cuda(&x.device()) { gpu_kernels::linear(x, w_out_in) } else { gpu_kernels::portable_linear(x, w_out_in) }
 }

@@ -98,12 +98,7 @@ impl PeftConfig {
     /// The scale of `module` with rank `r` (from its tensors): `α/r` or `α/√r`, honouring
     /// `alpha_pattern` (a key matches when the module path ends with it).
     pub fn scaling(&self, module: &str, r: usize) -> f64 {
-        let alpha = self
-            .alpha_pattern
-            .iter()
-            .find(|(k, _)| module.ends_with(k.as_str()))
-            .map(|(_, a)| *a)
-            .unwrap_or(self.lora_alpha);
+        let alpha = self.alpha_pattern.iter().find(|(k, _)| module.ends_with(k.as_str())).map(|(_, a)| *a).unwrap_or(self.lora_alpha);
         if self.use_rslora { alpha / (r as f64).sqrt() } else { alpha / r as f64 }
     }
 }
@@ -150,8 +145,8 @@ impl PeftAdapter {
     pub fn load(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&cfg_path).map_err(|source| Error::Io { path: cfg_path.clone(), source })?;
-        let config: PeftConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::Format { path: cfg_path.clone(), message: e.to_string() })?;
+        let config: PeftConfig =
+            serde_json::from_str(&text).map_err(|e| Error::Format { path: cfg_path.clone(), message: e.to_string() })?;
         if config.peft_type != "LORA" {
             return Err(Error::Format { path: cfg_path, message: format!("`peft_type` is {:?}, expected \"LORA\"", config.peft_type) });
         }

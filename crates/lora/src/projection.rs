@@ -118,7 +118,9 @@ mod tests {
         let mut p = Projection { base: BaseLinear::Dense(DenseLinear::new(w.clone(), None)), lora: Some(lora.clone()) };
         p.set_adapter_enabled(false);
         let x = random([3, 4], &d);
-        p.forward(x.clone()).into_data().assert_approx_eq::<f32>(&x.clone().matmul(w.clone().transpose()).into_data(), Tolerance::rel_abs(1e-6, 1e-6));
+        p.forward(x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&x.clone().matmul(w.clone().transpose()).into_data(), Tolerance::rel_abs(1e-6, 1e-6));
         p.set_adapter_enabled(true);
         let restored = p.merge().unmerge(lora);
         restored.base.dense_weight().into_data().assert_approx_eq::<f32>(&w.into_data(), Tolerance::rel_abs(1e-5, 1e-5));

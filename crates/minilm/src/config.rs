@@ -87,18 +87,10 @@ impl BertConfig {
     /// [`Error::Io`] when unreadable, [`Error::Config`] when it is not JSON, not a BERT config,
     /// or uses a feature this encoder does not implement.
     pub fn from_hf_file(path: &Path) -> crate::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let hf: HfBertConfig = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-        Self::from_hf(&hf).map_err(|detail| Error::Config {
-            path: path.to_path_buf(),
-            detail,
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let hf: HfBertConfig =
+            serde_json::from_str(&text).map_err(|e| Error::Config { path: path.to_path_buf(), detail: e.to_string() })?;
+        Self::from_hf(&hf).map_err(|detail| Error::Config { path: path.to_path_buf(), detail })
     }
 
     /// Converts the HF mirror, refusing what this encoder does not implement.
@@ -109,22 +101,13 @@ impl BertConfig {
             return Err(format!("model_type `{kind}` is not `bert`"));
         }
         if hf.hidden_act != "gelu" {
-            return Err(format!(
-                "hidden_act `{}` is not supported (only `gelu`)",
-                hf.hidden_act
-            ));
+            return Err(format!("hidden_act `{}` is not supported (only `gelu`)", hf.hidden_act));
         }
         if hf.position_embedding_type != "absolute" {
-            return Err(format!(
-                "position_embedding_type `{}` is not supported (only `absolute`)",
-                hf.position_embedding_type
-            ));
+            return Err(format!("position_embedding_type `{}` is not supported (only `absolute`)", hf.position_embedding_type));
         }
         if hf.num_attention_heads == 0 || !hf.hidden_size.is_multiple_of(hf.num_attention_heads) {
-            return Err(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                hf.hidden_size, hf.num_attention_heads
-            ));
+            return Err(format!("hidden_size {} is not a multiple of num_attention_heads {}", hf.hidden_size, hf.num_attention_heads));
         }
         Ok(Self::new(
             hf.vocab_size,

@@ -46,14 +46,8 @@ pub struct MiniLm {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::Config {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| Error::Config { path: path.to_path_buf(), detail: e.to_string() })
 }
 
 impl MiniLm {
@@ -68,25 +62,18 @@ impl MiniLm {
 
         let st_path = dir.join("sentence_bert_config.json");
         let max_seq_length = if st_path.exists() {
-            read_json::<SentenceBertConfig>(&st_path)?
-                .max_seq_length
-                .unwrap_or(DEFAULT_MAX_SEQ_LENGTH)
+            read_json::<SentenceBertConfig>(&st_path)?.max_seq_length.unwrap_or(DEFAULT_MAX_SEQ_LENGTH)
         } else {
             DEFAULT_MAX_SEQ_LENGTH
         };
         if max_seq_length < 2 || max_seq_length > config.max_positions {
             return Err(Error::Config {
                 path: st_path,
-                detail: format!(
-                    "max_seq_length {max_seq_length} is outside 2..={}",
-                    config.max_positions
-                ),
+                detail: format!("max_seq_length {max_seq_length} is outside 2..={}", config.max_positions),
             });
         }
         let pooling_path = dir.join("1_Pooling").join("config.json");
-        if pooling_path.exists()
-            && !read_json::<PoolingConfig>(&pooling_path)?.pooling_mode_mean_tokens
-        {
+        if pooling_path.exists() && !read_json::<PoolingConfig>(&pooling_path)?.pooling_mode_mean_tokens {
             return Err(Error::Config {
                 path: pooling_path,
                 detail: "only mean pooling (`pooling_mode_mean_tokens: true`) is supported".into(),
@@ -96,10 +83,7 @@ impl MiniLm {
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = load_tokenizer(&tokenizer_path, max_seq_length)?;
         let model = load_bert(&config, &dir.join("model.safetensors"), device)?;
-        let name = dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
         tracing::info!(dir = %dir.display(), max_seq_length, "loaded sentence embedder");
         Ok(Self {
             model,
@@ -134,10 +118,7 @@ impl MiniLm {
     /// # Errors
     /// [`Error::Tokenizer`] when the tokenizer fails.
     pub fn token_count(&self, text: &str) -> Result<usize> {
-        let enc = self
-            .tokenizer
-            .encode(text, true)
-            .map_err(|e| self.tok_err(e))?;
+        let enc = self.tokenizer.encode(text, true).map_err(|e| self.tok_err(e))?;
         Ok(enc.get_attention_mask().iter().filter(|&&m| m == 1).count())
     }
 
@@ -155,10 +136,7 @@ impl MiniLm {
 
     /// One padded batch through the encoder.
     fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| self.tok_err(e))?;
+        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| self.tok_err(e))?;
         let batch = encodings.len();
         let seq = encodings.first().map_or(0, |e| e.get_ids().len());
         let mut ids = Vec::with_capacity(batch * seq);
@@ -180,18 +158,12 @@ impl MiniLm {
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [batch, seq]), &self.device);
         let hidden = self.model.forward(ids, types, mask.clone());
         let pooled = l2_normalize(mean_pool(hidden, mask));
-        let flat = pooled
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Readback(format!("{e:?}")))?;
+        let flat = pooled.into_data().try_to_vec::<f32>().map_err(|e| Error::Readback(format!("{e:?}")))?;
         Ok(flat.chunks(self.hidden_size).map(<[f32]>::to_vec).collect())
     }
 
     fn tok_err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Tokenizer {
-            path: self.tokenizer_path.clone(),
-            detail: e.to_string(),
-        }
+        Error::Tokenizer { path: self.tokenizer_path.clone(), detail: e.to_string() }
     }
 }
 
@@ -199,24 +171,13 @@ impl MiniLm {
 /// `max_seq_length` including special tokens) and per-batch padding, replacing whatever the file
 /// says (all-MiniLM-L6-v2's file pads and truncates to a fixed 128).
 fn load_tokenizer(path: &Path, max_seq_length: usize) -> Result<Tokenizer> {
-    let err = |detail: String| Error::Tokenizer {
-        path: path.to_path_buf(),
-        detail,
-    };
+    let err = |detail: String| Error::Tokenizer { path: path.to_path_buf(), detail };
     let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
     let pad = tokenizer.get_padding().cloned().unwrap_or_else(|| {
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
-        PaddingParams {
-            pad_id,
-            pad_token: "[PAD]".into(),
-            ..PaddingParams::default()
-        }
+        PaddingParams { pad_id, pad_token: "[PAD]".into(), ..PaddingParams::default() }
     });
-    tokenizer.with_padding(Some(PaddingParams {
-        strategy: PaddingStrategy::BatchLongest,
-        pad_to_multiple_of: None,
-        ..pad
-    }));
+    tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, pad_to_multiple_of: None, ..pad }));
     tokenizer
         .with_truncation(Some(TruncationParams {
             max_length: max_seq_length,

@@ -70,11 +70,7 @@ impl BertConfig {
     /// A randomly initialized encoder of this shape (weights are then loaded into it).
     pub fn init(&self, device: &Device) -> BertModel {
         let d = self.hidden_size;
-        let norm = || {
-            LayerNormConfig::new(d)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device)
-        };
+        let norm = || LayerNormConfig::new(d).with_epsilon(self.layer_norm_eps).init(device);
         let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         let embeddings = BertEmbeddings {
             word: EmbeddingConfig::new(self.vocab_size, d).init(device),
@@ -111,12 +107,8 @@ impl BertEmbeddings {
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
-            .reshape([1, seq])
-            .repeat_dim(0, batch);
-        let x = self.word.forward(input_ids)
-            + self.position.forward(positions)
-            + self.token_type.forward(token_type_ids);
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]).repeat_dim(0, batch);
+        let x = self.word.forward(input_ids) + self.position.forward(positions) + self.token_type.forward(token_type_ids);
         self.norm.forward(x)
     }
 }
@@ -140,12 +132,8 @@ impl BertLayer {
         let scores = q.matmul(k.transpose()).div_scalar((dh as f32).sqrt()) + mask_bias;
         let probs = softmax(scores, 3);
         let context = probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, d]);
-        let a = self
-            .attention_norm
-            .forward(self.attention_output.forward(context) + x);
-        let ff = self
-            .output
-            .forward(gelu(self.intermediate.forward(a.clone())));
+        let a = self.attention_norm.forward(self.attention_output.forward(context) + x);
+        let ff = self.output.forward(gelu(self.intermediate.forward(a.clone())));
         self.output_norm.forward(ff + a)
     }
 }
@@ -157,18 +145,9 @@ impl BertModel {
     /// - `input_ids`, `token_type_ids`: `[B, S]`
     /// - `attention_mask`: `[B, S]`, `1.0` at real tokens and `0.0` at padding
     /// - output: last hidden states `[B, S, d]`
-    pub fn forward(
-        &self,
-        input_ids: Tensor<2, Int>,
-        token_type_ids: Tensor<2, Int>,
-        attention_mask: Tensor<2>,
-    ) -> Tensor<3> {
+    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>, attention_mask: Tensor<2>) -> Tensor<3> {
         let [batch, seq] = attention_mask.dims();
-        let mask_bias = attention_mask
-            .neg()
-            .add_scalar(1.0)
-            .mul_scalar(MASKED)
-            .reshape([batch, 1, 1, seq]);
+        let mask_bias = attention_mask.neg().add_scalar(1.0).mul_scalar(MASKED).reshape([batch, 1, 1, seq]);
         let mut x = self.embeddings.forward(input_ids, token_type_ids);
         for layer in &self.layers {
             x = layer.forward(x, mask_bias.clone());
@@ -190,15 +169,9 @@ mod tests {
     fn shapes_follow_the_config() {
         let device = Device::flex();
         let model = tiny().init(&device);
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(vec![1i64, 2, 3, 4, 5, 0], [2, 3]),
-            &device,
-        );
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 2, 3, 4, 5, 0], [2, 3]), &device);
         let types = Tensor::<2, Int>::zeros([2, 3], &device);
-        let mask = Tensor::<2>::from_data(
-            TensorData::new(vec![1f32, 1., 1., 1., 1., 0.], [2, 3]),
-            &device,
-        );
+        let mask = Tensor::<2>::from_data(TensorData::new(vec![1f32, 1., 1., 1., 1., 0.], [2, 3]), &device);
         assert_eq!(model.forward(ids, types, mask).dims(), [2, 3, 8]);
     }
 
@@ -213,11 +186,7 @@ mod tests {
             let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
             let types = Tensor::<2, Int>::zeros([1, n], &device);
             let mask = Tensor::<2>::from_data(TensorData::new(mask, [1, n]), &device);
-            model
-                .forward(ids, types, mask)
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("f32")
+            model.forward(ids, types, mask).into_data().try_to_vec::<f32>().expect("f32")
         };
         let alone = run(vec![3, 7, 9], vec![1., 1., 1.]);
         let padded = run(vec![3, 7, 9, 11, 12], vec![1., 1., 1., 0., 0.]);

@@ -41,24 +41,13 @@ mod tests {
     fn mean_ignores_padding_and_normalize_gives_unit_rows() {
         let device = Device::flex();
         // Sequence 0: tokens [1,2], [3,4] real, [100,100] padded. Sequence 1: one real token.
-        let hidden = Tensor::<3>::from_data(
-            TensorData::new(
-                vec![1f32, 2., 3., 4., 100., 100., 6., 8., 50., 50., 50., 50.],
-                [2, 3, 2],
-            ),
-            &device,
-        );
-        let mask = Tensor::<2>::from_data(
-            TensorData::new(vec![1f32, 1., 0., 1., 0., 0.], [2, 3]),
-            &device,
-        );
+        let hidden =
+            Tensor::<3>::from_data(TensorData::new(vec![1f32, 2., 3., 4., 100., 100., 6., 8., 50., 50., 50., 50.], [2, 3, 2]), &device);
+        let mask = Tensor::<2>::from_data(TensorData::new(vec![1f32, 1., 0., 1., 0., 0.], [2, 3]), &device);
         let pooled = mean_pool(hidden, mask);
         let v = pooled.clone().into_data().try_to_vec::<f32>().expect("f32");
         assert_eq!(v, vec![2.0, 3.0, 6.0, 8.0]);
-        let n = l2_normalize(pooled)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32");
+        let n = l2_normalize(pooled).into_data().try_to_vec::<f32>().expect("f32");
         let s = 13f32.sqrt();
         let want = [2.0 / s, 3.0 / s, 0.6, 0.8];
         for (a, b) in n.iter().zip(want) {

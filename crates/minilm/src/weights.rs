@@ -29,39 +29,18 @@ impl Weights<'_> {
     /// The tensor `name` as f32 values, checked against `shape`.
     fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let full = format!("{}{name}", self.prefix);
-        let view = self.file.tensor(&full).map_err(|_| Error::MissingTensor {
-            path: self.path.clone(),
-            name: full.clone(),
-        })?;
-        let bad = |detail: String| Error::BadTensor {
-            path: self.path.clone(),
-            name: full.clone(),
-            detail,
-        };
+        let view = self.file.tensor(&full).map_err(|_| Error::MissingTensor { path: self.path.clone(), name: full.clone() })?;
+        let bad = |detail: String| Error::BadTensor { path: self.path.clone(), name: full.clone(), detail };
         if view.shape() != shape {
-            return Err(bad(format!(
-                "expected shape {shape:?}, found {:?}",
-                view.shape()
-            )));
+            return Err(bad(format!("expected shape {shape:?}, found {:?}", view.shape())));
         }
         let bytes = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
-                return Err(bad(format!(
-                    "unsupported dtype {other:?} (expected F32, F16 or BF16)"
-                )));
+                return Err(bad(format!("unsupported dtype {other:?} (expected F32, F16 or BF16)")));
             }
         };
         Ok(values)
@@ -69,10 +48,7 @@ impl Weights<'_> {
 
     fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
         let values = self.values(name, &shape)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, shape),
-            &self.device,
-        ))
+        Ok(Tensor::from_data(TensorData::new(values, shape), &self.device))
     }
 
     /// A HF `nn.Linear` (`weight [out, in]`, `bias [out]`) as a burn [`Linear`].
@@ -86,25 +62,18 @@ impl Weights<'_> {
         }
         let weight = Tensor::from_data(TensorData::new(t, [d_in, d_out]), &self.device);
         let bias = self.tensor(&format!("{prefix}.bias"), [d_out])?;
-        Ok(Linear {
-            weight: Param::from_tensor(weight),
-            bias: Some(Param::from_tensor(bias)),
-        })
+        Ok(Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) })
     }
 
     /// A HF `LayerNorm` (`weight`, `bias`) into an initialized [`LayerNorm`] (keeps its epsilon).
     fn layer_norm(&self, prefix: &str, d: usize, mut norm: LayerNorm) -> Result<LayerNorm> {
         norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d])?);
-        norm.beta = Some(Param::from_tensor(
-            self.tensor(&format!("{prefix}.bias"), [d])?,
-        ));
+        norm.beta = Some(Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d])?));
         Ok(norm)
     }
 
     fn embedding(&self, name: &str, rows: usize, d: usize) -> Result<Embedding> {
-        Ok(Embedding {
-            weight: Param::from_tensor(self.tensor(name, [rows, d])?),
-        })
+        Ok(Embedding { weight: Param::from_tensor(self.tensor(name, [rows, d])?) })
     }
 }
 
@@ -114,50 +83,21 @@ impl Weights<'_> {
 /// [`Error::Io`] (unreadable), [`Error::Safetensors`] (not safetensors),
 /// [`Error::MissingTensor`] / [`Error::BadTensor`] naming the tensor.
 pub fn load_bert(config: &BertConfig, path: &Path, device: &Device) -> Result<BertModel> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     // SAFETY: the map is read-only and lives only for this function; a file changed by another
     // process while it is mapped may give wrong values, which shape checks partly catch.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    let prefix = if file
-        .tensor("bert.embeddings.word_embeddings.weight")
-        .is_ok()
-    {
-        "bert."
-    } else {
-        ""
-    };
-    let w = Weights {
-        path: path.to_path_buf(),
-        file,
-        prefix,
-        device: device.clone(),
-    };
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let file = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors { path: path.to_path_buf(), detail: e.to_string() })?;
+    let prefix = if file.tensor("bert.embeddings.word_embeddings.weight").is_ok() { "bert." } else { "" };
+    let w = Weights { path: path.to_path_buf(), file, prefix, device: device.clone() };
 
     let d = config.hidden_size;
     let ff = config.intermediate_size;
     let mut model = config.init(device);
     let e = &mut model.embeddings;
     e.word = w.embedding("embeddings.word_embeddings.weight", config.vocab_size, d)?;
-    e.position = w.embedding(
-        "embeddings.position_embeddings.weight",
-        config.max_positions,
-        d,
-    )?;
-    e.token_type = w.embedding(
-        "embeddings.token_type_embeddings.weight",
-        config.type_vocab_size,
-        d,
-    )?;
+    e.position = w.embedding("embeddings.position_embeddings.weight", config.max_positions, d)?;
+    e.token_type = w.embedding("embeddings.token_type_embeddings.weight", config.type_vocab_size, d)?;
     e.norm = w.layer_norm("embeddings.LayerNorm", d, e.norm.clone())?;
     for (i, layer) in model.layers.iter_mut().enumerate() {
         let p = format!("encoder.layer.{i}");
@@ -165,18 +105,10 @@ pub fn load_bert(config: &BertConfig, path: &Path, device: &Device) -> Result<Be
         layer.key = w.linear(&format!("{p}.attention.self.key"), d, d)?;
         layer.value = w.linear(&format!("{p}.attention.self.value"), d, d)?;
         layer.attention_output = w.linear(&format!("{p}.attention.output.dense"), d, d)?;
-        layer.attention_norm = w.layer_norm(
-            &format!("{p}.attention.output.LayerNorm"),
-            d,
-            layer.attention_norm.clone(),
-        )?;
+        layer.attention_norm = w.layer_norm(&format!("{p}.attention.output.LayerNorm"), d, layer.attention_norm.clone())?;
         layer.intermediate = w.linear(&format!("{p}.intermediate.dense"), d, ff)?;
         layer.output = w.linear(&format!("{p}.output.dense"), ff, d)?;
-        layer.output_norm = w.layer_norm(
-            &format!("{p}.output.LayerNorm"),
-            d,
-            layer.output_norm.clone(),
-        )?;
+        layer.output_norm = w.layer_norm(&format!("{p}.output.LayerNorm"), d, layer.output_norm.clone())?;
     }
     tracing::debug!(path = %path.display(), layers = config.num_layers, "loaded BERT weights");
     Ok(model)
@@ -189,27 +121,13 @@ mod tests {
 
     /// Writes a safetensors file holding every tensor of a tiny config, optionally dropping or
     /// reshaping one of them.
-    fn write_tiny(
-        dir: &Path,
-        cfg: &BertConfig,
-        drop: Option<&str>,
-        reshape: Option<&str>,
-    ) -> PathBuf {
+    fn write_tiny(dir: &Path, cfg: &BertConfig, drop: Option<&str>, reshape: Option<&str>) -> PathBuf {
         let d = cfg.hidden_size;
         let ff = cfg.intermediate_size;
         let mut specs: Vec<(String, Vec<usize>)> = vec![
-            (
-                "embeddings.word_embeddings.weight".into(),
-                vec![cfg.vocab_size, d],
-            ),
-            (
-                "embeddings.position_embeddings.weight".into(),
-                vec![cfg.max_positions, d],
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                vec![cfg.type_vocab_size, d],
-            ),
+            ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, d]),
+            ("embeddings.position_embeddings.weight".into(), vec![cfg.max_positions, d]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, d]),
             ("embeddings.LayerNorm.weight".into(), vec![d]),
             ("embeddings.LayerNorm.bias".into(), vec![d]),
         ];
@@ -240,19 +158,12 @@ mod tests {
                 shape[0] += 1;
             }
             let n: usize = shape.iter().product();
-            let bytes = (0..n)
-                .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
-                .collect();
+            let bytes = (0..n).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
             data.insert(name, (shape, bytes));
         }
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
             .iter()
-            .map(|(k, (s, b))| {
-                (
-                    k.clone(),
-                    safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).expect("view"),
-                )
-            })
+            .map(|(k, (s, b))| (k.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).expect("view")))
             .collect();
         let path = dir.join("model.safetensors");
         safetensors::serialize_to_file(views, None, &path).expect("serialize");
@@ -269,13 +180,7 @@ mod tests {
         let path = write_tiny(dir.path(), &tiny(), None, None);
         let model = load_bert(&tiny(), &path, &Device::flex()).expect("loads");
         // HF query.weight [out=4, in=4] holds o*4+i (×0.01) at [o, i]; burn holds [in, out].
-        let w = model.layers[0]
-            .query
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32");
+        let w = model.layers[0].query.weight.val().into_data().try_to_vec::<f32>().expect("f32");
         let (i, o) = (1usize, 2usize);
         assert!((w[i * 4 + o] - (o * 4 + i) as f32 * 0.01).abs() < 1e-6);
     }
@@ -287,10 +192,7 @@ mod tests {
         let path = write_tiny(dir.path(), &tiny(), Some(gone), None);
         let err = load_bert(&tiny(), &path, &Device::flex()).expect_err("missing");
         let text = err.to_string();
-        assert!(
-            text.contains(gone) && text.contains("model.safetensors"),
-            "{text}"
-        );
+        assert!(text.contains(gone) && text.contains("model.safetensors"), "{text}");
     }
 
     #[test]
@@ -300,10 +202,7 @@ mod tests {
         let path = write_tiny(dir.path(), &tiny(), None, Some(bad));
         let err = load_bert(&tiny(), &path, &Device::flex()).expect_err("misshaped");
         let text = err.to_string();
-        assert!(
-            text.contains(bad) && text.contains("[8, 4]") && text.contains("[9, 4]"),
-            "{text}"
-        );
+        assert!(text.contains(bad) && text.contains("[8, 4]") && text.contains("[9, 4]"), "{text}");
     }
 
     #[test]

@@ -17,10 +17,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sentence_transformers/expected.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sentence_transformers/expected.json");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -31,11 +28,7 @@ fn model() -> MiniLm {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
@@ -49,18 +42,10 @@ fn matches_sentence_transformers_one_at_a_time_and_batched() {
     assert_eq!(model.dim(), 384);
 
     for (s, &count) in fx.sentences.iter().zip(&fx.token_counts) {
-        assert_eq!(
-            model.token_count(s).expect("tokenize"),
-            count,
-            "token count of {s:?}"
-        );
+        assert_eq!(model.token_count(s).expect("tokenize"), count, "token count of {s:?}");
     }
 
-    let singles: Vec<Vec<f32>> = fx
-        .sentences
-        .iter()
-        .map(|s| model.encode(&[s.as_str()]).expect("encode").remove(0))
-        .collect();
+    let singles: Vec<Vec<f32>> = fx.sentences.iter().map(|s| model.encode(&[s.as_str()]).expect("encode").remove(0)).collect();
     for ((s, got), want) in fx.sentences.iter().zip(&singles).zip(&fx.embeddings) {
         let c = cosine(got, want);
         assert!(c >= 0.9999, "cosine {c} for {s:?}");
@@ -73,28 +58,15 @@ fn matches_sentence_transformers_one_at_a_time_and_batched() {
     let batched = embedder.embed(&fx.sentences).expect("batch");
     assert_eq!(batched.len(), fx.sentences.len());
     for ((s, b), one) in fx.sentences.iter().zip(&batched).zip(&singles) {
-        let diff = b
-            .iter()
-            .zip(one)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let diff = b.iter().zip(one).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "batched vs single differ by {diff} for {s:?}");
     }
 
     // Smaller batches that split the list differently give the same vectors too.
     let small = model.with_batch_size(3);
     let refs: Vec<&str> = fx.sentences.iter().map(String::as_str).collect();
-    for (b, one) in small
-        .encode(&refs)
-        .expect("small batches")
-        .iter()
-        .zip(&singles)
-    {
-        let diff = b
-            .iter()
-            .zip(one)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+    for (b, one) in small.encode(&refs).expect("small batches").iter().zip(&singles) {
+        let diff = b.iter().zip(one).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-5, "batch of 3 differs by {diff}");
     }
 }

@@ -20,19 +20,11 @@ fn weights() -> Vec<f32> {
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
-    (0..ROWS * COLS)
-        .map(|_| (next() + next() + next()) * 0.04)
-        .collect()
+    (0..ROWS * COLS).map(|_| (next() + next() + next()) * 0.04).collect()
 }
 
 fn configs() -> [(&'static str, QuantConfig); 2] {
-    [
-        ("nf4", QuantConfig::nf4()),
-        (
-            "nf4_double_quant",
-            QuantConfig::nf4().with_double_quant(true),
-        ),
-    ]
+    [("nf4", QuantConfig::nf4()), ("nf4_double_quant", QuantConfig::nf4().with_double_quant(true))]
 }
 
 fn codec(c: &mut Criterion) {

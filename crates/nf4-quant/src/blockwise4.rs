@@ -11,9 +11,7 @@
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::code::{
-    NF4_THRESHOLDS_CPU, NF4_THRESHOLDS_CUDA, fp4_index_cpu, fp4_index_cuda, nf4_index,
-};
+use crate::code::{NF4_THRESHOLDS_CPU, NF4_THRESHOLDS_CUDA, fp4_index_cpu, fp4_index_cuda, nf4_index};
 use crate::config::{BnbKernel, QuantType};
 use crate::error::{Error, Result};
 use crate::rcp::{cuda_rcp, ftz};
@@ -28,32 +26,18 @@ fn blocks_per_task(blocksize: usize) -> usize {
 }
 
 /// Returns the first non-finite value as an error naming `what` and its flat index.
-pub fn check_finite<T: Copy + Sync>(
-    values: &[T],
-    to_f32: impl Fn(T) -> f32 + Sync,
-    what: &str,
-) -> Result<()> {
+pub fn check_finite<T: Copy + Sync>(values: &[T], to_f32: impl Fn(T) -> f32 + Sync, what: &str) -> Result<()> {
     const CHUNK: usize = 1 << 15;
-    let bad = values
-        .par_chunks(CHUNK)
-        .enumerate()
-        .find_map_first(|(c, chunk)| {
-            if chunk.iter().all(|&v| to_f32(v).is_finite()) {
-                None
-            } else {
-                chunk
-                    .iter()
-                    .position(|&v| !to_f32(v).is_finite())
-                    .map(|i| c * CHUNK + i)
-            }
-        });
+    let bad = values.par_chunks(CHUNK).enumerate().find_map_first(|(c, chunk)| {
+        if chunk.iter().all(|&v| to_f32(v).is_finite()) {
+            None
+        } else {
+            chunk.iter().position(|&v| !to_f32(v).is_finite()).map(|i| c * CHUNK + i)
+        }
+    });
     match bad {
         None => Ok(()),
-        Some(index) => Err(Error::NonFinite {
-            what: what.to_string(),
-            index,
-            value: to_f32(values[index]),
-        }),
+        Some(index) => Err(Error::NonFinite { what: what.to_string(), index, value: to_f32(values[index]) }),
     }
 }
 
@@ -70,18 +54,10 @@ pub fn quantize<T: Copy + Sync>(
 ) -> (Vec<u8>, Vec<f32>) {
     // One monomorphic inner loop per (code, implementation), so the rounding inlines.
     match (quant_type, kernel) {
-        (QuantType::Nf4, BnbKernel::Cuda) => quantize_with(input, to_f32, blocksize, kernel, |s| {
-            nf4_index(&NF4_THRESHOLDS_CUDA, s)
-        }),
-        (QuantType::Nf4, BnbKernel::Cpu) => quantize_with(input, to_f32, blocksize, kernel, |s| {
-            nf4_index(&NF4_THRESHOLDS_CPU, s)
-        }),
-        (QuantType::Fp4, BnbKernel::Cuda) => {
-            quantize_with(input, to_f32, blocksize, kernel, fp4_index_cuda)
-        }
-        (QuantType::Fp4, BnbKernel::Cpu) => {
-            quantize_with(input, to_f32, blocksize, kernel, fp4_index_cpu)
-        }
+        (QuantType::Nf4, BnbKernel::Cuda) => quantize_with(input, to_f32, blocksize, kernel, |s| nf4_index(&NF4_THRESHOLDS_CUDA, s)),
+        (QuantType::Nf4, BnbKernel::Cpu) => quantize_with(input, to_f32, blocksize, kernel, |s| nf4_index(&NF4_THRESHOLDS_CPU, s)),
+        (QuantType::Fp4, BnbKernel::Cuda) => quantize_with(input, to_f32, blocksize, kernel, fp4_index_cuda),
+        (QuantType::Fp4, BnbKernel::Cpu) => quantize_with(input, to_f32, blocksize, kernel, fp4_index_cpu),
     }
 }
 
@@ -105,12 +81,7 @@ fn quantize_with<T: Copy + Sync>(
         .enumerate()
         .for_each(|(task, ((bytes, x), amax))| {
             let first_block = task * per_task;
-            for (k, ((out, xb), a)) in bytes
-                .chunks_mut(blocksize / 2)
-                .zip(x.chunks(blocksize))
-                .zip(amax.iter_mut())
-                .enumerate()
-            {
+            for (k, ((out, xb), a)) in bytes.chunks_mut(blocksize / 2).zip(x.chunks(blocksize)).zip(amax.iter_mut()).enumerate() {
                 let partial = first_block + k >= full_blocks;
                 *a = quantize_block(xb, &to_f32, &index, kernel, partial, out);
             }
@@ -134,13 +105,7 @@ fn quantize_block<T: Copy>(
             // pad value is 0 · inv.
             let m = x.iter().fold(0.0f32, |m, &v| m.max(ftz(to_f32(v)).abs()));
             let inv = cuda_rcp(m);
-            pack(
-                x,
-                out,
-                |v| ftz(ftz(to_f32(v)) * inv),
-                index,
-                index(0.0 * inv),
-            );
+            pack(x, out, |v| ftz(ftz(to_f32(v)) * inv), index, index(0.0 * inv));
             m
         }
         BnbKernel::Cpu => {
@@ -164,13 +129,7 @@ fn quantize_block<T: Copy>(
 /// Scales and rounds `x` in chunks (so the compiler can vectorize the comparisons), then packs
 /// nibbles two per byte, high nibble first; `pad` fills an odd tail.
 #[inline(always)]
-fn pack<T: Copy>(
-    x: &[T],
-    out: &mut [u8],
-    scale: impl Fn(T) -> f32,
-    index: &impl Fn(f32) -> u8,
-    pad: u8,
-) {
+fn pack<T: Copy>(x: &[T], out: &mut [u8], scale: impl Fn(T) -> f32, index: &impl Fn(f32) -> u8, pad: u8) {
     const CHUNK: usize = 64;
     let mut q = [0u8; CHUNK];
     for (xc, oc) in x.chunks(CHUNK).zip(out.chunks_mut(CHUNK / 2)) {
@@ -199,10 +158,8 @@ pub fn dequantize_into<T: Send>(
 ) {
     let code = quant_type.decode_table();
     let per_task = blocks_per_task(blocksize);
-    out.par_chunks_mut(blocksize * per_task)
-        .zip(packed.par_chunks(blocksize / 2 * per_task))
-        .zip(absmax.par_chunks(per_task))
-        .for_each(|((o, p), a)| {
+    out.par_chunks_mut(blocksize * per_task).zip(packed.par_chunks(blocksize / 2 * per_task)).zip(absmax.par_chunks(per_task)).for_each(
+        |((o, p), a)| {
             for ((ob, pb), &scale) in o.chunks_mut(blocksize).zip(p.chunks(blocksize / 2)).zip(a) {
                 let mut pairs = ob.chunks_exact_mut(2);
                 for (pair, &byte) in (&mut pairs).zip(pb) {
@@ -213,7 +170,8 @@ pub fn dequantize_into<T: Send>(
                     *last = convert(code[usize::from(byte >> 4)] * scale);
                 }
             }
-        });
+        },
+    );
 }
 
 /// f32 → f32 (identity), for [`dequantize_into`].
@@ -236,12 +194,7 @@ mod tests {
     use super::*;
     use crate::code::NF4_CODE;
 
-    fn roundtrip(
-        x: &[f32],
-        qt: QuantType,
-        bs: usize,
-        kernel: BnbKernel,
-    ) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
+    fn roundtrip(x: &[f32], qt: QuantType, bs: usize, kernel: BnbKernel) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
         let (p, a) = quantize(x, to_f32, qt, bs, kernel);
         let mut out = vec![0.0f32; x.len()];
         dequantize_into(&p, &a, qt, bs, &mut out, to_f32);

@@ -105,15 +105,7 @@ pub const FP4_SORTED_MIDPOINTS: [f32; 15] = {
 
 /// Magnitude thresholds of the CUDA FP4 tree `dQuantizeFP4`, sorted ascending (the literals as
 /// written in the kernel, which differ from the f32 midpoints by a few ulps).
-pub const FP4_CUDA_THRESHOLDS: [f32; 7] = [
-    0.002_604_17,
-    0.085_937_5,
-    0.208_333_33,
-    0.291_666_67,
-    0.416_666_7,
-    0.583_333,
-    0.833_333_3,
-];
+pub const FP4_CUDA_THRESHOLDS: [f32; 7] = [0.002_604_17, 0.085_937_5, 0.208_333_33, 0.291_666_67, 0.416_666_7, 0.583_333, 0.833_333_3];
 
 /// Code bits (without sign) for each magnitude rank of the CUDA FP4 tree.
 const FP4_CUDA_MAGNITUDE_BITS: [u8; 8] = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
@@ -152,10 +144,7 @@ impl QuantType {
     pub fn max_half_gap(self) -> f32 {
         let mut sorted = *self.code();
         sorted.sort_by(f32::total_cmp);
-        sorted
-            .windows(2)
-            .map(|w| (w[1] - w[0]) / 2.0)
-            .fold(0.0, f32::max)
+        sorted.windows(2).map(|w| (w[1] - w[0]) / 2.0).fold(0.0, f32::max)
     }
 }
 
@@ -213,11 +202,7 @@ mod tests {
     #[test]
     fn cuda_literals_are_within_one_ulp_of_the_midpoints() {
         let mut differing = Vec::new();
-        for (i, (m, l)) in NF4_THRESHOLDS_CPU
-            .iter()
-            .zip(NF4_THRESHOLDS_CUDA)
-            .enumerate()
-        {
+        for (i, (m, l)) in NF4_THRESHOLDS_CPU.iter().zip(NF4_THRESHOLDS_CUDA).enumerate() {
             let ulps = (m.to_bits() as i64 - l.to_bits() as i64).abs();
             assert!(ulps <= 1, "threshold {i}: {m} vs {l}");
             if ulps == 1 {
@@ -260,10 +245,7 @@ mod tests {
     #[test]
     fn max_half_gap_is_the_widest_neighbour_gap() {
         // NF4's widest gap is between -1 and -0.696...; FP4's between 8/12 and 12/12.
-        assert_eq!(
-            QuantType::Nf4.max_half_gap(),
-            (NF4_CODE[1] - NF4_CODE[0]) / 2.0
-        );
+        assert_eq!(QuantType::Nf4.max_half_gap(), (NF4_CODE[1] - NF4_CODE[0]) / 2.0);
         assert_eq!(QuantType::Fp4.max_half_gap(), (1.0 - 8.0 / 12.0) / 2.0);
     }
 }

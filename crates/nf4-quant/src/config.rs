@@ -106,9 +106,7 @@ impl SourceDType {
             "float16" => Ok(SourceDType::F16),
             other => Err(Error::QuantizationConfig {
                 field: what.to_string(),
-                reason: format!(
-                    "unsupported dtype `{other}` (expected float32, bfloat16 or float16)"
-                ),
+                reason: format!("unsupported dtype `{other}` (expected float32, bfloat16 or float16)"),
             }),
         }
     }
@@ -131,12 +129,7 @@ pub struct QuantConfig {
 impl Default for QuantConfig {
     /// NF4, blocksize 64, no double quantization, CUDA rounding.
     fn default() -> Self {
-        Self {
-            quant_type: QuantType::Nf4,
-            blocksize: DEFAULT_BLOCKSIZE,
-            double_quant: false,
-            kernel: BnbKernel::Cuda,
-        }
+        Self { quant_type: QuantType::Nf4, blocksize: DEFAULT_BLOCKSIZE, double_quant: false, kernel: BnbKernel::Cuda }
     }
 }
 
@@ -157,10 +150,7 @@ impl QuantConfig {
 
     /// FP4 with the other defaults of [`QuantConfig::default`].
     pub fn fp4() -> Self {
-        Self {
-            quant_type: QuantType::Fp4,
-            ..Self::default()
-        }
+        Self { quant_type: QuantType::Fp4, ..Self::default() }
     }
 
     /// Sets the blocksize (validated when used).
@@ -189,11 +179,7 @@ impl QuantConfig {
 
 /// Checks that `blocksize` is one bitsandbytes accepts for 4-bit quantization.
 pub fn check_blocksize(blocksize: usize) -> Result<()> {
-    if VALID_BLOCKSIZES.contains(&blocksize) {
-        Ok(())
-    } else {
-        Err(Error::InvalidBlocksize { blocksize })
-    }
+    if VALID_BLOCKSIZES.contains(&blocksize) { Ok(()) } else { Err(Error::InvalidBlocksize { blocksize }) }
 }
 
 #[cfg(test)]
@@ -206,9 +192,7 @@ mod tests {
             assert!(check_blocksize(b).is_ok());
         }
         for b in [0, 16, 48, 96, 8192] {
-            assert!(
-                matches!(check_blocksize(b), Err(Error::InvalidBlocksize { blocksize }) if blocksize == b)
-            );
+            assert!(matches!(check_blocksize(b), Err(Error::InvalidBlocksize { blocksize }) if blocksize == b));
         }
     }
 
@@ -226,14 +210,9 @@ mod tests {
 
     #[test]
     fn config_serde_uses_lowercase_names() {
-        let c = QuantConfig::fp4()
-            .with_double_quant(true)
-            .with_kernel(BnbKernel::Cpu);
+        let c = QuantConfig::fp4().with_double_quant(true).with_kernel(BnbKernel::Cpu);
         let json = serde_json::to_string(&c).expect("serialize");
-        assert_eq!(
-            json,
-            r#"{"quant_type":"fp4","blocksize":64,"double_quant":true,"kernel":"cpu"}"#
-        );
+        assert_eq!(json, r#"{"quant_type":"fp4","blocksize":64,"double_quant":true,"kernel":"cpu"}"#);
         let back: QuantConfig = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, c);
     }

@@ -16,8 +16,8 @@
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
-pub use crate::device::DeviceNf4Tensor;
 use crate::config::SourceDType;
+pub use crate::device::DeviceNf4Tensor;
 use crate::error::{Error, Result};
 use crate::tensor::Nf4Tensor;
 
@@ -36,11 +36,7 @@ impl DequantPath {
     /// binary enabled.
     pub fn for_device(device: &Device) -> Self {
         let name = format!("{device:?}");
-        if name.contains("Flex") || name.contains("NdArray") {
-            DequantPath::Host
-        } else {
-            DequantPath::Device
-        }
+        if name.contains("Flex") || name.contains("NdArray") { DequantPath::Host } else { DequantPath::Device }
     }
 }
 
@@ -56,11 +52,7 @@ pub trait Dequantize {
 pub(crate) fn dims2(shape: &[usize], what: &str) -> Result<[usize; 2]> {
     match shape {
         [r, c] => Ok([*r, *c]),
-        _ => Err(Error::InvalidShape {
-            what: what.to_string(),
-            shape: shape.to_vec(),
-            reason: "expected a 2-D [out, in] weight".into(),
-        }),
+        _ => Err(Error::InvalidShape { what: what.to_string(), shape: shape.to_vec(), reason: "expected a 2-D [out, in] weight".into() }),
     }
 }
 
@@ -74,12 +66,7 @@ impl Dequantize for Nf4Tensor {
 /// The host path for a tensor already known to have `shape`: decode with the codec into the
 /// weight's original dtype (bitsandbytes' `dequantize_4bit` returns `quant_state.dtype`, so a
 /// bf16 checkpoint's weights are rounded to bf16 before any matmul), upload, cast to `dtype`.
-pub(crate) fn host_dense(
-    tensor: &Nf4Tensor,
-    shape: [usize; 2],
-    device: &Device,
-    dtype: FloatDType,
-) -> Tensor<2> {
+pub(crate) fn host_dense(tensor: &Nf4Tensor, shape: [usize; 2], device: &Device, dtype: FloatDType) -> Tensor<2> {
     let device = device.clone().without_autodiff();
     let n = tensor.numel();
     let decode = match (tensor.dtype(), dtype) {
@@ -128,36 +115,22 @@ mod tests {
         // A deterministic spread of magnitudes, with a few exact zeros.
         (0..n)
             .map(|i| {
-                let h = (i as u32)
-                    .wrapping_mul(2_654_435_761)
-                    .wrapping_add(seed.wrapping_mul(97));
-                if h.is_multiple_of(53) {
-                    0.0
-                } else {
-                    ((h >> 8) % 20_001) as f32 / 10_000.0 - 1.0
-                }
+                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97));
+                if h.is_multiple_of(53) { 0.0 } else { ((h >> 8) % 20_001) as f32 / 10_000.0 - 1.0 }
             })
             .collect()
     }
 
     fn cases() -> Vec<(Nf4Tensor, &'static str)> {
         let mut out = Vec::new();
-        for (rows, cols, bs) in [
-            (7usize, 9usize, 32usize),
-            (96, 100, 32),
-            (5, 70, 64),
-            (3, 200, 4096),
-        ] {
+        for (rows, cols, bs) in [(7usize, 9usize, 32usize), (96, 100, 32), (5, 70, 64), (3, 200, 4096)] {
             for cfg in [
                 QuantConfig::nf4(),
                 QuantConfig::nf4().with_double_quant(true),
-                QuantConfig::fp4()
-                    .with_double_quant(true)
-                    .with_kernel(BnbKernel::Cpu),
+                QuantConfig::fp4().with_double_quant(true).with_kernel(BnbKernel::Cpu),
             ] {
                 let x = values(rows * cols, (rows * cols) as u32);
-                let t = Nf4Tensor::quantize(&x, &[rows, cols], &cfg.with_blocksize(bs))
-                    .expect("quantize");
+                let t = Nf4Tensor::quantize(&x, &[rows, cols], &cfg.with_blocksize(bs)).expect("quantize");
                 out.push((t, "case"));
             }
         }
@@ -165,12 +138,7 @@ mod tests {
     }
 
     fn bits_f32(t: Tensor<2>) -> Vec<u32> {
-        t.into_data()
-            .try_into_vec_as::<f32>()
-            .expect("f32")
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
+        t.into_data().try_into_vec_as::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
@@ -182,13 +150,7 @@ mod tests {
             assert_eq!(bits_f32(host), want, "host {:?}", t.shape());
             let dev = DeviceNf4Tensor::upload(&t, &device).expect("upload");
             let dense = dev.dequantize(&device, FloatDType::F32).expect("device");
-            assert_eq!(
-                bits_f32(dense),
-                want,
-                "device {:?} dq={}",
-                t.shape(),
-                t.is_double_quant()
-            );
+            assert_eq!(bits_f32(dense), want, "device {:?} dq={}", t.shape(), t.is_double_quant());
         }
     }
 
@@ -200,45 +162,24 @@ mod tests {
             t.dequantize_bf16_into(&mut want).expect("bf16");
             let want: Vec<u16> = want.iter().map(|v| v.to_bits()).collect();
             let read = |x: Tensor<2>| -> Vec<u16> {
-                x.into_data()
-                    .try_into_vec_as::<half::bf16>()
-                    .expect("bf16")
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
+                x.into_data().try_into_vec_as::<half::bf16>().expect("bf16").iter().map(|v| v.to_bits()).collect()
             };
-            assert_eq!(
-                read(t.dequantize(&device, FloatDType::BF16).expect("host")),
-                want
-            );
+            assert_eq!(read(t.dequantize(&device, FloatDType::BF16).expect("host")), want);
             let dev = DeviceNf4Tensor::upload(&t, &device).expect("upload");
-            assert_eq!(
-                read(dev.dequantize(&device, FloatDType::BF16).expect("device")),
-                want
-            );
+            assert_eq!(read(dev.dequantize(&device, FloatDType::BF16).expect("device")), want);
         }
     }
 
     #[test]
     fn cpu_backends_take_the_host_path() {
         assert_eq!(DequantPath::for_device(&Device::flex()), DequantPath::Host);
-        assert_eq!(
-            DequantPath::for_device(&Device::flex().autodiff()),
-            DequantPath::Host
-        );
+        assert_eq!(DequantPath::for_device(&Device::flex().autodiff()), DequantPath::Host);
     }
 
     #[test]
     fn non_2d_tensors_are_refused() {
-        let t =
-            Nf4Tensor::quantize(&values(64, 1), &[4, 4, 4], &QuantConfig::nf4()).expect("quantize");
-        assert!(matches!(
-            t.dequantize(&Device::flex(), FloatDType::F32),
-            Err(Error::InvalidShape { .. })
-        ));
-        assert!(matches!(
-            DeviceNf4Tensor::upload(&t, &Device::flex()),
-            Err(Error::InvalidShape { .. })
-        ));
+        let t = Nf4Tensor::quantize(&values(64, 1), &[4, 4, 4], &QuantConfig::nf4()).expect("quantize");
+        assert!(matches!(t.dequantize(&Device::flex(), FloatDType::F32), Err(Error::InvalidShape { .. })));
+        assert!(matches!(DeviceNf4Tensor::upload(&t, &Device::flex()), Err(Error::InvalidShape { .. })));
     }
 }

@@ -51,17 +51,11 @@ pub struct DeviceNf4Tensor {
 
 /// The narrowest integer dtype the device stores bytes in.
 fn byte_dtype(device: &Device) -> DType {
-    [DType::U8, DType::I32, DType::I64]
-        .into_iter()
-        .find(|&d| device.supports_dtype(d))
-        .unwrap_or(DType::I64)
+    [DType::U8, DType::I32, DType::I64].into_iter().find(|&d| device.supports_dtype(d)).unwrap_or(DType::I64)
 }
 
 fn f32_tensor(values: &[f32], device: &Device) -> Tensor<1> {
-    Tensor::from_data(
-        TensorData::new(values.to_vec(), [values.len()]),
-        (device, DType::F32),
-    )
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), (device, DType::F32))
 }
 
 fn byte_tensor(bytes: &[u8], device: &Device) -> Tensor<1, Int> {
@@ -147,13 +141,7 @@ impl DeviceNf4Tensor {
         let absmax = match self.absmax {
             DeviceAbsmax::Plain(a) => DeviceAbsmax::Plain(a.to_device(&device)),
             DeviceAbsmax::Double(d) => {
-                let DeviceDoubleQuant {
-                    codes,
-                    nested_absmax,
-                    nested_code,
-                    nested_blocksize,
-                    offset,
-                } = *d;
+                let DeviceDoubleQuant { codes, nested_absmax, nested_code, nested_blocksize, offset } = *d;
                 DeviceAbsmax::Double(Box::new(DeviceDoubleQuant {
                     codes: codes.to_device(&device),
                     nested_absmax: nested_absmax.to_device(&device),
@@ -163,12 +151,7 @@ impl DeviceNf4Tensor {
                 }))
             }
         };
-        Self {
-            packed: self.packed.to_device(&device),
-            code: self.code.to_device(&device),
-            absmax,
-            ..self
-        }
+        Self { packed: self.packed.to_device(&device), code: self.code.to_device(&device), absmax, ..self }
     }
 
     /// Bytes held on the device.
@@ -179,9 +162,7 @@ impl DeviceNf4Tensor {
             + floats(&self.code)
             + match &self.absmax {
                 DeviceAbsmax::Plain(a) => floats(a),
-                DeviceAbsmax::Double(d) => {
-                    bytes(&d.codes) + floats(&d.nested_absmax) + floats(&d.nested_code) + 4
-                }
+                DeviceAbsmax::Double(d) => bytes(&d.codes) + floats(&d.nested_absmax) + floats(&d.nested_code) + 4,
             }
     }
 
@@ -193,8 +174,7 @@ impl DeviceNf4Tensor {
                 let blocks = d.codes.shape().num_elements();
                 let idx = d.codes.clone().cast(IntDType::I32);
                 let vals = d.nested_code.clone().select(0, idx);
-                scale_blocks(vals, d.nested_absmax.clone(), d.nested_blocksize, blocks)
-                    .add_scalar(d.offset)
+                scale_blocks(vals, d.nested_absmax.clone(), d.nested_blocksize, blocks).add_scalar(d.offset)
             }
         }
     }
@@ -207,42 +187,22 @@ fn scale_blocks(values: Tensor<1>, scales: Tensor<1>, blocksize: usize, len: usi
     let have = values.shape().num_elements();
     let device = values.device();
     let values = if have < padded {
-        Tensor::cat(
-            vec![
-                values,
-                Tensor::zeros([padded - have], (&device, DType::F32)),
-            ],
-            0,
-        )
+        Tensor::cat(vec![values, Tensor::zeros([padded - have], (&device, DType::F32))], 0)
     } else {
         values.narrow(0, 0, padded)
     };
-    let scaled = values
-        .reshape([blocks, blocksize])
-        .mul(scales.reshape([blocks, 1]));
+    let scaled = values.reshape([blocks, blocksize]).mul(scales.reshape([blocks, 1]));
     scaled.reshape([padded]).narrow(0, 0, len)
 }
 
 fn read_f32(t: &Tensor<1>, what: &str) -> Result<Vec<f32>> {
-    let err = |e: String| Error::TensorRead {
-        what: what.to_string(),
-        reason: e,
-    };
-    t.try_to_data()
-        .map_err(|e| err(format!("{e:?}")))?
-        .try_into_vec_as::<f32>()
-        .map_err(|e| err(format!("{e:?}")))
+    let err = |e: String| Error::TensorRead { what: what.to_string(), reason: e };
+    t.try_to_data().map_err(|e| err(format!("{e:?}")))?.try_into_vec_as::<f32>().map_err(|e| err(format!("{e:?}")))
 }
 
 fn read_bytes(t: &Tensor<1, Int>, what: &str) -> Result<Vec<u8>> {
-    let err = |e: String| Error::TensorRead {
-        what: what.to_string(),
-        reason: e,
-    };
-    t.try_to_data()
-        .map_err(|e| err(format!("{e:?}")))?
-        .try_into_vec_as::<u8>()
-        .map_err(|e| err(format!("{e:?}")))
+    let err = |e: String| Error::TensorRead { what: what.to_string(), reason: e };
+    t.try_to_data().map_err(|e| err(format!("{e:?}")))?.try_into_vec_as::<u8>().map_err(|e| err(format!("{e:?}")))
 }
 
 impl Dequantize for DeviceNf4Tensor {
@@ -260,18 +220,11 @@ impl DeviceNf4Tensor {
         // Nibbles: high half first. [bytes] → [bytes, 2] → [2·bytes].
         let hi = self.packed.clone().bitwise_right_shift_scalar(4);
         let lo = self.packed.clone().bitwise_and_scalar(0x0f);
-        let idx: Tensor<1, Int> = Tensor::stack::<2>(vec![hi, lo], 1)
-            .reshape([2 * bytes])
-            .cast(IntDType::I32);
+        let idx: Tensor<1, Int> = Tensor::stack::<2>(vec![hi, lo], 1).reshape([2 * bytes]).cast(IntDType::I32);
         let values = self.code.clone().select(0, idx);
-        let dense =
-            scale_blocks(values, self.absmax_f32(), self.blocksize, n).reshape([rows, cols]);
+        let dense = scale_blocks(values, self.absmax_f32(), self.blocksize, n).reshape([rows, cols]);
         let target = device.clone().without_autodiff();
-        let dense = if dense.device() == target {
-            dense
-        } else {
-            dense.to_device(&target)
-        };
+        let dense = if dense.device() == target { dense } else { dense.to_device(&target) };
         // bitsandbytes' dequantize_4bit returns the weight's original dtype; round through it.
         let dense = match self.dtype {
             SourceDType::F32 => dense,
@@ -288,17 +241,8 @@ mod tests {
     use crate::config::QuantConfig;
 
     fn sample(double: bool) -> Nf4Tensor {
-        let x: Vec<f32> = (0..96 * 100)
-            .map(|i| ((i * 7_919) % 2_001) as f32 / 1_000.0 - 1.0)
-            .collect();
-        Nf4Tensor::quantize(
-            &x,
-            &[96, 100],
-            &QuantConfig::nf4()
-                .with_blocksize(32)
-                .with_double_quant(double),
-        )
-        .expect("quantize")
+        let x: Vec<f32> = (0..96 * 100).map(|i| ((i * 7_919) % 2_001) as f32 / 1_000.0 - 1.0).collect();
+        Nf4Tensor::quantize(&x, &[96, 100], &QuantConfig::nf4().with_blocksize(32).with_double_quant(double)).expect("quantize")
     }
 
     #[test]

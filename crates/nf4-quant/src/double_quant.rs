@@ -33,37 +33,19 @@ impl DoubleQuant {
         let offset = mean(absmax, kernel);
         let centered: Vec<f32> = absmax.iter().map(|&a| a - offset).collect();
         let (codes, nested_absmax) = quantize_dynamic(&centered, NESTED_BLOCKSIZE, kernel);
-        Self {
-            codes,
-            nested_absmax,
-            nested_code: dynamic_code().to_vec(),
-            nested_blocksize: NESTED_BLOCKSIZE,
-            offset,
-        }
+        Self { codes, nested_absmax, nested_code: dynamic_code().to_vec(), nested_blocksize: NESTED_BLOCKSIZE, offset }
     }
 
     /// Checks the lengths against `blocks` 4-bit blocks; `what` names the tensor for errors.
     pub fn validate(&self, blocks: usize, what: &str) -> Result<()> {
         let len = |part: &str, expected: usize, actual: usize| {
-            if expected == actual {
-                Ok(())
-            } else {
-                Err(Error::LengthMismatch {
-                    what: format!("{what}: {part}"),
-                    expected,
-                    actual,
-                })
-            }
+            if expected == actual { Ok(()) } else { Err(Error::LengthMismatch { what: format!("{what}: {part}"), expected, actual }) }
         };
         if self.nested_blocksize == 0 {
             return Err(Error::InvalidBlocksize { blocksize: 0 });
         }
         len("absmax codes", blocks, self.codes.len())?;
-        len(
-            "nested_absmax",
-            blocks.div_ceil(self.nested_blocksize),
-            self.nested_absmax.len(),
-        )?;
+        len("nested_absmax", blocks.div_ceil(self.nested_blocksize), self.nested_absmax.len())?;
         len("nested_quant_map", 256, self.nested_code.len())?;
         Ok(())
     }
@@ -72,13 +54,7 @@ impl DoubleQuant {
     pub fn decode_into(&self, out: &mut [f32]) {
         let mut code = [0.0f32; 256];
         code.copy_from_slice(&self.nested_code[..256]);
-        dequantize_blockwise_into(
-            &self.codes,
-            &self.nested_absmax,
-            &code,
-            self.nested_blocksize,
-            out,
-        );
+        dequantize_blockwise_into(&self.codes, &self.nested_absmax, &code, self.nested_blocksize, out);
         for v in out.iter_mut() {
             *v += self.offset;
         }
@@ -123,9 +99,7 @@ mod tests {
 
     #[test]
     fn decode_is_close_to_the_input() {
-        let absmax: Vec<f32> = (0..600)
-            .map(|i| 0.01 + (i as f32 * 0.37).sin().abs() * 0.2)
-            .collect();
+        let absmax: Vec<f32> = (0..600).map(|i| 0.01 + (i as f32 * 0.37).sin().abs() * 0.2).collect();
         for kernel in [BnbKernel::Cuda, BnbKernel::Cpu] {
             let dq = DoubleQuant::compress(&absmax, kernel);
             assert!(dq.validate(600, "t").is_ok());
@@ -143,11 +117,7 @@ mod tests {
         let mut dq = DoubleQuant::compress(&[1.0; 10], BnbKernel::Cuda);
         dq.nested_absmax.push(1.0);
         match dq.validate(10, "w") {
-            Err(Error::LengthMismatch {
-                what,
-                expected: 1,
-                actual: 2,
-            }) => assert_eq!(what, "w: nested_absmax"),
+            Err(Error::LengthMismatch { what, expected: 1, actual: 2 }) => assert_eq!(what, "w: nested_absmax"),
             other => panic!("expected LengthMismatch, got {other:?}"),
         }
     }

@@ -7,9 +7,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A blocksize that bitsandbytes does not accept for 4-bit quantization.
-    #[error(
-        "invalid blocksize {blocksize}: bitsandbytes accepts 32, 64, 128, 256, 512, 1024, 2048 or 4096"
-    )]
+    #[error("invalid blocksize {blocksize}: bitsandbytes accepts 32, 64, 128, 256, 512, 1024, 2048 or 4096")]
     InvalidBlocksize {
         /// The rejected blocksize.
         blocksize: usize,

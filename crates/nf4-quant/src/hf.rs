@@ -58,11 +58,7 @@ pub struct HfTensor {
 impl HfTensor {
     /// A borrowed view, for [`Nf4Tensor::from_hf_tensors`].
     pub fn view(&self) -> HfTensorView<'_> {
-        HfTensorView {
-            dtype: self.dtype,
-            shape: self.shape.clone(),
-            data: &self.data,
-        }
+        HfTensorView { dtype: self.dtype, shape: self.shape.clone(), data: &self.data }
     }
 }
 
@@ -78,14 +74,8 @@ pub struct HfTensorView<'a> {
 }
 
 /// Suffixes (after the weight name) of every tensor in this layout.
-pub const HF_SUFFIXES: [&str; 6] = [
-    "absmax",
-    "quant_map",
-    "nested_absmax",
-    "nested_quant_map",
-    "quant_state.bitsandbytes__nf4",
-    "quant_state.bitsandbytes__fp4",
-];
+pub const HF_SUFFIXES: [&str; 6] =
+    ["absmax", "quant_map", "nested_absmax", "nested_quant_map", "quant_state.bitsandbytes__nf4", "quant_state.bitsandbytes__fp4"];
 
 /// The non-tensor quant state bitsandbytes packs into a U8 tensor.
 #[derive(Debug, Deserialize)]
@@ -108,27 +98,13 @@ impl Nf4Tensor {
     /// name, e.g. `model.layers.0.mlp.down_proj.weight`), in bitsandbytes' order.
     pub fn to_hf_tensors(&self, name: &str) -> Vec<HfTensor> {
         let t = |suffix: &str, dtype, shape: Vec<usize>, data| HfTensor {
-            name: if suffix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{name}.{suffix}")
-            },
+            name: if suffix.is_empty() { name.to_string() } else { format!("{name}.{suffix}") },
             dtype,
             shape,
             data,
         };
-        let mut out = vec![t(
-            "",
-            HfDType::U8,
-            vec![self.packed().len(), 1],
-            self.packed().to_vec(),
-        )];
-        let shape_json = self
-            .shape()
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut out = vec![t("", HfDType::U8, vec![self.packed().len(), 1], self.packed().to_vec())];
+        let shape_json = self.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
         let mut state = format!(
             r#"{{"quant_type": "{}", "blocksize": {}, "dtype": "{}", "shape": [{}]"#,
             self.quant_type().as_str(),
@@ -139,38 +115,13 @@ impl Nf4Tensor {
         match self.absmax() {
             Absmax::Plain(a) => {
                 out.push(t("absmax", HfDType::F32, vec![a.len()], f32_bytes(a)));
-                out.push(t(
-                    "quant_map",
-                    HfDType::F32,
-                    vec![16],
-                    f32_bytes(self.quant_type().code()),
-                ));
+                out.push(t("quant_map", HfDType::F32, vec![16], f32_bytes(self.quant_type().code())));
             }
             Absmax::Double(d) => {
-                out.push(t(
-                    "absmax",
-                    HfDType::U8,
-                    vec![d.codes.len()],
-                    d.codes.clone(),
-                ));
-                out.push(t(
-                    "quant_map",
-                    HfDType::F32,
-                    vec![16],
-                    f32_bytes(self.quant_type().code()),
-                ));
-                out.push(t(
-                    "nested_absmax",
-                    HfDType::F32,
-                    vec![d.nested_absmax.len()],
-                    f32_bytes(&d.nested_absmax),
-                ));
-                out.push(t(
-                    "nested_quant_map",
-                    HfDType::F32,
-                    vec![256],
-                    f32_bytes(&d.nested_code),
-                ));
+                out.push(t("absmax", HfDType::U8, vec![d.codes.len()], d.codes.clone()));
+                out.push(t("quant_map", HfDType::F32, vec![16], f32_bytes(self.quant_type().code())));
+                out.push(t("nested_absmax", HfDType::F32, vec![d.nested_absmax.len()], f32_bytes(&d.nested_absmax)));
+                out.push(t("nested_quant_map", HfDType::F32, vec![256], f32_bytes(&d.nested_code)));
                 state.push_str(&format!(
                     r#", "nested_blocksize": {}, "nested_dtype": "float32", "nested_offset": {}"#,
                     d.nested_blocksize,
@@ -192,16 +143,9 @@ impl Nf4Tensor {
     /// A missing tensor ([`Error::MissingTensor`]), a wrong dtype/shape/length
     /// ([`Error::MalformedTensor`]) or an unreadable or inconsistent packed state
     /// ([`Error::MalformedQuantState`]), each naming the tensor.
-    pub fn from_hf_tensors<'a>(
-        name: &str,
-        mut lookup: impl FnMut(&str) -> Option<HfTensorView<'a>>,
-    ) -> Result<Self> {
+    pub fn from_hf_tensors<'a>(name: &str, mut lookup: impl FnMut(&str) -> Option<HfTensorView<'a>>) -> Result<Self> {
         let full = |suffix: &str| format!("{name}.{suffix}");
-        let mut get = |n: &str| {
-            lookup(n).ok_or_else(|| Error::MissingTensor {
-                name: n.to_string(),
-            })
-        };
+        let mut get = |n: &str| lookup(n).ok_or_else(|| Error::MissingTensor { name: n.to_string() });
 
         let nf4_key = full("quant_state.bitsandbytes__nf4");
         let fp4_key = full("quant_state.bitsandbytes__fp4");
@@ -209,39 +153,26 @@ impl Nf4Tensor {
             (Ok(v), Err(_)) => (nf4_key, v),
             (Err(_), Ok(v)) => (fp4_key, v),
             (Err(_), Err(_)) => {
-                return Err(Error::MissingTensor {
-                    name: format!("{name}.quant_state.bitsandbytes__{{nf4,fp4}}"),
-                });
+                return Err(Error::MissingTensor { name: format!("{name}.quant_state.bitsandbytes__{{nf4,fp4}}") });
             }
             (Ok(_), Ok(_)) => {
                 return Err(Error::MalformedQuantState {
                     name: nf4_key,
-                    reason: "both bitsandbytes__nf4 and bitsandbytes__fp4 states are present"
-                        .into(),
+                    reason: "both bitsandbytes__nf4 and bitsandbytes__fp4 states are present".into(),
                 });
             }
         };
-        let bad_state = |reason: String| Error::MalformedQuantState {
-            name: state_key.clone(),
-            reason,
-        };
+        let bad_state = |reason: String| Error::MalformedQuantState { name: state_key.clone(), reason };
         expect_dtype(&state_key, &state_view, HfDType::U8)?;
-        let state: PackedState = serde_json::from_slice(state_view.data)
-            .map_err(|e| bad_state(format!("not a bitsandbytes quant state JSON: {e}")))?;
-        let quant_type = QuantType::parse(&state.quant_type, "quant_type")
-            .map_err(|e| bad_state(e.to_string()))?;
+        let state: PackedState =
+            serde_json::from_slice(state_view.data).map_err(|e| bad_state(format!("not a bitsandbytes quant state JSON: {e}")))?;
+        let quant_type = QuantType::parse(&state.quant_type, "quant_type").map_err(|e| bad_state(e.to_string()))?;
         if !state_key.ends_with(quant_type.as_str()) {
-            return Err(bad_state(format!(
-                "quant_type `{}` does not match the tensor name",
-                state.quant_type
-            )));
+            return Err(bad_state(format!("quant_type `{}` does not match the tensor name", state.quant_type)));
         }
         check_blocksize(state.blocksize).map_err(|e| bad_state(e.to_string()))?;
-        let dtype =
-            SourceDType::parse(&state.dtype, "dtype").map_err(|e| bad_state(e.to_string()))?;
-        let shape = state
-            .shape
-            .ok_or_else(|| bad_state("`shape` is null; the weight's shape is needed".into()))?;
+        let dtype = SourceDType::parse(&state.dtype, "dtype").map_err(|e| bad_state(e.to_string()))?;
+        let shape = state.shape.ok_or_else(|| bad_state("`shape` is null; the weight's shape is needed".into()))?;
         let numel: usize = shape.iter().product();
         let blocks = numel.div_ceil(state.blocksize);
 
@@ -253,21 +184,15 @@ impl Nf4Tensor {
         let absmax_view = get(&absmax_key)?;
         let quant_map_key = full("quant_map");
         let quant_map = read_f32(&quant_map_key, &get(&quant_map_key)?, 16)?;
-        if quant_map
-            .iter()
-            .zip(quant_type.code())
-            .any(|(a, b)| a.to_bits() != b.to_bits())
-        {
+        if quant_map.iter().zip(quant_type.code()).any(|(a, b)| a.to_bits() != b.to_bits()) {
             tracing::warn!(tensor = %quant_map_key, "stored quant_map differs from the built-in {} code; decoding uses the built-in code, as bitsandbytes does", quant_type.as_str());
         }
 
         let absmax = match state.nested_offset {
             None => Absmax::Plain(read_f32(&absmax_key, &absmax_view, blocks)?),
             Some(offset) => {
-                let nested_blocksize = state
-                    .nested_blocksize
-                    .filter(|&b| b > 0)
-                    .ok_or_else(|| bad_state("`nested_blocksize` missing or zero".into()))?;
+                let nested_blocksize =
+                    state.nested_blocksize.filter(|&b| b > 0).ok_or_else(|| bad_state("`nested_blocksize` missing or zero".into()))?;
                 if let Some(d) = &state.nested_dtype
                     && d != "float32"
                 {
@@ -276,11 +201,7 @@ impl Nf4Tensor {
                 expect_dtype(&absmax_key, &absmax_view, HfDType::U8)?;
                 expect_len(&absmax_key, absmax_view.data.len(), blocks)?;
                 let nested_key = full("nested_absmax");
-                let nested_absmax = read_f32(
-                    &nested_key,
-                    &get(&nested_key)?,
-                    blocks.div_ceil(nested_blocksize),
-                )?;
+                let nested_absmax = read_f32(&nested_key, &get(&nested_key)?, blocks.div_ceil(nested_blocksize))?;
                 let map_key = full("nested_quant_map");
                 let nested_code = read_f32(&map_key, &get(&map_key)?, 256)?;
                 Absmax::Double(DoubleQuant {
@@ -293,15 +214,7 @@ impl Nf4Tensor {
                 })
             }
         };
-        Nf4Tensor::from_parts(
-            packed_view.data.to_vec(),
-            shape,
-            quant_type,
-            state.blocksize,
-            dtype,
-            absmax,
-            name,
-        )
+        Nf4Tensor::from_parts(packed_view.data.to_vec(), shape, quant_type, state.blocksize, dtype, absmax, name)
     }
 }
 
@@ -311,11 +224,7 @@ fn expect_dtype(name: &str, view: &HfTensorView<'_>, dtype: HfDType) -> Result<(
     } else {
         Err(Error::MalformedTensor {
             name: name.to_string(),
-            reason: format!(
-                "dtype {} (expected {})",
-                view.dtype.safetensors_name(),
-                dtype.safetensors_name()
-            ),
+            reason: format!("dtype {} (expected {})", view.dtype.safetensors_name(), dtype.safetensors_name()),
         })
     }
 }
@@ -324,27 +233,17 @@ fn expect_len(name: &str, actual: usize, expected: usize) -> Result<()> {
     if actual == expected {
         Ok(())
     } else {
-        Err(Error::MalformedTensor {
-            name: name.to_string(),
-            reason: format!("{actual} elements (expected {expected})"),
-        })
+        Err(Error::MalformedTensor { name: name.to_string(), reason: format!("{actual} elements (expected {expected})") })
     }
 }
 
 fn read_f32(name: &str, view: &HfTensorView<'_>, len: usize) -> Result<Vec<f32>> {
     expect_dtype(name, view, HfDType::F32)?;
     if !view.data.len().is_multiple_of(4) {
-        return Err(Error::MalformedTensor {
-            name: name.to_string(),
-            reason: "byte length is not a multiple of 4".into(),
-        });
+        return Err(Error::MalformedTensor { name: name.to_string(), reason: "byte length is not a multiple of 4".into() });
     }
     expect_len(name, view.data.len() / 4, len)?;
-    Ok(view
-        .data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(view.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 #[cfg(test)]
@@ -354,11 +253,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn sample(double: bool) -> Nf4Tensor {
-        let x: Vec<f32> = (0..6 * 70)
-            .map(|i| ((i * 7919) % 113) as f32 / 50.0 - 1.1)
-            .collect();
-        Nf4Tensor::quantize(&x, &[6, 70], &QuantConfig::nf4().with_double_quant(double))
-            .expect("quantize")
+        let x: Vec<f32> = (0..6 * 70).map(|i| ((i * 7919) % 113) as f32 / 50.0 - 1.1).collect();
+        Nf4Tensor::quantize(&x, &[6, 70], &QuantConfig::nf4().with_double_quant(double)).expect("quantize")
     }
 
     fn lookup(ts: &[HfTensor]) -> HashMap<String, HfTensor> {
@@ -371,8 +267,7 @@ mod tests {
             let t = sample(double);
             let ts = t.to_hf_tensors("m.q.weight");
             let map = lookup(&ts);
-            let back = Nf4Tensor::from_hf_tensors("m.q.weight", |n| map.get(n).map(HfTensor::view))
-                .expect("read back");
+            let back = Nf4Tensor::from_hf_tensors("m.q.weight", |n| map.get(n).map(HfTensor::view)).expect("read back");
             assert_eq!(back, t);
             assert_eq!(ts[0].shape, vec![210, 1]);
         }
@@ -381,10 +276,7 @@ mod tests {
     #[test]
     fn packed_state_is_python_json() {
         let ts = sample(false).to_hf_tensors("w");
-        let state = ts
-            .iter()
-            .find(|t| t.name == "w.quant_state.bitsandbytes__nf4")
-            .expect("state");
+        let state = ts.iter().find(|t| t.name == "w.quant_state.bitsandbytes__nf4").expect("state");
         assert_eq!(
             std::str::from_utf8(&state.data).expect("utf8"),
             r#"{"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [6, 70]}"#
@@ -397,30 +289,21 @@ mod tests {
         let mut map = lookup(&ts);
         map.remove("w.nested_absmax");
         let err = Nf4Tensor::from_hf_tensors("w", |n| map.get(n).map(HfTensor::view));
-        assert!(
-            matches!(err, Err(Error::MissingTensor { ref name }) if name == "w.nested_absmax"),
-            "{err:?}"
-        );
+        assert!(matches!(err, Err(Error::MissingTensor { ref name }) if name == "w.nested_absmax"), "{err:?}");
 
         let mut map = lookup(&ts);
         if let Some(t) = map.get_mut("w.absmax") {
             t.dtype = HfDType::F32;
         }
         let err = Nf4Tensor::from_hf_tensors("w", |n| map.get(n).map(HfTensor::view));
-        assert!(
-            matches!(err, Err(Error::MalformedTensor { ref name, .. }) if name == "w.absmax"),
-            "{err:?}"
-        );
+        assert!(matches!(err, Err(Error::MalformedTensor { ref name, .. }) if name == "w.absmax"), "{err:?}");
 
         let mut map = lookup(&ts);
         if let Some(t) = map.get_mut("w.quant_state.bitsandbytes__nf4") {
             t.data = b"{\"quant_type\": \"nf4\"".to_vec();
         }
         let err = Nf4Tensor::from_hf_tensors("w", |n| map.get(n).map(HfTensor::view));
-        assert!(
-            matches!(err, Err(Error::MalformedQuantState { ref name, .. }) if name == "w.quant_state.bitsandbytes__nf4"),
-            "{err:?}"
-        );
+        assert!(matches!(err, Err(Error::MalformedQuantState { ref name, .. }) if name == "w.quant_state.bitsandbytes__nf4"), "{err:?}");
 
         let map: HashMap<String, HfTensor> = HashMap::new();
         let err = Nf4Tensor::from_hf_tensors("w", |n| map.get(n).map(HfTensor::view));

@@ -24,10 +24,7 @@ pub struct BnbQuantizationConfig {
 }
 
 fn bad(field: &str, reason: impl Into<String>) -> Error {
-    Error::QuantizationConfig {
-        field: field.to_string(),
-        reason: reason.into(),
-    }
+    Error::QuantizationConfig { field: field.to_string(), reason: reason.into() }
 }
 
 impl BnbQuantizationConfig {
@@ -37,30 +34,14 @@ impl BnbQuantizationConfig {
     /// A blocksize other than 64, which this block cannot express.
     pub fn new(quant: &QuantConfig, compute_dtype: SourceDType) -> Result<Self> {
         if quant.blocksize != DEFAULT_BLOCKSIZE {
-            return Err(bad(
-                "blocksize",
-                format!(
-                    "{} cannot be expressed; transformers always uses {DEFAULT_BLOCKSIZE}",
-                    quant.blocksize
-                ),
-            ));
+            return Err(bad("blocksize", format!("{} cannot be expressed; transformers always uses {DEFAULT_BLOCKSIZE}", quant.blocksize)));
         }
-        Ok(Self {
-            quant_type: quant.quant_type,
-            double_quant: quant.double_quant,
-            compute_dtype,
-            skip_modules: None,
-        })
+        Ok(Self { quant_type: quant.quant_type, double_quant: quant.double_quant, compute_dtype, skip_modules: None })
     }
 
     /// The quantization these settings ask for, reproducing `kernel`'s rounding.
     pub fn quant_config(&self, kernel: BnbKernel) -> QuantConfig {
-        QuantConfig {
-            quant_type: self.quant_type,
-            blocksize: DEFAULT_BLOCKSIZE,
-            double_quant: self.double_quant,
-            kernel,
-        }
+        QuantConfig { quant_type: self.quant_type, blocksize: DEFAULT_BLOCKSIZE, double_quant: self.double_quant, kernel }
     }
 
     /// The JSON object transformers writes (every field of `BitsAndBytesConfig.to_dict()`).
@@ -88,9 +69,7 @@ impl BnbQuantizationConfig {
     /// # Errors
     /// Not a bitsandbytes 4-bit config, an unsupported quant storage, or a field of the wrong type.
     pub fn from_json(value: &Value) -> Result<Self> {
-        let obj: &Map<String, Value> = value
-            .as_object()
-            .ok_or_else(|| bad("quantization_config", "not a JSON object"))?;
+        let obj: &Map<String, Value> = value.as_object().ok_or_else(|| bad("quantization_config", "not a JSON object"))?;
         let string = |field: &str, default: &'static str| -> Result<String> {
             match obj.get(field) {
                 None | Some(Value::Null) => Ok(default.to_string()),
@@ -112,32 +91,17 @@ impl BnbQuantizationConfig {
         };
         let method = string("quant_method", "")?;
         if method != "bitsandbytes" {
-            return Err(bad(
-                "quant_method",
-                format!("`{method}` is not `bitsandbytes`"),
-            ));
+            return Err(bad("quant_method", format!("`{method}` is not `bitsandbytes`")));
         }
         if !boolean(&["load_in_4bit", "_load_in_4bit"])? {
-            return Err(bad(
-                "load_in_4bit",
-                "not a 4-bit config (load_in_4bit is false or absent)",
-            ));
+            return Err(bad("load_in_4bit", "not a 4-bit config (load_in_4bit is false or absent)"));
         }
         let storage = string("bnb_4bit_quant_storage", "uint8")?;
         if storage != "uint8" {
-            return Err(bad(
-                "bnb_4bit_quant_storage",
-                format!("`{storage}` is not supported (only uint8)"),
-            ));
+            return Err(bad("bnb_4bit_quant_storage", format!("`{storage}` is not supported (only uint8)")));
         }
-        let quant_type = QuantType::parse(
-            &string("bnb_4bit_quant_type", "fp4")?,
-            "bnb_4bit_quant_type",
-        )?;
-        let compute_dtype = SourceDType::parse(
-            &string("bnb_4bit_compute_dtype", "float32")?,
-            "bnb_4bit_compute_dtype",
-        )?;
+        let quant_type = QuantType::parse(&string("bnb_4bit_quant_type", "fp4")?, "bnb_4bit_quant_type")?;
+        let compute_dtype = SourceDType::parse(&string("bnb_4bit_compute_dtype", "float32")?, "bnb_4bit_compute_dtype")?;
         let double_quant = boolean(&["bnb_4bit_use_double_quant"])?;
         let skip_modules = match obj.get("llm_int8_skip_modules") {
             None | Some(Value::Null) => None,
@@ -145,28 +109,15 @@ impl BnbQuantizationConfig {
                 items
                     .iter()
                     .map(|v| {
-                        v.as_str().map(str::to_string).ok_or_else(|| {
-                            bad(
-                                "llm_int8_skip_modules",
-                                format!("expected strings, got {v}"),
-                            )
-                        })
+                        v.as_str().map(str::to_string).ok_or_else(|| bad("llm_int8_skip_modules", format!("expected strings, got {v}")))
                     })
                     .collect::<Result<Vec<_>>>()?,
             ),
             Some(other) => {
-                return Err(bad(
-                    "llm_int8_skip_modules",
-                    format!("expected a list, got {other}"),
-                ));
+                return Err(bad("llm_int8_skip_modules", format!("expected a list, got {other}")));
             }
         };
-        Ok(Self {
-            quant_type,
-            double_quant,
-            compute_dtype,
-            skip_modules,
-        })
+        Ok(Self { quant_type, double_quant, compute_dtype, skip_modules })
     }
 }
 
@@ -196,35 +147,21 @@ mod tests {
     #[test]
     fn writes_what_transformers_writes() {
         let want: Value = serde_json::from_str(TRANSFORMERS_BLOCK).expect("json");
-        let ours = BnbQuantizationConfig::new(
-            &QuantConfig::nf4().with_double_quant(true),
-            SourceDType::Bf16,
-        )
-        .expect("config");
+        let ours = BnbQuantizationConfig::new(&QuantConfig::nf4().with_double_quant(true), SourceDType::Bf16).expect("config");
         assert_eq!(ours.to_json(), want);
-        assert_eq!(
-            BnbQuantizationConfig::from_json(&want).expect("parse"),
-            ours
-        );
+        assert_eq!(BnbQuantizationConfig::from_json(&want).expect("parse"), ours);
     }
 
     #[test]
     fn rejects_other_methods_and_storage() {
         let v = json!({"quant_method": "gptq"});
-        assert!(
-            matches!(BnbQuantizationConfig::from_json(&v), Err(Error::QuantizationConfig { field, .. }) if field == "quant_method")
-        );
+        assert!(matches!(BnbQuantizationConfig::from_json(&v), Err(Error::QuantizationConfig { field, .. }) if field == "quant_method"));
         let v = json!({"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_storage": "bfloat16"});
         assert!(
             matches!(BnbQuantizationConfig::from_json(&v), Err(Error::QuantizationConfig { field, .. }) if field == "bnb_4bit_quant_storage")
         );
         let v = json!({"quant_method": "bitsandbytes", "load_in_8bit": true});
-        assert!(
-            matches!(BnbQuantizationConfig::from_json(&v), Err(Error::QuantizationConfig { field, .. }) if field == "load_in_4bit")
-        );
-        assert!(
-            BnbQuantizationConfig::new(&QuantConfig::nf4().with_blocksize(128), SourceDType::Bf16)
-                .is_err()
-        );
+        assert!(matches!(BnbQuantizationConfig::from_json(&v), Err(Error::QuantizationConfig { field, .. }) if field == "load_in_4bit"));
+        assert!(BnbQuantizationConfig::new(&QuantConfig::nf4().with_blocksize(128), SourceDType::Bf16).is_err());
     }
 }

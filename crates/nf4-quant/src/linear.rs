@@ -30,10 +30,7 @@ pub struct Nf4LinearConfig {
 impl Default for Nf4LinearConfig {
     /// f32 compute, path chosen from the device.
     fn default() -> Self {
-        Self {
-            compute_dtype: FloatDType::F32,
-            path: None,
-        }
+        Self { compute_dtype: FloatDType::F32, path: None }
     }
 }
 
@@ -73,7 +70,10 @@ fn upload_gpu(weight: &Nf4Tensor, shape: [usize; 2], device: &Device) -> Result<
     let code = weight.quant_type().decode_table();
     let fail = |e: gpu_kernels::Error| Error::InvalidShape { what: "GPU upload".into(), shape: shape.to_vec(), reason: e.to_string() };
     match weight.absmax() {
-        Absmax::Plain(v) => gpu_kernels::PackedNf4::upload(weight.packed(), gpu_kernels::HostScales::Plain(v), code, shape, weight.blocksize(), device).map_err(fail),
+        Absmax::Plain(v) => {
+            gpu_kernels::PackedNf4::upload(weight.packed(), gpu_kernels::HostScales::Plain(v), code, shape, weight.blocksize(), device)
+                .map_err(fail)
+        }
         Absmax::Double(d) => {
             let scales = gpu_kernels::HostScales::Double {
                 codes: &d.codes,
@@ -93,12 +93,7 @@ impl Nf4Linear {
     ///
     /// # Errors
     /// A weight that is not 2-D, or a bias whose length is not `out`.
-    pub fn new(
-        weight: Nf4Tensor,
-        bias: Option<Tensor<1>>,
-        device: &Device,
-        config: &Nf4LinearConfig,
-    ) -> Result<Self> {
+    pub fn new(weight: Nf4Tensor, bias: Option<Tensor<1>>, device: &Device, config: &Nf4LinearConfig) -> Result<Self> {
         let shape = match weight.shape() {
             &[o, i] => [o, i],
             other => {
@@ -126,25 +121,11 @@ impl Nf4Linear {
             (None, None) => DequantPath::for_device(device),
         };
         let storage = match path {
-            DequantPath::Host => Storage::Host {
-                tensor: Arc::new(weight),
-                device: device.clone().without_autodiff(),
-            },
-            DequantPath::Device => {
-                Storage::Device(Box::new(DeviceNf4Tensor::upload(&weight, device)?))
-            }
+            DequantPath::Host => Storage::Host { tensor: Arc::new(weight), device: device.clone().without_autodiff() },
+            DequantPath::Device => Storage::Device(Box::new(DeviceNf4Tensor::upload(&weight, device)?)),
         };
-        let bias =
-            bias.map(|b| Param::from_tensor(b.set_require_grad(false)).set_require_grad(false));
-        Ok(Self {
-            weight: Nf4Weight {
-                storage,
-                shape,
-                compute_dtype: config.compute_dtype,
-            },
-            bias,
-            gpu,
-        })
+        let bias = bias.map(|b| Param::from_tensor(b.set_require_grad(false)).set_require_grad(false));
+        Ok(Self { weight: Nf4Weight { storage, shape, compute_dtype: config.compute_dtype }, bias, gpu })
     }
 
     /// Quantizes a dense `[out, in]` weight (f32, bf16 or f16; other dtypes are read as f32) and
@@ -152,18 +133,10 @@ impl Nf4Linear {
     ///
     /// # Errors
     /// Reading the weight back fails, a non-finite value (with its index), or those of [`Nf4Linear::new`].
-    pub fn from_dense(
-        weight: Tensor<2>,
-        bias: Option<Tensor<1>>,
-        quant: &QuantConfig,
-        config: &Nf4LinearConfig,
-    ) -> Result<Self> {
+    pub fn from_dense(weight: Tensor<2>, bias: Option<Tensor<1>>, quant: &QuantConfig, config: &Nf4LinearConfig) -> Result<Self> {
         let device = weight.device();
         let shape = weight.dims().to_vec();
-        let data = weight.try_into_data().map_err(|e| Error::TensorRead {
-            what: "dense weight".into(),
-            reason: format!("{e:?}"),
-        })?;
+        let data = weight.try_into_data().map_err(|e| Error::TensorRead { what: "dense weight".into(), reason: format!("{e:?}") })?;
         let q = match data.dtype() {
             DType::BF16 => Nf4Tensor::quantize_bf16(&read_vec::<bf16>(data)?, &shape, quant)?,
             DType::F16 => Nf4Tensor::quantize_f16(&read_vec::<f16>(data)?, &shape, quant)?,
@@ -183,11 +156,7 @@ impl Nf4Linear {
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         let [d_output, d_input] = self.weight.shape;
         let dims = input.dims();
-        assert_eq!(
-            dims[D - 1],
-            d_input,
-            "Nf4Linear::forward: input {dims:?} does not end in d_input = {d_input} (d_output = {d_output})"
-        );
+        assert_eq!(dims[D - 1], d_input, "Nf4Linear::forward: input {dims:?} does not end in d_input = {d_input} (d_output = {d_output})");
         let in_dtype = input.dtype();
         let compute = self.weight.compute_dtype;
         let x = input.cast(compute);
@@ -254,17 +223,12 @@ impl Nf4Linear {
 }
 
 fn read_vec<E: burn::tensor::Element>(data: TensorData) -> Result<Vec<E>> {
-    data.try_into_vec_as::<E>().map_err(|e| Error::TensorRead {
-        what: "dense weight".into(),
-        reason: format!("{e:?}"),
-    })
+    data.try_into_vec_as::<E>().map_err(|e| Error::TensorRead { what: "dense weight".into(), reason: format!("{e:?}") })
 }
 
 impl ModuleDisplay for Nf4Linear {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        DisplaySettings::new().with_new_line_after_attribute(false).optional()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
@@ -284,40 +248,23 @@ mod tests {
     use burn::tensor::module::linear;
 
     fn weight(rows: usize, cols: usize, double: bool) -> Nf4Tensor {
-        let x: Vec<f32> = (0..rows * cols)
-            .map(|i| (((i * 7_919) % 1_013) as f32 / 506.5 - 1.0) * 0.3)
-            .collect();
-        Nf4Tensor::quantize(
-            &x,
-            &[rows, cols],
-            &QuantConfig::nf4().with_double_quant(double),
-        )
-        .expect("quantize")
+        let x: Vec<f32> = (0..rows * cols).map(|i| (((i * 7_919) % 1_013) as f32 / 506.5 - 1.0) * 0.3).collect();
+        Nf4Tensor::quantize(&x, &[rows, cols], &QuantConfig::nf4().with_double_quant(double)).expect("quantize")
     }
 
     fn input(device: &Device) -> Tensor<3> {
-        let data: Vec<f32> = (0..2 * 3 * 70)
-            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0)
-            .collect();
+        let data: Vec<f32> = (0..2 * 3 * 70).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
         Tensor::from_data(TensorData::new(data, [2, 3, 70]), device)
     }
 
     fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
-        t.into_data()
-            .try_into_vec_as::<f32>()
-            .expect("f32")
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
+        t.into_data().try_into_vec_as::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect()
     }
 
     /// `x · Wᵀ + b` with the codec's dense weight, through burn's own `linear`.
     fn reference(q: &Nf4Tensor, bias: Option<&Tensor<1>>, x: Tensor<3>) -> Tensor<3> {
         let device = x.device();
-        let w: Tensor<2> = Tensor::from_data(
-            TensorData::new(q.dequantize_to_vec(), [q.shape()[0], q.shape()[1]]),
-            &device,
-        );
+        let w: Tensor<2> = Tensor::from_data(TensorData::new(q.dequantize_to_vec(), [q.shape()[0], q.shape()[1]]), &device);
         linear(x, w.transpose(), bias.cloned())
     }
 
@@ -325,19 +272,10 @@ mod tests {
     fn forward_matches_the_dense_reference_on_both_paths() {
         let device = Device::flex();
         let q = weight(24, 70, true);
-        let bias: Tensor<1> = Tensor::from_data(
-            TensorData::new((0..24).map(|i| i as f32 / 10.0).collect::<Vec<_>>(), [24]),
-            &device,
-        );
+        let bias: Tensor<1> = Tensor::from_data(TensorData::new((0..24).map(|i| i as f32 / 10.0).collect::<Vec<_>>(), [24]), &device);
         let want = bits(reference(&q, Some(&bias), input(&device)));
         for path in [DequantPath::Host, DequantPath::Device] {
-            let layer = Nf4Linear::new(
-                q.clone(),
-                Some(bias.clone()),
-                &device,
-                &Nf4LinearConfig::default().with_path(path),
-            )
-            .expect("layer");
+            let layer = Nf4Linear::new(q.clone(), Some(bias.clone()), &device, &Nf4LinearConfig::default().with_path(path)).expect("layer");
             assert_eq!(layer.dequant_path(), path);
             let y = layer.forward(input(&device));
             assert_eq!(y.dims(), [2, 3, 24]);
@@ -350,33 +288,16 @@ mod tests {
         let device = Device::flex().autodiff();
         let q = weight(24, 70, false);
         let bias: Tensor<1> = Tensor::from_data(TensorData::new(vec![0.5f32; 24], [24]), &device);
-        let upstream: Tensor<3> = Tensor::from_data(
-            TensorData::new(
-                (0..2 * 3 * 24)
-                    .map(|i| (i % 11) as f32 - 5.0)
-                    .collect::<Vec<_>>(),
-                [2, 3, 24],
-            ),
-            &device,
-        );
+        let upstream: Tensor<3> =
+            Tensor::from_data(TensorData::new((0..2 * 3 * 24).map(|i| (i % 11) as f32 - 5.0).collect::<Vec<_>>(), [2, 3, 24]), &device);
         // Reference: the dense weight as a constant.
         let x_ref = input(&device).require_grad();
-        let grads_ref = (reference(&q, Some(&bias), x_ref.clone()) * upstream.clone())
-            .sum()
-            .backward();
+        let grads_ref = (reference(&q, Some(&bias), x_ref.clone()) * upstream.clone()).sum().backward();
         let gx_ref = bits(x_ref.grad(&grads_ref).expect("reference grad"));
         for path in [DequantPath::Host, DequantPath::Device] {
-            let layer = Nf4Linear::new(
-                q.clone(),
-                Some(bias.clone()),
-                &device,
-                &Nf4LinearConfig::default().with_path(path),
-            )
-            .expect("layer");
+            let layer = Nf4Linear::new(q.clone(), Some(bias.clone()), &device, &Nf4LinearConfig::default().with_path(path)).expect("layer");
             let x = input(&device).require_grad();
-            let grads = (layer.forward(x.clone()) * upstream.clone())
-                .sum()
-                .backward();
+            let grads = (layer.forward(x.clone()) * upstream.clone()).sum().backward();
             let gx = x.grad(&grads).expect("input gradient");
             assert_eq!(bits(gx), gx_ref, "{path:?}");
             // The only parameter is the frozen bias, and it gets no gradient.
@@ -391,20 +312,12 @@ mod tests {
     fn bf16_compute_returns_the_input_dtype() {
         let device = Device::flex();
         let q = weight(24, 70, false);
-        let layer = Nf4Linear::new(
-            q.clone(),
-            None,
-            &device,
-            &Nf4LinearConfig::default().with_compute_dtype(FloatDType::BF16),
-        )
-        .expect("layer");
+        let layer =
+            Nf4Linear::new(q.clone(), None, &device, &Nf4LinearConfig::default().with_compute_dtype(FloatDType::BF16)).expect("layer");
         let y = layer.forward(input(&device));
         assert_eq!(y.dtype(), DType::F32);
         // bf16 rounding of inputs and weights: close to the f32 reference.
-        let want = reference(&q, None, input(&device))
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .expect("f32");
+        let want = reference(&q, None, input(&device)).into_data().try_into_vec_as::<f32>().expect("f32");
         let got = y.into_data().try_into_vec_as::<f32>().expect("f32");
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() <= 0.02 * (1.0 + b.abs()), "{a} vs {b}");
@@ -414,22 +327,11 @@ mod tests {
     #[test]
     fn from_dense_quantizes_like_the_codec_and_reads_back() {
         let device = Device::flex();
-        let data: Vec<half::bf16> = (0..24 * 70)
-            .map(|i| half::bf16::from_f32(((i * 13 % 29) as f32 - 14.0) / 20.0))
-            .collect();
-        let dense: Tensor<2> = Tensor::from_data(
-            TensorData::new(data.clone(), [24, 70]),
-            (&device, DType::BF16),
-        );
+        let data: Vec<half::bf16> = (0..24 * 70).map(|i| half::bf16::from_f32(((i * 13 % 29) as f32 - 14.0) / 20.0)).collect();
+        let dense: Tensor<2> = Tensor::from_data(TensorData::new(data.clone(), [24, 70]), (&device, DType::BF16));
         let quant = QuantConfig::nf4().with_double_quant(true);
         for path in [DequantPath::Host, DequantPath::Device] {
-            let layer = Nf4Linear::from_dense(
-                dense.clone(),
-                None,
-                &quant,
-                &Nf4LinearConfig::default().with_path(path),
-            )
-            .expect("layer");
+            let layer = Nf4Linear::from_dense(dense.clone(), None, &quant, &Nf4LinearConfig::default().with_path(path)).expect("layer");
             let want = Nf4Tensor::quantize_bf16(&data, &[24, 70], &quant).expect("quantize");
             assert_eq!(layer.quantized_weight().expect("read back"), want);
             assert_eq!((layer.d_output(), layer.d_input()), (24, 70));
@@ -450,17 +352,9 @@ mod tests {
     #[test]
     fn composes_inside_a_derived_module_and_moves_with_it() {
         let device = Device::flex();
-        let proj = Nf4Linear::new(
-            weight(24, 70, true),
-            None,
-            &device,
-            &Nf4LinearConfig::default().with_path(DequantPath::Device),
-        )
-        .expect("layer");
-        let block = Block {
-            proj,
-            scale: Param::from_tensor(Tensor::ones([24], &device)),
-        };
+        let proj =
+            Nf4Linear::new(weight(24, 70, true), None, &device, &Nf4LinearConfig::default().with_path(DequantPath::Device)).expect("layer");
+        let block = Block { proj, scale: Param::from_tensor(Tensor::ones([24], &device)) };
         // Only the block's own parameter is visible to optimizers.
         assert_eq!(Module::num_params(&block), 24);
         let forked = block.fork(&Device::flex().autodiff());
@@ -474,19 +368,10 @@ mod tests {
     fn bad_shapes_are_refused_with_a_named_error() {
         let device = Device::flex();
         let bias: Tensor<1> = Tensor::zeros([5], &device);
-        let err = Nf4Linear::new(
-            weight(24, 70, false),
-            Some(bias),
-            &device,
-            &Nf4LinearConfig::default(),
-        );
-        assert!(
-            matches!(err, Err(Error::InvalidShape { ref what, .. }) if what == "Nf4Linear bias")
-        );
+        let err = Nf4Linear::new(weight(24, 70, false), Some(bias), &device, &Nf4LinearConfig::default());
+        assert!(matches!(err, Err(Error::InvalidShape { ref what, .. }) if what == "Nf4Linear bias"));
         let t = Nf4Tensor::quantize(&[1.0; 64], &[64], &QuantConfig::nf4()).expect("quantize");
         let err = Nf4Linear::new(t, None, &device, &Nf4LinearConfig::default());
-        assert!(
-            matches!(err, Err(Error::InvalidShape { ref what, .. }) if what == "Nf4Linear weight")
-        );
+        assert!(matches!(err, Err(Error::InvalidShape { ref what, .. }) if what == "Nf4Linear weight"));
     }
 }

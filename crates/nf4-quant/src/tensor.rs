@@ -87,33 +87,13 @@ impl Nf4Tensor {
         config.validate()?;
         let numel = checked_numel(shape, "input")?;
         if values.len() != numel {
-            return Err(Error::LengthMismatch {
-                what: format!("input of shape {shape:?}"),
-                expected: numel,
-                actual: values.len(),
-            });
+            return Err(Error::LengthMismatch { what: format!("input of shape {shape:?}"), expected: numel, actual: values.len() });
         }
         blockwise4::check_finite(values, to_f32, "input")?;
-        let (packed, absmax) = blockwise4::quantize(
-            values,
-            to_f32,
-            config.quant_type,
-            config.blocksize,
-            config.kernel,
-        );
-        let absmax = if config.double_quant {
-            Absmax::Double(DoubleQuant::compress(&absmax, config.kernel))
-        } else {
-            Absmax::Plain(absmax)
-        };
-        Ok(Self {
-            packed,
-            shape: shape.to_vec(),
-            quant_type: config.quant_type,
-            blocksize: config.blocksize,
-            dtype,
-            absmax,
-        })
+        let (packed, absmax) = blockwise4::quantize(values, to_f32, config.quant_type, config.blocksize, config.kernel);
+        let absmax =
+            if config.double_quant { Absmax::Double(DoubleQuant::compress(&absmax, config.kernel)) } else { Absmax::Plain(absmax) };
+        Ok(Self { packed, shape: shape.to_vec(), quant_type: config.quant_type, blocksize: config.blocksize, dtype, absmax })
     }
 
     /// Builds a tensor from stored parts, checking the invariant; `what` names it in errors.
@@ -129,65 +109,31 @@ impl Nf4Tensor {
         check_blocksize(blocksize)?;
         let numel = checked_numel(&shape, what)?;
         if packed.len() != numel.div_ceil(2) {
-            return Err(Error::LengthMismatch {
-                what: format!("{what}: packed bytes"),
-                expected: numel.div_ceil(2),
-                actual: packed.len(),
-            });
+            return Err(Error::LengthMismatch { what: format!("{what}: packed bytes"), expected: numel.div_ceil(2), actual: packed.len() });
         }
         let blocks = numel.div_ceil(blocksize);
         match &absmax {
             Absmax::Plain(v) if v.len() != blocks => {
-                return Err(Error::LengthMismatch {
-                    what: format!("{what}: absmax"),
-                    expected: blocks,
-                    actual: v.len(),
-                });
+                return Err(Error::LengthMismatch { what: format!("{what}: absmax"), expected: blocks, actual: v.len() });
             }
             Absmax::Plain(v) => blockwise4::check_finite(v, |x| x, &format!("{what}: absmax"))?,
             Absmax::Double(d) => {
                 d.validate(blocks, what)?;
-                blockwise4::check_finite(
-                    &d.nested_absmax,
-                    |x| x,
-                    &format!("{what}: nested_absmax"),
-                )?;
-                blockwise4::check_finite(
-                    &d.nested_code,
-                    |x| x,
-                    &format!("{what}: nested_quant_map"),
-                )?;
+                blockwise4::check_finite(&d.nested_absmax, |x| x, &format!("{what}: nested_absmax"))?;
+                blockwise4::check_finite(&d.nested_code, |x| x, &format!("{what}: nested_quant_map"))?;
                 if !d.offset.is_finite() {
-                    return Err(Error::NonFinite {
-                        what: format!("{what}: nested_offset"),
-                        index: 0,
-                        value: d.offset,
-                    });
+                    return Err(Error::NonFinite { what: format!("{what}: nested_offset"), index: 0, value: d.offset });
                 }
             }
         }
-        Ok(Self {
-            packed,
-            shape,
-            quant_type,
-            blocksize,
-            dtype,
-            absmax,
-        })
+        Ok(Self { packed, shape, quant_type, blocksize, dtype, absmax })
     }
 
     /// Dequantizes into `out: [numel]` as f32 (`code[q] · absmax`, exactly bitsandbytes' f32 values).
     pub fn dequantize_into(&self, out: &mut [f32]) -> Result<()> {
         self.check_out(out.len())?;
         let absmax = self.absmax.to_f32();
-        blockwise4::dequantize_into(
-            &self.packed,
-            &absmax,
-            self.quant_type,
-            self.blocksize,
-            out,
-            blockwise4::to_f32,
-        );
+        blockwise4::dequantize_into(&self.packed, &absmax, self.quant_type, self.blocksize, out, blockwise4::to_f32);
         Ok(())
     }
 
@@ -195,14 +141,7 @@ impl Nf4Tensor {
     pub fn dequantize_bf16_into(&self, out: &mut [bf16]) -> Result<()> {
         self.check_out(out.len())?;
         let absmax = self.absmax.to_f32();
-        blockwise4::dequantize_into(
-            &self.packed,
-            &absmax,
-            self.quant_type,
-            self.blocksize,
-            out,
-            blockwise4::to_bf16,
-        );
+        blockwise4::dequantize_into(&self.packed, &absmax, self.quant_type, self.blocksize, out, blockwise4::to_bf16);
         Ok(())
     }
 
@@ -210,14 +149,7 @@ impl Nf4Tensor {
     pub fn dequantize_f16_into(&self, out: &mut [f16]) -> Result<()> {
         self.check_out(out.len())?;
         let absmax = self.absmax.to_f32();
-        blockwise4::dequantize_into(
-            &self.packed,
-            &absmax,
-            self.quant_type,
-            self.blocksize,
-            out,
-            blockwise4::to_f16,
-        );
+        blockwise4::dequantize_into(&self.packed, &absmax, self.quant_type, self.blocksize, out, blockwise4::to_f16);
         Ok(())
     }
 
@@ -225,14 +157,7 @@ impl Nf4Tensor {
     pub fn dequantize_to_vec(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.numel()];
         let absmax = self.absmax.to_f32();
-        blockwise4::dequantize_into(
-            &self.packed,
-            &absmax,
-            self.quant_type,
-            self.blocksize,
-            &mut out,
-            blockwise4::to_f32,
-        );
+        blockwise4::dequantize_into(&self.packed, &absmax, self.quant_type, self.blocksize, &mut out, blockwise4::to_f32);
         out
     }
 
@@ -240,11 +165,7 @@ impl Nf4Tensor {
         if len == self.numel() {
             Ok(())
         } else {
-            Err(Error::LengthMismatch {
-                what: "dequantization output".into(),
-                expected: self.numel(),
-                actual: len,
-            })
+            Err(Error::LengthMismatch { what: "dequantization output".into(), expected: self.numel(), actual: len })
         }
     }
 
@@ -296,18 +217,11 @@ impl Nf4Tensor {
 
 /// `∏ shape`, rejecting empty shapes and zero-sized tensors.
 fn checked_numel(shape: &[usize], what: &str) -> Result<usize> {
-    let invalid = |reason: &str| Error::InvalidShape {
-        what: what.to_string(),
-        shape: shape.to_vec(),
-        reason: reason.into(),
-    };
+    let invalid = |reason: &str| Error::InvalidShape { what: what.to_string(), shape: shape.to_vec(), reason: reason.into() };
     if shape.is_empty() {
         return Err(invalid("a quantized tensor needs at least one dimension"));
     }
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| invalid("element count overflows"))?;
+    let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| invalid("element count overflows"))?;
     if numel == 0 {
         return Err(invalid("a quantized tensor needs at least one element"));
     }
@@ -320,9 +234,7 @@ mod tests {
     use crate::config::BnbKernel;
 
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
-            .collect()
+        (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect()
     }
 
     #[test]
@@ -330,8 +242,7 @@ mod tests {
         let x = ramp(128 * 64);
         let t = Nf4Tensor::quantize(&x, &[128, 64], &QuantConfig::nf4()).expect("quantize");
         assert_eq!(t.storage_bytes(), 128 * 32 + 4 * 128);
-        let d = Nf4Tensor::quantize(&x, &[128, 64], &QuantConfig::nf4().with_double_quant(true))
-            .expect("quantize");
+        let d = Nf4Tensor::quantize(&x, &[128, 64], &QuantConfig::nf4().with_double_quant(true)).expect("quantize");
         assert_eq!(d.storage_bytes(), 128 * 32 + 128 + 4 * (1 + 256 + 1));
     }
 
@@ -340,16 +251,9 @@ mod tests {
         let x = ramp(10);
         assert!(matches!(
             Nf4Tensor::quantize(&x, &[3, 4], &QuantConfig::nf4()),
-            Err(Error::LengthMismatch {
-                expected: 12,
-                actual: 10,
-                ..
-            })
+            Err(Error::LengthMismatch { expected: 12, actual: 10, .. })
         ));
-        assert!(matches!(
-            Nf4Tensor::quantize(&[], &[0, 4], &QuantConfig::nf4()),
-            Err(Error::InvalidShape { .. })
-        ));
+        assert!(matches!(Nf4Tensor::quantize(&[], &[0, 4], &QuantConfig::nf4()), Err(Error::InvalidShape { .. })));
         assert!(matches!(
             Nf4Tensor::quantize(&x, &[10], &QuantConfig::nf4().with_blocksize(100)),
             Err(Error::InvalidBlocksize { blocksize: 100 })
@@ -359,8 +263,7 @@ mod tests {
     #[test]
     fn bf16_and_f16_outputs_round_the_f32_values() {
         let x = ramp(300);
-        let t = Nf4Tensor::quantize(&x, &[300], &QuantConfig::fp4().with_kernel(BnbKernel::Cpu))
-            .expect("quantize");
+        let t = Nf4Tensor::quantize(&x, &[300], &QuantConfig::fp4().with_kernel(BnbKernel::Cpu)).expect("quantize");
         let f = t.dequantize_to_vec();
         let mut b = vec![bf16::ZERO; 300];
         let mut h = vec![f16::ZERO; 300];
@@ -370,45 +273,15 @@ mod tests {
             assert_eq!(b[i], bf16::from_f32(f[i]));
             assert_eq!(h[i], f16::from_f32(f[i]));
         }
-        assert!(matches!(
-            t.dequantize_into(&mut [0.0; 3]),
-            Err(Error::LengthMismatch {
-                expected: 300,
-                actual: 3,
-                ..
-            })
-        ));
+        assert!(matches!(t.dequantize_into(&mut [0.0; 3]), Err(Error::LengthMismatch { expected: 300, actual: 3, .. })));
     }
 
     #[test]
     fn from_parts_checks_lengths() {
         let t = Nf4Tensor::quantize(&ramp(100), &[100], &QuantConfig::nf4()).expect("quantize");
-        let bad = Nf4Tensor::from_parts(
-            t.packed().to_vec(),
-            vec![101],
-            QuantType::Nf4,
-            64,
-            SourceDType::F32,
-            t.absmax().clone(),
-            "w",
-        );
-        assert!(matches!(
-            bad,
-            Err(Error::LengthMismatch {
-                expected: 51,
-                actual: 50,
-                ..
-            })
-        ));
-        let ok = Nf4Tensor::from_parts(
-            t.packed().to_vec(),
-            vec![100],
-            QuantType::Nf4,
-            64,
-            SourceDType::F32,
-            t.absmax().clone(),
-            "w",
-        );
+        let bad = Nf4Tensor::from_parts(t.packed().to_vec(), vec![101], QuantType::Nf4, 64, SourceDType::F32, t.absmax().clone(), "w");
+        assert!(matches!(bad, Err(Error::LengthMismatch { expected: 51, actual: 50, .. })));
+        let ok = Nf4Tensor::from_parts(t.packed().to_vec(), vec![100], QuantType::Nf4, 64, SourceDType::F32, t.absmax().clone(), "w");
         assert_eq!(ok.ok().as_ref(), Some(&t));
     }
 }

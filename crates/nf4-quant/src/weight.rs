@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use burn::module::{
-    Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
-};
+use burn::module::{Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor};
 use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::dequant::host_dense;
@@ -19,10 +17,7 @@ use crate::tensor::Nf4Tensor;
 #[derive(Debug, Clone)]
 pub(crate) enum Storage {
     /// Packed bytes in host memory; dense weights are decoded by the codec and uploaded to `device`.
-    Host {
-        tensor: Arc<Nf4Tensor>,
-        device: Device,
-    },
+    Host { tensor: Arc<Nf4Tensor>, device: Device },
     /// Packed bytes on the device.
     Device(Box<DeviceNf4Tensor>),
 }
@@ -46,10 +41,7 @@ impl Nf4Weight {
 
     fn moved(self, device: &Device) -> Self {
         let storage = match self.storage {
-            Storage::Host { tensor, .. } => Storage::Host {
-                tensor,
-                device: device.clone().without_autodiff(),
-            },
+            Storage::Host { tensor, .. } => Storage::Host { tensor, device: device.clone().without_autodiff() },
             Storage::Device(d) => Storage::Device(Box::new(d.to_device(device))),
         };
         Self { storage, ..self }
@@ -58,9 +50,7 @@ impl Nf4Weight {
     /// The dense `[out, in]` weight in the compute dtype, on `device`, without autodiff.
     pub(crate) fn dense(&self, device: &Device) -> Tensor<2> {
         match &self.storage {
-            Storage::Host { tensor, .. } => {
-                host_dense(tensor, self.shape, device, self.compute_dtype)
-            }
+            Storage::Host { tensor, .. } => host_dense(tensor, self.shape, device, self.compute_dtype),
             Storage::Device(d) => d.dense(device, self.compute_dtype),
         }
     }
@@ -108,12 +98,7 @@ impl ModuleDisplayDefault for Nf4Weight {
             Storage::Host { .. } => "host",
             Storage::Device(_) => "device",
         };
-        content
-            .add_formatted(&format!(
-                "Nf4Weight {{ shape: {:?}, dequant: {path} }}",
-                self.shape
-            ))
-            .optional()
+        content.add_formatted(&format!("Nf4Weight {{ shape: {:?}, dequant: {path} }}", self.shape)).optional()
     }
 }
 

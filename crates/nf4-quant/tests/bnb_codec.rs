@@ -45,12 +45,7 @@ fn kernel_file(kernel: BnbKernel) -> &'static str {
 
 fn config(case: &Case, kernel: BnbKernel) -> QuantConfig {
     let quant_type = QuantType::parse(&case.quant_type, "quant_type").expect("quant type");
-    QuantConfig {
-        quant_type,
-        blocksize: case.blocksize,
-        double_quant: case.double_quant,
-        kernel,
-    }
+    QuantConfig { quant_type, blocksize: case.blocksize, double_quant: case.double_quant, kernel }
 }
 
 /// Quantizes a case's input, read in its own dtype (bf16/f16 inputs are stored as bit patterns).
@@ -58,22 +53,12 @@ fn quantize(case: &Case, inputs: &safetensors::SafeTensors<'_>, kernel: BnbKerne
     let cfg = config(case, kernel);
     let t = match case.dtype.as_str() {
         "float32" => Nf4Tensor::quantize(&f32s(inputs, &case.name), &case.shape, &cfg),
-        "bfloat16" => Nf4Tensor::quantize_bf16(
-            &u16s(inputs, &case.name)
-                .into_iter()
-                .map(bf16::from_bits)
-                .collect::<Vec<_>>(),
-            &case.shape,
-            &cfg,
-        ),
-        "float16" => Nf4Tensor::quantize_f16(
-            &u16s(inputs, &case.name)
-                .into_iter()
-                .map(f16::from_bits)
-                .collect::<Vec<_>>(),
-            &case.shape,
-            &cfg,
-        ),
+        "bfloat16" => {
+            Nf4Tensor::quantize_bf16(&u16s(inputs, &case.name).into_iter().map(bf16::from_bits).collect::<Vec<_>>(), &case.shape, &cfg)
+        }
+        "float16" => {
+            Nf4Tensor::quantize_f16(&u16s(inputs, &case.name).into_iter().map(f16::from_bits).collect::<Vec<_>>(), &case.shape, &cfg)
+        }
         other => panic!("unknown dtype {other}"),
     };
     t.unwrap_or_else(|e| panic!("{}: {e}", case.name))
@@ -93,53 +78,19 @@ fn check_quantization(kernel: BnbKernel) {
                 failures.push(format!("{} {what}: first difference at {i}", case.name));
             }
         };
-        check(
-            "packed",
-            first_diff(ours.packed(), &u8s(&out, &p("packed"))),
-        );
-        check(
-            "quant_map",
-            first_diff(
-                &bits(ours.quant_type().code()),
-                &bits(&f32s(&out, &p("quant_map"))),
-            ),
-        );
+        check("packed", first_diff(ours.packed(), &u8s(&out, &p("packed"))));
+        check("quant_map", first_diff(&bits(ours.quant_type().code()), &bits(&f32s(&out, &p("quant_map")))));
         match ours.absmax() {
-            Absmax::Plain(a) => check(
-                "absmax",
-                first_diff(&bits(a), &bits(&f32s(&out, &p("absmax")))),
-            ),
+            Absmax::Plain(a) => check("absmax", first_diff(&bits(a), &bits(&f32s(&out, &p("absmax"))))),
             Absmax::Double(d) => {
-                check(
-                    "absmax codes",
-                    first_diff(&d.codes, &u8s(&out, &p("absmax"))),
-                );
-                check(
-                    "nested_absmax",
-                    first_diff(
-                        &bits(&d.nested_absmax),
-                        &bits(&f32s(&out, &p("nested_absmax"))),
-                    ),
-                );
-                check(
-                    "nested_quant_map",
-                    first_diff(
-                        &bits(&d.nested_code),
-                        &bits(&f32s(&out, &p("nested_quant_map"))),
-                    ),
-                );
-                check(
-                    "offset",
-                    first_diff(&[d.offset.to_bits()], &bits(&f32s(&out, &p("offset")))),
-                );
+                check("absmax codes", first_diff(&d.codes, &u8s(&out, &p("absmax"))));
+                check("nested_absmax", first_diff(&bits(&d.nested_absmax), &bits(&f32s(&out, &p("nested_absmax")))));
+                check("nested_quant_map", first_diff(&bits(&d.nested_code), &bits(&f32s(&out, &p("nested_quant_map")))));
+                check("offset", first_diff(&[d.offset.to_bits()], &bits(&f32s(&out, &p("offset")))));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{kernel:?} quantization differs from bitsandbytes:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{kernel:?} quantization differs from bitsandbytes:\n{}", failures.join("\n"));
 }
 
 /// bitsandbytes' stored state for a case, as an `Nf4Tensor`.
@@ -158,16 +109,8 @@ fn bnb_state(case: &Case, out: &safetensors::SafeTensors<'_>) -> Nf4Tensor {
     };
     let cfg = config(case, BnbKernel::Cuda);
     let dtype = SourceDType::parse(&case.dtype, "dtype").expect("dtype");
-    Nf4Tensor::from_parts(
-        u8s(out, &p("packed")),
-        case.shape.clone(),
-        cfg.quant_type,
-        case.blocksize,
-        dtype,
-        absmax,
-        &case.name,
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+    Nf4Tensor::from_parts(u8s(out, &p("packed")), case.shape.clone(), cfg.quant_type, case.blocksize, dtype, absmax, &case.name)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name))
 }
 
 /// Equal bit patterns; with `zero_sign_free`, +0 and -0 also match (FP4 code 8 decodes to -0 on
@@ -192,13 +135,8 @@ fn check_dequantization(kernel: BnbKernel) {
             let ours = state.dequantize_to_vec();
             let want = f32s(&out, &p("dequant_f32"));
             assert_eq!(ours.len(), want.len(), "{}", case.name);
-            if let Some(i) = (0..want.len())
-                .find(|&i| !same(ours[i].to_bits(), want[i].to_bits(), zero_sign_free))
-            {
-                failures.push(format!(
-                    "{} f32: at {i} ours {} bnb {}",
-                    case.name, ours[i], want[i]
-                ));
+            if let Some(i) = (0..want.len()).find(|&i| !same(ours[i].to_bits(), want[i].to_bits(), zero_sign_free)) {
+                failures.push(format!("{} f32: at {i} ours {} bnb {}", case.name, ours[i], want[i]));
             }
         }
         let native: Option<Vec<u16>> = match state.dtype() {
@@ -217,20 +155,12 @@ fn check_dequantization(kernel: BnbKernel) {
         if let Some(native) = native {
             let want = u16s(&out, &p("dequant_native"));
             assert_eq!(native.len(), want.len(), "{}", case.name);
-            if let Some(i) = (0..want.len()).find(|&i| !same16(native[i], want[i], zero_sign_free))
-            {
-                failures.push(format!(
-                    "{} {}: at {i} ours {:#06x} bnb {:#06x}",
-                    case.name, case.dtype, native[i], want[i]
-                ));
+            if let Some(i) = (0..want.len()).find(|&i| !same16(native[i], want[i], zero_sign_free)) {
+                failures.push(format!("{} {}: at {i} ours {:#06x} bnb {:#06x}", case.name, case.dtype, native[i], want[i]));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{kernel:?} dequantization differs from bitsandbytes:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{kernel:?} dequantization differs from bitsandbytes:\n{}", failures.join("\n"));
 }
 
 fn check_dynamic(kernel: BnbKernel) {
@@ -238,41 +168,16 @@ fn check_dynamic(kernel: BnbKernel) {
     let inputs = parse(&inputs_bytes);
     let out_bytes = read(kernel_file(kernel));
     let out = parse(&out_bytes);
-    assert_eq!(
-        bits(dynamic_code()),
-        bits(&f32s(&out, "dynamic_map")),
-        "dynamic map"
-    );
+    assert_eq!(bits(dynamic_code()), bits(&f32s(&out, "dynamic_map")), "dynamic map");
     for case in cases().dynamic {
         let p = |s: &str| format!("{}.{s}", case.name);
         let x = f32s(&inputs, &case.name);
         let (codes, absmax) = quantize_dynamic(&x, case.blocksize, kernel);
-        assert_eq!(
-            first_diff(&codes, &u8s(&out, &p("codes"))),
-            None,
-            "{} codes ({kernel:?})",
-            case.name
-        );
-        assert_eq!(
-            bits(&absmax),
-            bits(&f32s(&out, &p("absmax"))),
-            "{} absmax",
-            case.name
-        );
+        assert_eq!(first_diff(&codes, &u8s(&out, &p("codes"))), None, "{} codes ({kernel:?})", case.name);
+        assert_eq!(bits(&absmax), bits(&f32s(&out, &p("absmax"))), "{} absmax", case.name);
         let mut back = vec![0.0f32; x.len()];
-        dequantize_blockwise_into(
-            &u8s(&out, &p("codes")),
-            &f32s(&out, &p("absmax")),
-            dynamic_code(),
-            case.blocksize,
-            &mut back,
-        );
-        assert_eq!(
-            first_diff(&bits(&back), &bits(&f32s(&out, &p("dequant")))),
-            None,
-            "{} dequant",
-            case.name
-        );
+        dequantize_blockwise_into(&u8s(&out, &p("codes")), &f32s(&out, &p("absmax")), dynamic_code(), case.blocksize, &mut back);
+        assert_eq!(first_diff(&bits(&back), &bits(&f32s(&out, &p("dequant")))), None, "{} dequant", case.name);
     }
 }
 
@@ -312,12 +217,7 @@ fn cpu_and_cuda_fixtures_differ_where_bitsandbytes_differs() {
     let cpu_bytes = read(kernel_file(BnbKernel::Cpu));
     let cuda_bytes = read(kernel_file(BnbKernel::Cuda));
     let (cpu, cuda) = (parse(&cpu_bytes), parse(&cuda_bytes));
-    for name in [
-        "nf4_f32_threshold_probe.packed",
-        "nf4_f32_zero_blocks_b64.packed",
-        "fp4_f32_threshold_probe.packed",
-        "dyn_probe.codes",
-    ] {
+    for name in ["nf4_f32_threshold_probe.packed", "nf4_f32_zero_blocks_b64.packed", "fp4_f32_threshold_probe.packed", "dyn_probe.codes"] {
         assert_ne!(u8s(&cpu, name), u8s(&cuda, name), "{name}");
     }
 }

@@ -14,22 +14,12 @@ fn config() -> impl Strategy<Value = QuantConfig> {
         any::<bool>(),
         prop_oneof![Just(BnbKernel::Cuda), Just(BnbKernel::Cpu)],
     )
-        .prop_map(
-            |(quant_type, blocksize, double_quant, kernel)| QuantConfig {
-                quant_type,
-                blocksize,
-                double_quant,
-                kernel,
-            },
-        )
+        .prop_map(|(quant_type, blocksize, double_quant, kernel)| QuantConfig { quant_type, blocksize, double_quant, kernel })
 }
 
 /// Finite values over a wide dynamic range, with exact zeros.
 fn values(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
-    prop::collection::vec(
-        prop_oneof![8 => -1.0e3f32..1.0e3, 1 => -1.0e-3f32..1.0e-3, 1 => Just(0.0f32)],
-        1..max_len,
-    )
+    prop::collection::vec(prop_oneof![8 => -1.0e3f32..1.0e3, 1 => -1.0e-3f32..1.0e-3, 1 => Just(0.0f32)], 1..max_len)
 }
 
 proptest! {

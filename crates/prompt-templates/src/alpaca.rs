@@ -95,10 +95,7 @@ pub fn render_row(row: &AlpacaRow, options: &RenderOptions) -> PromptCompletion 
     }
     sections.push("### Response:\n".to_string());
     let eos = options.special_tokens.eos_token.as_deref().unwrap_or("");
-    PromptCompletion {
-        prompt: sections.join(SEPARATOR),
-        completion: format!("{}{eos}", row.output),
-    }
+    PromptCompletion { prompt: sections.join(SEPARATOR), completion: format!("{}{eos}", row.output) }
 }
 
 #[cfg(test)]
@@ -109,10 +106,7 @@ mod tests {
     #[test]
     fn row_with_input_matches_alpaca_lora_layout() {
         let row = AlpacaRow::new("Add the numbers.", "2 and 3", "5");
-        let tokens = SpecialTokens {
-            eos_token: Some("</s>".into()),
-            ..Default::default()
-        };
+        let tokens = SpecialTokens { eos_token: Some("</s>".into()), ..Default::default() };
         let pair = render_row(&row, &RenderOptions::new().with_special_tokens(&tokens));
         assert_eq!(
             pair.prompt,
@@ -125,11 +119,7 @@ mod tests {
 
     #[test]
     fn late_system_message_is_an_error() {
-        let err = render(
-            &[Message::user("a"), Message::system("b")],
-            &RenderOptions::new(),
-        )
-        .expect_err("late system");
+        let err = render(&[Message::user("a"), Message::system("b")], &RenderOptions::new()).expect_err("late system");
         assert!(matches!(err, Error::Conversation { index: 1, .. }), "{err}");
     }
 }

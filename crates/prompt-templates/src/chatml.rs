@@ -45,14 +45,7 @@ mod tests {
 
     #[test]
     fn keeps_content_whitespace() {
-        let text = render(
-            &[Message::system(" s "), Message::assistant("")],
-            &RenderOptions::new(),
-        )
-        .expect("render");
-        assert_eq!(
-            text,
-            "<|im_start|>system\n s <|im_end|>\n<|im_start|>assistant\n<|im_end|>\n"
-        );
+        let text = render(&[Message::system(" s "), Message::assistant("")], &RenderOptions::new()).expect("render");
+        assert_eq!(text, "<|im_start|>system\n s <|im_end|>\n<|im_start|>assistant\n<|im_end|>\n");
     }
 }

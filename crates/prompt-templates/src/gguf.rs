@@ -54,23 +54,9 @@ const T_F64: u32 = 12;
 /// [`Error::Io`] when the file cannot be opened; [`Error::Gguf`] naming the byte offset for a
 /// file that is not GGUF v2/v3 or whose metadata is truncated or inconsistent.
 pub fn read_chat_config(path: &Path) -> Result<ModelChatConfig> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let len = file
-        .metadata()
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
-    let mut reader = Reader {
-        inner: BufReader::new(file),
-        offset: 0,
-        len,
-        path: path.to_path_buf(),
-    };
+    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
+    let mut reader = Reader { inner: BufReader::new(file), offset: 0, len, path: path.to_path_buf() };
 
     let mut magic = [0u8; 4];
     reader.read_exact(&mut magic)?;
@@ -79,18 +65,12 @@ pub fn read_chat_config(path: &Path) -> Result<ModelChatConfig> {
     }
     let version = reader.u32()?;
     if !(2..=3).contains(&version) {
-        return Err(reader.error(
-            4,
-            format!("GGUF version {version} is not supported (only 2 and 3)"),
-        ));
+        return Err(reader.error(4, format!("GGUF version {version} is not supported (only 2 and 3)")));
     }
     let _tensor_count = reader.u64()?;
     let kv_count = reader.u64()?;
 
-    let mut config = ModelChatConfig {
-        origin: path.display().to_string(),
-        ..ModelChatConfig::default()
-    };
+    let mut config = ModelChatConfig { origin: path.display().to_string(), ..ModelChatConfig::default() };
     let mut tokens: Vec<String> = Vec::new();
     let mut token_ids: BTreeMap<&'static str, u64> = BTreeMap::new();
     for _ in 0..kv_count {
@@ -99,26 +79,17 @@ pub fn read_chat_config(path: &Path) -> Result<ModelChatConfig> {
         if key == TEMPLATE_KEY || key.starts_with("tokenizer.chat_template.") {
             let at = reader.offset;
             if value_type != T_STRING {
-                return Err(reader.error(
-                    at,
-                    format!("`{key}` has type {value_type}, expected a string"),
-                ));
+                return Err(reader.error(at, format!("`{key}` has type {value_type}, expected a string")));
             }
             let source = reader.string()?;
-            let name = key
-                .strip_prefix("tokenizer.chat_template.")
-                .unwrap_or(DEFAULT_TEMPLATE_NAME)
-                .to_string();
+            let name = key.strip_prefix("tokenizer.chat_template.").unwrap_or(DEFAULT_TEMPLATE_NAME).to_string();
             config.templates.push(NamedTemplate { name, source });
         } else if key == TOKENS_KEY && value_type == T_ARRAY {
             let at = reader.offset;
             let element_type = reader.u32()?;
             let count = reader.u64()?;
             if element_type != T_STRING {
-                return Err(reader.error(
-                    at,
-                    format!("`{key}` holds type {element_type}, expected strings"),
-                ));
+                return Err(reader.error(at, format!("`{key}` holds type {element_type}, expected strings")));
             }
             reader.check_count(count, 8, &key)?;
             tokens = (0..count).map(|_| reader.string()).collect::<Result<_>>()?;
@@ -126,13 +97,10 @@ pub fn read_chat_config(path: &Path) -> Result<ModelChatConfig> {
             let at = reader.offset;
             let id = match value_type {
                 T_U32 => u64::from(reader.u32()?),
-                T_I32 => u64::try_from(reader.u32()? as i32)
-                    .map_err(|_| reader.error(at, format!("`{key}` is negative")))?,
+                T_I32 => u64::try_from(reader.u32()? as i32).map_err(|_| reader.error(at, format!("`{key}` is negative")))?,
                 T_U64 => reader.u64()?,
                 other => {
-                    return Err(
-                        reader.error(at, format!("`{key}` has type {other}, expected an integer"))
-                    );
+                    return Err(reader.error(at, format!("`{key}` has type {other}, expected an integer")));
                 }
             };
             token_ids.insert(variable, id);
@@ -147,13 +115,9 @@ pub fn read_chat_config(path: &Path) -> Result<ModelChatConfig> {
                 config.special_tokens.set(variable, text.clone());
             }
             None => {
-                return Err(reader.error(
-                    reader.offset,
-                    format!(
-                        "{variable} id {id} is not a token (the vocabulary has {} tokens)",
-                        tokens.len()
-                    ),
-                ));
+                return Err(
+                    reader.error(reader.offset, format!("{variable} id {id} is not a token (the vocabulary has {} tokens)", tokens.len()))
+                );
             }
         }
     }
@@ -177,18 +141,12 @@ struct Reader {
 
 impl Reader {
     fn error(&self, offset: u64, detail: String) -> Error {
-        Error::Gguf {
-            path: self.path.clone(),
-            offset,
-            detail,
-        }
+        Error::Gguf { path: self.path.clone(), offset, detail }
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
         let at = self.offset;
-        self.inner
-            .read_exact(buf)
-            .map_err(|e| self.error(at, format!("truncated metadata: {e}")))?;
+        self.inner.read_exact(buf).map_err(|e| self.error(at, format!("truncated metadata: {e}")))?;
         self.offset += buf.len() as u64;
         Ok(())
     }
@@ -209,10 +167,7 @@ impl Reader {
     fn check_count(&self, count: u64, min_size: u64, what: &str) -> Result<()> {
         let remaining = self.len.saturating_sub(self.offset);
         if count.saturating_mul(min_size) > remaining {
-            return Err(self.error(
-                self.offset,
-                format!("`{what}`: {count} items cannot fit in the {remaining} bytes left"),
-            ));
+            return Err(self.error(self.offset, format!("`{what}`: {count} items cannot fit in the {remaining} bytes left")));
         }
         Ok(())
     }
@@ -229,11 +184,8 @@ impl Reader {
     fn skip(&mut self, n: u64) -> Result<()> {
         let at = self.offset;
         self.check_count(n, 1, "value")?;
-        let step =
-            i64::try_from(n).map_err(|_| self.error(at, format!("cannot skip {n} bytes")))?;
-        self.inner
-            .seek_relative(step)
-            .map_err(|e| self.error(at, format!("cannot skip {n} bytes: {e}")))?;
+        let step = i64::try_from(n).map_err(|_| self.error(at, format!("cannot skip {n} bytes")))?;
+        self.inner.seek_relative(step).map_err(|e| self.error(at, format!("cannot skip {n} bytes: {e}")))?;
         self.offset += n;
         Ok(())
     }
@@ -262,10 +214,7 @@ impl Reader {
                     }
                 }
             }
-            other => Err(self.error(
-                self.offset - 4,
-                format!("`{key}` has unknown value type {other}"),
-            )),
+            other => Err(self.error(self.offset - 4, format!("`{key}` has unknown value type {other}"))),
         }
     }
 }
@@ -327,10 +276,7 @@ mod tests {
         let path = dir.path().join("tiny.gguf");
         std::fs::write(&path, tiny_gguf()).expect("write");
         let config = read_chat_config(&path).expect("gguf");
-        assert_eq!(
-            config.template(None).expect("default"),
-            Some("{{ eos_token }}")
-        );
+        assert_eq!(config.template(None).expect("default"), Some("{{ eos_token }}"));
         assert_eq!(config.special_tokens.eos_token.as_deref(), Some("</s>"));
         assert_eq!(config.special_tokens.bos_token, None);
     }

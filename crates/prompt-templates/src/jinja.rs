@@ -26,9 +26,7 @@ use std::fmt::{self, Write as _};
 
 use llm_api::Message;
 use minijinja::value::{Kwargs, Value, from_args};
-use minijinja::{
-    AutoEscape, Environment, Error as JinjaError, ErrorKind, State, UndefinedBehavior,
-};
+use minijinja::{AutoEscape, Environment, Error as JinjaError, ErrorKind, State, UndefinedBehavior};
 
 use crate::options::RenderOptions;
 use crate::python;
@@ -48,10 +46,7 @@ pub struct JinjaTemplate {
 
 impl fmt::Debug for JinjaTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JinjaTemplate")
-            .field("label", &self.label)
-            .field("source_len", &self.source.len())
-            .finish()
+        f.debug_struct("JinjaTemplate").field("label", &self.label).field("source_len", &self.source.len()).finish()
     }
 }
 
@@ -73,10 +68,7 @@ impl JinjaTemplate {
         let label = label.into();
         let mut env = hf_environment();
         env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(&source).into_owned())
-            .map_err(|e| Error::Syntax {
-                template: label.clone(),
-                detail: describe(&e),
-            })?;
+            .map_err(|e| Error::Syntax { template: label.clone(), detail: describe(&e) })?;
         Ok(Self { env, source, label })
     }
 
@@ -105,35 +97,19 @@ impl JinjaTemplate {
             ("messages".to_string(), Value::from_serialize(messages)),
             ("tools".to_string(), Value::from(())),
             ("documents".to_string(), Value::from(())),
-            (
-                "add_generation_prompt".to_string(),
-                Value::from(options.add_generation_prompt),
-            ),
+            ("add_generation_prompt".to_string(), Value::from(options.add_generation_prompt)),
         ];
         for (name, token) in options.special_tokens.pairs() {
             context.push((name.to_string(), Value::from(token)));
         }
         context.extend(options.variables().iter().cloned());
         let context: Value = context.into_iter().collect();
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(|e| Error::Render {
-                template: self.label.clone(),
-                detail: describe(&e),
-            })?;
-        template
-            .render(context)
-            .map_err(|e| match raised_message(&e) {
-                Some(message) => Error::Raised {
-                    template: self.label.clone(),
-                    message,
-                },
-                None => Error::Render {
-                    template: self.label.clone(),
-                    detail: describe(&e),
-                },
-            })
+        let template =
+            self.env.get_template(TEMPLATE_NAME).map_err(|e| Error::Render { template: self.label.clone(), detail: describe(&e) })?;
+        template.render(context).map_err(|e| match raised_message(&e) {
+            Some(message) => Error::Raised { template: self.label.clone(), message },
+            None => Error::Render { template: self.label.clone(), detail: describe(&e) },
+        })
     }
 }
 
@@ -146,9 +122,7 @@ fn hf_environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_formatter(|out, _state, value| {
-        out.write_str(&python::display(value)).map_err(|_| {
-            JinjaError::new(ErrorKind::WriteFailure, "could not write template output")
-        })
+        out.write_str(&python::display(value)).map_err(|_| JinjaError::new(ErrorKind::WriteFailure, "could not write template output"))
     });
     env.set_unknown_method_callback(python_methods);
     env.add_filter("tojson", tojson_filter);
@@ -201,11 +175,7 @@ fn rewrite_tag(tag: &str) -> Option<String> {
 
 /// Splits a leading (or trailing) `-`/`+` whitespace-control marker off a tag's inside.
 fn split_control(inner: &str, leading: bool) -> (&str, &str) {
-    let marker = if leading {
-        inner.chars().next()
-    } else {
-        inner.chars().last()
-    };
+    let marker = if leading { inner.chars().next() } else { inner.chars().last() };
     match marker {
         Some('-' | '+') if leading => (&inner[..1], &inner[1..]),
         Some('-' | '+') => (&inner[inner.len() - 1..], &inner[..inner.len() - 1]),
@@ -228,30 +198,19 @@ impl std::error::Error for RaisedByTemplate {}
 /// `raise_exception(message)`: aborts the render with the template's own message.
 fn raise_exception(message: Option<Value>) -> std::result::Result<Value, JinjaError> {
     let message = message.map(|m| python::display(&m)).unwrap_or_default();
-    Err(
-        JinjaError::new(ErrorKind::InvalidOperation, message.clone())
-            .with_source(RaisedByTemplate(message)),
-    )
+    Err(JinjaError::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedByTemplate(message)))
 }
 
 /// `strftime_now(format)`: the local time formatted as Python's `datetime.now().strftime`.
 fn strftime_now(format: String) -> std::result::Result<Value, JinjaError> {
     let mut out = String::new();
-    write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
-        JinjaError::new(
-            ErrorKind::InvalidOperation,
-            format!("strftime_now: invalid format {format:?}"),
-        )
-    })?;
+    write!(out, "{}", chrono::Local::now().format(&format))
+        .map_err(|_| JinjaError::new(ErrorKind::InvalidOperation, format!("strftime_now: invalid format {format:?}")))?;
     Ok(Value::from(out))
 }
 
 /// Jinja2's `trim(value, chars=None)`: Python's `str(value).strip(chars)`.
-fn trim_filter(
-    value: Value,
-    chars: Option<Value>,
-    kwargs: Kwargs,
-) -> std::result::Result<Value, JinjaError> {
+fn trim_filter(value: Value, chars: Option<Value>, kwargs: Kwargs) -> std::result::Result<Value, JinjaError> {
     let chars = kwargs.get::<Option<Value>>("chars")?.or(chars);
     kwargs.assert_all_used()?;
     let text = python::display(&value);
@@ -261,12 +220,7 @@ fn trim_filter(
 
 /// Python's `str.strip`/`lstrip`/`rstrip` with Python's whitespace, then the rest of
 /// `minijinja_contrib`'s Python methods (`dict.items`, `str.startswith`, ...).
-fn python_methods(
-    state: &State,
-    value: &Value,
-    method: &str,
-    args: &[Value],
-) -> std::result::Result<Value, JinjaError> {
+fn python_methods(state: &State, value: &Value, method: &str, args: &[Value]) -> std::result::Result<Value, JinjaError> {
     if let (Some(text), "strip" | "lstrip" | "rstrip") = (value.as_str(), method) {
         let (chars,): (Option<Value>,) = from_args(args)?;
         let chars = chars.as_ref().and_then(Value::as_str);
@@ -325,12 +279,8 @@ mod tests {
 
     #[test]
     fn raise_exception_surfaces_the_message() {
-        let err = render(
-            "{{ raise_exception('System role not supported') }}",
-            &[Message::user("x")],
-            &RenderOptions::new(),
-        )
-        .expect_err("raises");
+        let err =
+            render("{{ raise_exception('System role not supported') }}", &[Message::user("x")], &RenderOptions::new()).expect_err("raises");
         match err {
             Error::Raised { message, .. } => assert_eq!(message, "System role not supported"),
             other => panic!("expected Raised, got {other}"),
@@ -339,24 +289,15 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_template_and_line() {
-        let err = JinjaTemplate::with_label("ok\n{% if %}", "tokenizer_config.json")
-            .expect_err("bad syntax");
+        let err = JinjaTemplate::with_label("ok\n{% if %}", "tokenizer_config.json").expect_err("bad syntax");
         let text = err.to_string();
-        assert!(
-            text.contains("tokenizer_config.json") && text.contains("line 2"),
-            "{text}"
-        );
+        assert!(text.contains("tokenizer_config.json") && text.contains("line 2"), "{text}");
     }
 
     #[test]
     fn no_filesystem_access() {
-        for source in [
-            "{% include '/etc/passwd' %}",
-            "{% import 'x.j2' as x %}",
-            "{% extends 'base' %}",
-        ] {
-            let err =
-                render(source, &[Message::user("x")], &RenderOptions::new()).expect_err(source);
+        for source in ["{% include '/etc/passwd' %}", "{% import 'x.j2' as x %}", "{% extends 'base' %}"] {
+            let err = render(source, &[Message::user("x")], &RenderOptions::new()).expect_err(source);
             assert!(matches!(err, Error::Render { .. }), "{source}: {err}");
             assert!(err.to_string().contains("not found"), "{source}: {err}");
         }
@@ -376,42 +317,22 @@ mod tests {
     #[test]
     fn special_tokens_and_variables_are_visible() {
         let options = RenderOptions::new()
-            .with_special_tokens(&crate::SpecialTokens {
-                bos_token: Some("<s>".into()),
-                ..Default::default()
-            })
+            .with_special_tokens(&crate::SpecialTokens { bos_token: Some("<s>".into()), ..Default::default() })
             .with_variable("date_string", "1 Jan 2025");
-        let text = render(
-            "{{ bos_token }}{{ eos_token is defined }}{{ date_string }}{{ messages | length }}",
-            &[Message::user("x")],
-            &options,
-        )
-        .expect("render");
+        let text =
+            render("{{ bos_token }}{{ eos_token is defined }}{{ date_string }}{{ messages | length }}", &[Message::user("x")], &options)
+                .expect("render");
         assert_eq!(text, "<s>False1 Jan 20251");
     }
 
     #[test]
     fn generation_blocks_render_their_body() {
         let source = "{% for m in messages %}\n  {%- generation -%}\n{{ m.content }}\n{%- endgeneration %}\n|{% endfor %}";
-        let text = render(
-            source,
-            &[Message::assistant("a"), Message::assistant("b")],
-            &RenderOptions::new(),
-        )
-        .expect("render");
+        let text = render(source, &[Message::assistant("a"), Message::assistant("b")], &RenderOptions::new()).expect("render");
         assert_eq!(text, "a|b|");
-        assert_eq!(
-            rewrite_generation_tags("{%- generation +%}"),
-            "{%- if true +%}"
-        );
-        assert_eq!(
-            rewrite_generation_tags("{% endgeneration %}x"),
-            "{% endif %}x"
-        );
-        assert_eq!(
-            rewrite_generation_tags("{% if generation %}"),
-            "{% if generation %}"
-        );
+        assert_eq!(rewrite_generation_tags("{%- generation +%}"), "{%- if true +%}");
+        assert_eq!(rewrite_generation_tags("{% endgeneration %}x"), "{% endif %}x");
+        assert_eq!(rewrite_generation_tags("{% if generation %}"), "{% if generation %}");
     }
 
     #[test]
@@ -439,33 +360,22 @@ mod tests {
     #[test]
     fn strftime_now_formats_the_local_date() {
         let before = chrono::Local::now().format("%Y").to_string();
-        let text = render(
-            "{{ strftime_now('%Y') }}",
-            &[Message::user("x")],
-            &RenderOptions::new(),
-        )
-        .expect("render");
+        let text = render("{{ strftime_now('%Y') }}", &[Message::user("x")], &RenderOptions::new()).expect("render");
         let after = chrono::Local::now().format("%Y").to_string();
         assert!(text == before || text == after, "{text}");
-        let err = render(
-            "{{ strftime_now('%Q') }}",
-            &[Message::user("x")],
-            &RenderOptions::new(),
-        )
-        .expect_err("bad format");
+        let err = render("{{ strftime_now('%Q') }}", &[Message::user("x")], &RenderOptions::new()).expect_err("bad format");
         assert!(err.to_string().contains("strftime_now"), "{err}");
     }
 
     #[test]
     fn tojson_filter_takes_hf_keywords() {
-        let options = RenderOptions::new()
-            .with_variables_json(r#"{"t": {"b": 1, "a": [true]}}"#)
-            .expect("json");
-        let text = render("{{ t | tojson }}|{{ t | tojson(indent=2) }}|{{ t | tojson(separators=(',', ':'), sort_keys=true) }}", &[Message::user("x")], &options)
-            .expect("render");
-        assert_eq!(
-            text,
-            "{\"b\": 1, \"a\": [true]}|{\n  \"b\": 1,\n  \"a\": [\n    true\n  ]\n}|{\"a\":[true],\"b\":1}"
-        );
+        let options = RenderOptions::new().with_variables_json(r#"{"t": {"b": 1, "a": [true]}}"#).expect("json");
+        let text = render(
+            "{{ t | tojson }}|{{ t | tojson(indent=2) }}|{{ t | tojson(separators=(',', ':'), sort_keys=true) }}",
+            &[Message::user("x")],
+            &options,
+        )
+        .expect("render");
+        assert_eq!(text, "{\"b\": 1, \"a\": [true]}|{\n  \"b\": 1,\n  \"a\": [\n    true\n  ]\n}|{\"a\":[true],\"b\":1}");
     }
 }

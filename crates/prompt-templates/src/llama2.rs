@@ -27,8 +27,7 @@ pub const BOS: &str = "<s>";
 /// Llama-2's end-of-sequence token.
 pub const EOS: &str = "</s>";
 /// The message Meta's template raises when roles do not alternate.
-pub const ALTERNATION_ERROR: &str =
-    "Conversation roles must alternate user/assistant/user/assistant/...";
+pub const ALTERNATION_ERROR: &str = "Conversation roles must alternate user/assistant/user/assistant/...";
 
 /// Renders `messages` in the Llama-2-chat layout; `options` are not used (the format has no
 /// generation prompt and fixed tokens).
@@ -38,19 +37,13 @@ pub const ALTERNATION_ERROR: &str =
 /// an even position or an assistant message is not at an odd one.
 pub fn render(messages: &[Message], _options: &RenderOptions) -> Result<String> {
     let (system, turns, offset) = match messages.first() {
-        Some(first) if first.role == Role::System => {
-            (Some(first.content.as_str()), &messages[1..], 1)
-        }
+        Some(first) if first.role == Role::System => (Some(first.content.as_str()), &messages[1..], 1),
         _ => (None, messages, 0),
     };
     let mut out = String::new();
     for (i, message) in turns.iter().enumerate() {
         if (message.role == Role::User) != (i % 2 == 0) {
-            return Err(Error::Conversation {
-                template: "llama2".to_string(),
-                index: i + offset,
-                detail: ALTERNATION_ERROR.to_string(),
-            });
+            return Err(Error::Conversation { template: "llama2".to_string(), index: i + offset, detail: ALTERNATION_ERROR.to_string() });
         }
         let content = match system {
             Some(system) if i == 0 => format!("<<SYS>>\n{system}\n<</SYS>>\n\n{}", message.content),
@@ -83,18 +76,14 @@ mod tests {
 
     #[test]
     fn single_user_turn() {
-        let text =
-            render(&[Message::user("  What is 2+2? \n")], &RenderOptions::new()).expect("render");
+        let text = render(&[Message::user("  What is 2+2? \n")], &RenderOptions::new()).expect("render");
         assert_eq!(text, "<s>[INST] What is 2+2? [/INST]");
     }
 
     #[test]
     fn roles_must_alternate() {
-        let err = render(
-            &[Message::system("s"), Message::user("a"), Message::user("b")],
-            &RenderOptions::new(),
-        )
-        .expect_err("two user turns");
+        let err =
+            render(&[Message::system("s"), Message::user("a"), Message::user("b")], &RenderOptions::new()).expect_err("two user turns");
         match err {
             Error::Conversation { index, detail, .. } => {
                 assert_eq!(index, 2);
@@ -106,9 +95,6 @@ mod tests {
 
     #[test]
     fn a_lone_system_message_renders_nothing() {
-        assert_eq!(
-            render(&[Message::system("s")], &RenderOptions::new()).expect("render"),
-            ""
-        );
+        assert_eq!(render(&[Message::system("s")], &RenderOptions::new()).expect("render"), "");
     }
 }

@@ -53,11 +53,7 @@ mod tests {
 
     #[test]
     fn multi_turn_without_generation_prompt() {
-        let messages = [
-            Message::system("S"),
-            Message::user(" Q "),
-            Message::assistant("A\n"),
-        ];
+        let messages = [Message::system("S"), Message::user(" Q "), Message::assistant("A\n")];
         let text = render(&messages, &RenderOptions::new()).expect("render");
         assert_eq!(
             text,

@@ -55,49 +55,33 @@ impl ModelChatConfig {
     /// # Errors
     /// [`Error::Json`] for malformed JSON, [`Error::Field`] for a field of the wrong shape.
     pub fn from_tokenizer_config_json(text: &str, origin: &str) -> Result<Self> {
-        let json: Json = serde_json::from_str(text).map_err(|source| Error::Json {
-            origin: origin.to_string(),
-            source,
-        })?;
+        let json: Json = serde_json::from_str(text).map_err(|source| Error::Json { origin: origin.to_string(), source })?;
         let Json::Object(map) = &json else {
             return Err(field_error(origin, "<root>", "expected a JSON object"));
         };
-        let mut config = Self {
-            origin: origin.to_string(),
-            ..Self::default()
-        };
+        let mut config = Self { origin: origin.to_string(), ..Self::default() };
         match map.get("chat_template") {
             None | Some(Json::Null) => {}
-            Some(Json::String(source)) => config.templates.push(NamedTemplate {
-                name: DEFAULT_TEMPLATE_NAME.to_string(),
-                source: source.clone(),
-            }),
+            Some(Json::String(source)) => {
+                config.templates.push(NamedTemplate { name: DEFAULT_TEMPLATE_NAME.to_string(), source: source.clone() })
+            }
             Some(Json::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let field = format!("chat_template[{i}]");
                     let name = item.get("name").and_then(Json::as_str);
                     let source = item.get("template").and_then(Json::as_str);
                     match (name, source) {
-                        (Some(name), Some(source)) => config.templates.push(NamedTemplate {
-                            name: name.to_string(),
-                            source: source.to_string(),
-                        }),
+                        (Some(name), Some(source)) => {
+                            config.templates.push(NamedTemplate { name: name.to_string(), source: source.to_string() })
+                        }
                         _ => {
-                            return Err(field_error(
-                                origin,
-                                &field,
-                                "expected {\"name\": string, \"template\": string}",
-                            ));
+                            return Err(field_error(origin, &field, "expected {\"name\": string, \"template\": string}"));
                         }
                     }
                 }
             }
             Some(other) => {
-                return Err(field_error(
-                    origin,
-                    "chat_template",
-                    &format!("expected a string or a list, got {other}"),
-                ));
+                return Err(field_error(origin, "chat_template", &format!("expected a string or a list, got {other}")));
             }
         }
         read_special_tokens(map, origin, &mut config.special_tokens)?;
@@ -124,11 +108,7 @@ impl ModelChatConfig {
         let map_path = dir.join("special_tokens_map.json");
         if map_path.is_file() {
             let origin = map_path.display().to_string();
-            let json: Json =
-                serde_json::from_str(&read(&map_path)?).map_err(|source| Error::Json {
-                    origin: origin.clone(),
-                    source,
-                })?;
+            let json: Json = serde_json::from_str(&read(&map_path)?).map_err(|source| Error::Json { origin: origin.clone(), source })?;
             let Json::Object(map) = &json else {
                 return Err(field_error(&origin, "<root>", "expected a JSON object"));
             };
@@ -139,13 +119,7 @@ impl ModelChatConfig {
             let source = read(&jinja_path)?;
             tracing::debug!(path = %jinja_path.display(), "chat_template.jinja replaces the default chat template");
             config.templates.retain(|t| t.name != DEFAULT_TEMPLATE_NAME);
-            config.templates.insert(
-                0,
-                NamedTemplate {
-                    name: DEFAULT_TEMPLATE_NAME.to_string(),
-                    source,
-                },
-            );
+            config.templates.insert(0, NamedTemplate { name: DEFAULT_TEMPLATE_NAME.to_string(), source });
         }
         Ok(config)
     }
@@ -166,12 +140,7 @@ impl ModelChatConfig {
             None => Err(Error::NoSuchNamedTemplate {
                 origin: self.origin.clone(),
                 name: wanted.to_string(),
-                available: self
-                    .templates
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: self.templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
             }),
         }
     }
@@ -192,26 +161,15 @@ impl ModelChatConfig {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 fn field_error(origin: &str, field: &str, detail: &str) -> Error {
-    Error::Field {
-        origin: origin.to_string(),
-        field: field.to_string(),
-        detail: detail.to_string(),
-    }
+    Error::Field { origin: origin.to_string(), field: field.to_string(), detail: detail.to_string() }
 }
 
 /// Copies the named special tokens that `map` sets into `tokens`.
-fn read_special_tokens(
-    map: &serde_json::Map<String, Json>,
-    origin: &str,
-    tokens: &mut SpecialTokens,
-) -> Result<()> {
+fn read_special_tokens(map: &serde_json::Map<String, Json>, origin: &str, tokens: &mut SpecialTokens) -> Result<()> {
     for name in SpecialTokens::NAMES {
         let text = match map.get(name) {
             None | Some(Json::Null) => continue,
@@ -219,19 +177,11 @@ fn read_special_tokens(
             Some(Json::Object(added)) => match added.get("content").and_then(Json::as_str) {
                 Some(text) => text.to_string(),
                 None => {
-                    return Err(field_error(
-                        origin,
-                        &format!("{name}.content"),
-                        "expected a string",
-                    ));
+                    return Err(field_error(origin, &format!("{name}.content"), "expected a string"));
                 }
             },
             Some(other) => {
-                return Err(field_error(
-                    origin,
-                    name,
-                    &format!("expected a string or an AddedToken object, got {other}"),
-                ));
+                return Err(field_error(origin, name, &format!("expected a string or an AddedToken object, got {other}")));
             }
         };
         tokens.set(name, text);
@@ -245,11 +195,7 @@ mod tests {
 
     #[test]
     fn single_template_is_the_default() {
-        let config = ModelChatConfig::from_tokenizer_config_json(
-            r#"{"chat_template": "x", "pad_token": null}"#,
-            "t.json",
-        )
-        .expect("config");
+        let config = ModelChatConfig::from_tokenizer_config_json(r#"{"chat_template": "x", "pad_token": null}"#, "t.json").expect("config");
         assert_eq!(config.template(None).expect("default"), Some("x"));
         assert_eq!(config.special_tokens, SpecialTokens::default());
     }
@@ -262,55 +208,29 @@ mod tests {
         )
         .expect("config");
         let err = config.template(None).expect_err("no default");
-        assert_eq!(
-            err.to_string(),
-            "t.json: no chat template named `default`; available: a, b"
-        );
+        assert_eq!(err.to_string(), "t.json: no chat template named `default`; available: a, b");
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let err = ModelChatConfig::from_tokenizer_config_json(r#"{"chat_template": 3}"#, "t.json")
-            .expect_err("number");
-        assert!(
-            err.to_string().starts_with("t.json: field `chat_template`"),
-            "{err}"
-        );
-        let err =
-            ModelChatConfig::from_tokenizer_config_json(r#"{"eos_token": {"id": 2}}"#, "t.json")
-                .expect_err("object");
+        let err = ModelChatConfig::from_tokenizer_config_json(r#"{"chat_template": 3}"#, "t.json").expect_err("number");
+        assert!(err.to_string().starts_with("t.json: field `chat_template`"), "{err}");
+        let err = ModelChatConfig::from_tokenizer_config_json(r#"{"eos_token": {"id": 2}}"#, "t.json").expect_err("object");
         assert!(err.to_string().contains("`eos_token.content`"), "{err}");
-        let err = ModelChatConfig::from_tokenizer_config_json(
-            r#"{"chat_template": [{"name": "a"}]}"#,
-            "t.json",
-        )
-        .expect_err("no template");
+        let err = ModelChatConfig::from_tokenizer_config_json(r#"{"chat_template": [{"name": "a"}]}"#, "t.json").expect_err("no template");
         assert!(err.to_string().contains("`chat_template[0]`"), "{err}");
     }
 
     #[test]
     fn model_dir_prefers_chat_template_jinja_and_special_tokens_map() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("tokenizer_config.json"),
-            r#"{"chat_template": "old", "eos_token": "</s>"}"#,
-        )
-        .expect("write");
-        std::fs::write(
-            dir.path().join("special_tokens_map.json"),
-            r#"{"eos_token": {"content": "<|eot|>"}}"#,
-        )
-        .expect("write");
+        std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"chat_template": "old", "eos_token": "</s>"}"#).expect("write");
+        std::fs::write(dir.path().join("special_tokens_map.json"), r#"{"eos_token": {"content": "<|eot|>"}}"#).expect("write");
         std::fs::write(dir.path().join("chat_template.jinja"), "new").expect("write");
         let config = ModelChatConfig::from_model_dir(dir.path()).expect("config");
         assert_eq!(config.template(None).expect("default"), Some("new"));
         assert_eq!(config.special_tokens.eos_token.as_deref(), Some("<|eot|>"));
-        assert_eq!(
-            config.chat_template("auto").expect("auto"),
-            Some(ChatTemplate::Jinja {
-                source: "new".into()
-            })
-        );
+        assert_eq!(config.chat_template("auto").expect("auto"), Some(ChatTemplate::Jinja { source: "new".into() }));
     }
 
     #[test]

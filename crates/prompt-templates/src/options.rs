@@ -41,32 +41,13 @@ pub struct SpecialTokens {
 
 impl SpecialTokens {
     /// The variable names in Hugging Face's order (`SPECIAL_TOKENS_ATTRIBUTES`).
-    pub const NAMES: [&'static str; 7] = [
-        "bos_token",
-        "eos_token",
-        "unk_token",
-        "sep_token",
-        "pad_token",
-        "cls_token",
-        "mask_token",
-    ];
+    pub const NAMES: [&'static str; 7] = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
     /// The tokens that are set, as `(variable name, text)` pairs in Hugging Face's order.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {
-        let values = [
-            &self.bos_token,
-            &self.eos_token,
-            &self.unk_token,
-            &self.sep_token,
-            &self.pad_token,
-            &self.cls_token,
-            &self.mask_token,
-        ];
-        Self::NAMES
-            .iter()
-            .zip(values)
-            .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)))
-            .collect()
+        let values =
+            [&self.bos_token, &self.eos_token, &self.unk_token, &self.sep_token, &self.pad_token, &self.cls_token, &self.mask_token];
+        Self::NAMES.iter().zip(values).filter_map(|(name, value)| value.as_deref().map(|v| (*name, v))).collect()
     }
 
     /// Sets the token of variable `name` (one of [`SpecialTokens::NAMES`]); returns `false`
@@ -124,8 +105,7 @@ impl RenderOptions {
 
     /// Adds a template variable from any serializable value (structs keep their field order).
     pub fn with_variable(mut self, name: impl Into<String>, value: impl Serialize) -> Self {
-        self.variables
-            .push((name.into(), Value::from_serialize(value)));
+        self.variables.push((name.into(), Value::from_serialize(value)));
         self
     }
 
@@ -135,32 +115,18 @@ impl RenderOptions {
     /// # Errors
     /// [`Error::Json`] when the text is not JSON, [`Error::Variable`] when it is not an object.
     pub fn with_variables_json(mut self, json: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(json).map_err(|source| Error::Json {
-            origin: "template variables".to_string(),
-            source,
-        })?;
+        let value: Value = serde_json::from_str(json).map_err(|source| Error::Json { origin: "template variables".to_string(), source })?;
         if value.kind() != minijinja::value::ValueKind::Map {
             return Err(Error::Variable {
                 name: "<variables>".to_string(),
                 detail: format!("expected a JSON object, got {}", value.kind()),
             });
         }
-        let keys: Vec<Value> = value
-            .try_iter()
-            .map_err(|e| Error::Variable {
-                name: "<variables>".to_string(),
-                detail: e.to_string(),
-            })?
-            .collect();
+        let keys: Vec<Value> =
+            value.try_iter().map_err(|e| Error::Variable { name: "<variables>".to_string(), detail: e.to_string() })?.collect();
         for key in keys {
-            let item = value.get_item(&key).map_err(|e| Error::Variable {
-                name: key.to_string(),
-                detail: e.to_string(),
-            })?;
-            let name = key
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| key.to_string());
+            let item = value.get_item(&key).map_err(|e| Error::Variable { name: key.to_string(), detail: e.to_string() })?;
+            let name = key.as_str().map(str::to_string).unwrap_or_else(|| key.to_string());
             self.variables.push((name, item));
         }
         Ok(self)
@@ -173,10 +139,7 @@ impl RenderOptions {
 
     /// The names of the extra variables, in insertion order.
     pub fn variable_names(&self) -> Vec<&str> {
-        self.variables
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect()
+        self.variables.iter().map(|(name, _)| name.as_str()).collect()
     }
 }
 
@@ -190,17 +153,12 @@ mod tests {
         assert!(tokens.set("pad_token", "<pad>"));
         assert!(tokens.set("bos_token", "<s>"));
         assert!(!tokens.set("image_token", "<img>"));
-        assert_eq!(
-            tokens.pairs(),
-            vec![("bos_token", "<s>"), ("pad_token", "<pad>")]
-        );
+        assert_eq!(tokens.pairs(), vec![("bos_token", "<s>"), ("pad_token", "<pad>")]);
     }
 
     #[test]
     fn variables_json_keeps_order() {
-        let options = RenderOptions::new()
-            .with_variables_json(r#"{"z": 1, "a": {"y": 2, "b": 3}}"#)
-            .expect("json");
+        let options = RenderOptions::new().with_variables_json(r#"{"z": 1, "a": {"y": 2, "b": 3}}"#).expect("json");
         assert_eq!(options.variable_names(), vec!["z", "a"]);
         let a = &options.variables()[1].1;
         let keys: Vec<String> = a.try_iter().expect("map").map(|k| k.to_string()).collect();
@@ -209,13 +167,9 @@ mod tests {
 
     #[test]
     fn variables_json_must_be_an_object() {
-        let err = RenderOptions::new()
-            .with_variables_json("[1]")
-            .expect_err("array");
+        let err = RenderOptions::new().with_variables_json("[1]").expect_err("array");
         assert!(matches!(err, Error::Variable { .. }), "{err}");
-        let err = RenderOptions::new()
-            .with_variables_json("{")
-            .expect_err("bad json");
+        let err = RenderOptions::new().with_variables_json("{").expect_err("bad json");
         assert!(err.to_string().contains("template variables"), "{err}");
     }
 }

@@ -34,26 +34,13 @@ pub struct AlpacaRow {
 
 impl AlpacaRow {
     /// A row without a system prompt.
-    pub fn new(
-        instruction: impl Into<String>,
-        input: impl Into<String>,
-        output: impl Into<String>,
-    ) -> Self {
-        Self {
-            instruction: instruction.into(),
-            input: input.into(),
-            output: output.into(),
-            system: None,
-        }
+    pub fn new(instruction: impl Into<String>, input: impl Into<String>, output: impl Into<String>) -> Self {
+        Self { instruction: instruction.into(), input: input.into(), output: output.into(), system: None }
     }
 
     /// The user's turn: the instruction, then a blank line and the input when there is one.
     pub fn user_content(&self) -> String {
-        if self.input.is_empty() {
-            self.instruction.clone()
-        } else {
-            format!("{}\n\n{}", self.instruction, self.input)
-        }
+        if self.input.is_empty() { self.instruction.clone() } else { format!("{}\n\n{}", self.instruction, self.input) }
     }
 
     /// The row as chat messages: the system prompt (if any), the user's turn, the answer.
@@ -71,10 +58,7 @@ impl AlpacaRow {
     /// `<s>[INST] {instruction}\n\n{input} [/INST] {output} </s>` (just `{instruction}` when
     /// the input is empty), with no whitespace stripping. The prompt ends with ` [/INST]`.
     pub fn llama2_sft(&self) -> PromptCompletion {
-        PromptCompletion {
-            prompt: format!("<s>[INST] {} [/INST]", self.user_content()),
-            completion: format!(" {} </s>", self.output),
-        }
+        PromptCompletion { prompt: format!("<s>[INST] {} [/INST]", self.user_content()), completion: format!(" {} </s>", self.output) }
     }
 }
 
@@ -101,10 +85,7 @@ impl PromptCompletion {
 /// [`Error::NotAPrefix`] when `full` does not start with `prompt`.
 pub(crate) fn split(template: &str, prompt: String, full: String) -> Result<PromptCompletion> {
     match full.strip_prefix(prompt.as_str()) {
-        Some(completion) => Ok(PromptCompletion {
-            completion: completion.to_string(),
-            prompt,
-        }),
+        Some(completion) => Ok(PromptCompletion { completion: completion.to_string(), prompt }),
         None => {
             // The first byte where the texts differ; a char boundary in both, as the bytes
             // before it are equal.
@@ -114,12 +95,7 @@ pub(crate) fn split(template: &str, prompt: String, full: String) -> Result<Prom
                 .find(|((_, a), b)| a != b)
                 .map(|((i, _), _)| i)
                 .unwrap_or(prompt.len().min(full.len()));
-            let start = prompt[..at]
-                .char_indices()
-                .rev()
-                .nth(19)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
+            let start = prompt[..at].char_indices().rev().nth(19).map(|(i, _)| i).unwrap_or(0);
             Err(Error::NotAPrefix {
                 template: template.to_string(),
                 prompt_tail: prompt[start..].chars().take(60).collect(),
@@ -136,10 +112,7 @@ mod tests {
     #[test]
     fn sft_layout_with_and_without_input() {
         let with_input = AlpacaRow::new("Sum these.", "1, 2", "3");
-        assert_eq!(
-            with_input.llama2_sft().text(),
-            "<s>[INST] Sum these.\n\n1, 2 [/INST] 3 </s>"
-        );
+        assert_eq!(with_input.llama2_sft().text(), "<s>[INST] Sum these.\n\n1, 2 [/INST] 3 </s>");
         let without = AlpacaRow::new("Say hi.", "", "Hi!");
         assert_eq!(without.llama2_sft().prompt, "<s>[INST] Say hi. [/INST]");
         assert_eq!(without.llama2_sft().completion, " Hi! </s>");
@@ -149,11 +122,7 @@ mod tests {
     fn split_reports_where_texts_diverge() {
         let err = split("t", "abcX".into(), "abcYdef".into()).expect_err("diverges");
         match err {
-            Error::NotAPrefix {
-                prompt_tail,
-                full_tail,
-                ..
-            } => {
+            Error::NotAPrefix { prompt_tail, full_tail, .. } => {
                 assert_eq!(prompt_tail, "abcX");
                 assert_eq!(full_tail, "abcYdef");
             }
@@ -165,8 +134,7 @@ mod tests {
 
     #[test]
     fn rows_deserialize_without_input() {
-        let row: AlpacaRow =
-            serde_json::from_str(r#"{"instruction": "i", "output": "o"}"#).expect("row");
+        let row: AlpacaRow = serde_json::from_str(r#"{"instruction": "i", "output": "o"}"#).expect("row");
         assert_eq!(row, AlpacaRow::new("i", "", "o"));
     }
 }

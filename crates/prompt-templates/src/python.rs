@@ -95,11 +95,7 @@ pub fn float_repr(x: f64) -> String {
 /// function knows (C1 controls, separators other than the space, and common format
 /// characters), which Python escapes as `\xNN`/`\uNNNN`.
 pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -112,9 +108,7 @@ pub fn str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c if !c.is_ascii() && !is_printable(c) => {
                 let code = c as u32;
                 if code <= 0xff {
@@ -156,10 +150,7 @@ fn is_printable(c: char) -> bool {
 pub fn display(value: &Value) -> String {
     match value.kind() {
         ValueKind::Undefined => String::new(),
-        ValueKind::String => value
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string()),
+        ValueKind::String => value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()),
         _ => repr(value),
     }
 }
@@ -174,15 +165,9 @@ pub fn repr(value: &Value) -> String {
             Ok(x) => float_repr(x),
             Err(_) => value.to_string(),
         },
-        ValueKind::String => value
-            .as_str()
-            .map(str_repr)
-            .unwrap_or_else(|| value.to_string()),
+        ValueKind::String => value.as_str().map(str_repr).unwrap_or_else(|| value.to_string()),
         ValueKind::Seq | ValueKind::Iterable => match value.try_iter() {
-            Ok(items) => format!(
-                "[{}]",
-                items.map(|item| repr(&item)).collect::<Vec<_>>().join(", ")
-            ),
+            Ok(items) => format!("[{}]", items.map(|item| repr(&item)).collect::<Vec<_>>().join(", ")),
             Err(_) => value.to_string(),
         },
         ValueKind::Map => match value.try_iter() {

@@ -65,18 +65,13 @@ impl ChatTemplate {
             "llama3" => Ok(Self::Llama3),
             "chatml" => Ok(Self::ChatMl),
             "alpaca" => Ok(Self::Alpaca),
-            _ => Err(Error::UnknownTemplate {
-                name: name.to_string(),
-                valid: Self::BUILTIN_NAMES.join(", "),
-            }),
+            _ => Err(Error::UnknownTemplate { name: name.to_string(), valid: Self::BUILTIN_NAMES.join(", ") }),
         }
     }
 
     /// The model's own Jinja template, when it has a non-blank one.
     pub fn auto(jinja: Option<String>) -> Option<Self> {
-        jinja
-            .filter(|source| !source.trim().is_empty())
-            .map(|source| Self::Jinja { source })
+        jinja.filter(|source| !source.trim().is_empty()).map(|source| Self::Jinja { source })
     }
 
     /// Resolves a `--template` choice: `auto` gives [`ChatTemplate::auto`] of the model's
@@ -90,10 +85,7 @@ impl ChatTemplate {
         }
         Self::from_name(choice)
             .map(Some)
-            .map_err(|_| Error::UnknownTemplate {
-                name: choice.to_string(),
-                valid: format!("auto, {}", Self::BUILTIN_NAMES.join(", ")),
-            })
+            .map_err(|_| Error::UnknownTemplate { name: choice.to_string(), valid: format!("auto, {}", Self::BUILTIN_NAMES.join(", ")) })
     }
 
     /// The format's name: one of [`ChatTemplate::BUILTIN_NAMES`] or `jinja`.
@@ -118,9 +110,7 @@ impl ChatTemplate {
                 Self::Llama3 => Format::Llama3,
                 Self::ChatMl => Format::ChatMl,
                 Self::Alpaca => Format::Alpaca,
-                Self::Jinja { source } => {
-                    Format::Jinja(Box::new(JinjaTemplate::new(source.clone())?))
-                }
+                Self::Jinja { source } => Format::Jinja(Box::new(JinjaTemplate::new(source.clone())?)),
             },
         })
     }
@@ -158,9 +148,7 @@ pub struct Renderer {
 impl From<JinjaTemplate> for Renderer {
     /// A renderer for an already compiled Jinja template (which keeps its label for errors).
     fn from(template: JinjaTemplate) -> Self {
-        Self {
-            format: Format::Jinja(Box::new(template)),
-        }
+        Self { format: Format::Jinja(Box::new(template)) }
     }
 }
 
@@ -213,11 +201,7 @@ impl Renderer {
     /// [`Error::Conversation`] when the conversation is empty or does not end with an
     /// assistant message; [`Error::NotAPrefix`] when the template renders the prompt
     /// differently from the start of the whole conversation; any render error.
-    pub fn render_pair(
-        &self,
-        messages: &[Message],
-        options: &RenderOptions,
-    ) -> Result<PromptCompletion> {
+    pub fn render_pair(&self, messages: &[Message], options: &RenderOptions) -> Result<PromptCompletion> {
         let Some(last) = messages.last() else {
             return Err(Error::Conversation {
                 template: self.name().to_string(),
@@ -229,10 +213,7 @@ impl Renderer {
             return Err(Error::Conversation {
                 template: self.name().to_string(),
                 index: messages.len() - 1,
-                detail: format!(
-                    "a training pair must end with an assistant message, not a {} message",
-                    last.role.as_str()
-                ),
+                detail: format!("a training pair must end with an assistant message, not a {} message", last.role.as_str()),
             });
         }
         if messages.len() < 2 {
@@ -242,10 +223,7 @@ impl Renderer {
                 detail: "a training pair needs a message before the assistant's answer".to_string(),
             });
         }
-        let prompt = self.render(
-            &messages[..messages.len() - 1],
-            &options.clone().with_generation_prompt(true),
-        )?;
+        let prompt = self.render(&messages[..messages.len() - 1], &options.clone().with_generation_prompt(true))?;
         let full = self.render(messages, &options.clone().with_generation_prompt(false))?;
         pair::split(self.name(), prompt, full)
     }
@@ -256,11 +234,7 @@ impl Renderer {
     ///
     /// # Errors
     /// As [`Renderer::render_pair`].
-    pub fn render_alpaca(
-        &self,
-        row: &AlpacaRow,
-        options: &RenderOptions,
-    ) -> Result<PromptCompletion> {
+    pub fn render_alpaca(&self, row: &AlpacaRow, options: &RenderOptions) -> Result<PromptCompletion> {
         match &self.format {
             Format::Alpaca => Ok(alpaca::render_row(row, options)),
             _ => self.render_pair(&row.to_messages(), options),
@@ -284,16 +258,10 @@ mod tests {
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let err = ChatTemplate::from_name("vicuna").expect_err("unknown");
-        assert_eq!(
-            err.to_string(),
-            "unknown chat template `vicuna`: expected one of llama2, llama3, chatml, alpaca"
-        );
+        assert_eq!(err.to_string(), "unknown chat template `vicuna`: expected one of llama2, llama3, chatml, alpaca");
         let err = ChatTemplate::resolve("zephyr", None).expect_err("unknown");
         assert!(err.to_string().contains("auto, llama2"), "{err}");
-        assert_eq!(
-            " LLaMA3 ".parse::<ChatTemplate>().expect("name"),
-            ChatTemplate::Llama3
-        );
+        assert_eq!(" LLaMA3 ".parse::<ChatTemplate>().expect("name"), ChatTemplate::Llama3);
     }
 
     #[test]
@@ -303,16 +271,11 @@ mod tests {
             ChatTemplate::Llama3,
             ChatTemplate::ChatMl,
             ChatTemplate::Alpaca,
-            ChatTemplate::Jinja {
-                source: "{{ x }}".into(),
-            },
+            ChatTemplate::Jinja { source: "{{ x }}".into() },
         ];
         for template in all {
             let json = serde_json::to_string(&template).expect("serialize");
-            assert!(
-                json.contains(&format!("\"type\":\"{}\"", template.name())),
-                "{json}"
-            );
+            assert!(json.contains(&format!("\"type\":\"{}\"", template.name())), "{json}");
             let back: ChatTemplate = serde_json::from_str(&json).expect("deserialize");
             assert_eq!(back, template);
         }
@@ -323,8 +286,7 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Renderer>();
         assert_send_sync::<JinjaTemplate>();
-        let renderer =
-            Renderer::from(JinjaTemplate::with_label("{{ x }}", "model.gguf").expect("compile"));
+        let renderer = Renderer::from(JinjaTemplate::with_label("{{ x }}", "model.gguf").expect("compile"));
         assert_eq!(renderer.name(), "model.gguf");
     }
 
@@ -337,36 +299,20 @@ mod tests {
     #[test]
     fn pairs_need_a_final_assistant_message() {
         let renderer = ChatTemplate::Llama3.prepare().expect("prepare");
-        let err = renderer
-            .render_pair(&[Message::user("q")], &RenderOptions::new())
-            .expect_err("no answer");
+        let err = renderer.render_pair(&[Message::user("q")], &RenderOptions::new()).expect_err("no answer");
         assert!(matches!(err, Error::Conversation { index: 0, .. }), "{err}");
-        let err = renderer
-            .render_pair(&[], &RenderOptions::new())
-            .expect_err("empty");
+        let err = renderer.render_pair(&[], &RenderOptions::new()).expect_err("empty");
         assert!(matches!(err, Error::Conversation { .. }), "{err}");
-        let err = renderer
-            .render_pair(&[Message::assistant("a")], &RenderOptions::new())
-            .expect_err("no prompt");
-        assert!(
-            err.to_string().contains("before the assistant's answer"),
-            "{err}"
-        );
-        let err = renderer
-            .render(&[], &RenderOptions::new())
-            .expect_err("empty");
+        let err = renderer.render_pair(&[Message::assistant("a")], &RenderOptions::new()).expect_err("no prompt");
+        assert!(err.to_string().contains("before the assistant's answer"), "{err}");
+        let err = renderer.render(&[], &RenderOptions::new()).expect_err("empty");
         assert!(err.to_string().contains("empty conversation"), "{err}");
     }
 
     #[test]
     fn llama2_pair_splits_after_inst() {
         let renderer = ChatTemplate::Llama2.prepare().expect("prepare");
-        let pair = renderer
-            .render_pair(
-                &[Message::user("q"), Message::assistant("a")],
-                &RenderOptions::new(),
-            )
-            .expect("pair");
+        let pair = renderer.render_pair(&[Message::user("q"), Message::assistant("a")], &RenderOptions::new()).expect("pair");
         assert_eq!(pair.prompt, "<s>[INST] q [/INST]");
         assert_eq!(pair.completion, " a </s>");
     }
@@ -379,10 +325,7 @@ mod tests {
         let err = template
             .prepare()
             .expect("prepare")
-            .render_pair(
-                &[Message::user("q"), Message::assistant("a")],
-                &RenderOptions::new(),
-            )
+            .render_pair(&[Message::user("q"), Message::assistant("a")], &RenderOptions::new())
             .expect_err("'>>' is not in the full text");
         assert!(matches!(err, Error::NotAPrefix { .. }), "{err}");
     }

@@ -33,13 +33,7 @@ pub struct JsonOptions {
 
 impl Default for JsonOptions {
     fn default() -> Self {
-        Self {
-            ensure_ascii: false,
-            indent: None,
-            item_separator: ", ".to_string(),
-            key_separator: ": ".to_string(),
-            sort_keys: false,
-        }
+        Self { ensure_ascii: false, indent: None, item_separator: ", ".to_string(), key_separator: ": ".to_string(), sort_keys: false }
     }
 }
 
@@ -56,15 +50,8 @@ pub fn dumps(value: &Value, options: &JsonOptions) -> Result<String, JinjaError>
 
 /// The filter registered as `tojson`: `tojson(x, ensure_ascii=False, indent=None,
 /// separators=None, sort_keys=False)`; `ensure_ascii` and `indent` may also be positional.
-pub(crate) fn tojson_filter(
-    value: Value,
-    ensure_ascii: Option<Value>,
-    indent: Option<Value>,
-    kwargs: Kwargs,
-) -> Result<Value, JinjaError> {
-    let ensure_ascii = kwargs
-        .get::<Option<Value>>("ensure_ascii")?
-        .or(ensure_ascii);
+pub(crate) fn tojson_filter(value: Value, ensure_ascii: Option<Value>, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, JinjaError> {
+    let ensure_ascii = kwargs.get::<Option<Value>>("ensure_ascii")?.or(ensure_ascii);
     let indent = kwargs.get::<Option<Value>>("indent")?.or(indent);
     let separators = kwargs.get::<Option<Value>>("separators")?;
     let sort_keys = kwargs.get::<Option<Value>>("sort_keys")?;
@@ -82,13 +69,7 @@ pub(crate) fn tojson_filter(
             Some(s) => s.to_string(),
             None => {
                 let n = v.as_i64().ok_or_else(|| {
-                    JinjaError::new(
-                        ErrorKind::InvalidOperation,
-                        format!(
-                            "tojson: indent must be an integer or a string, not {}",
-                            v.kind()
-                        ),
-                    )
+                    JinjaError::new(ErrorKind::InvalidOperation, format!("tojson: indent must be an integer or a string, not {}", v.kind()))
                 })?;
                 " ".repeat(n.max(0) as usize)
             }
@@ -99,11 +80,7 @@ pub(crate) fn tojson_filter(
     }
     if let Some(seps) = separators.filter(|v| !v.is_none() && !v.is_undefined()) {
         let pair: Vec<Value> = seps.try_iter()?.collect();
-        match (
-            pair.first().and_then(Value::as_str),
-            pair.get(1).and_then(Value::as_str),
-            pair.len(),
-        ) {
+        match (pair.first().and_then(Value::as_str), pair.get(1).and_then(Value::as_str), pair.len()) {
             (Some(item), Some(key), 2) => {
                 options.item_separator = item.to_string();
                 options.key_separator = key.to_string();
@@ -120,21 +97,10 @@ pub(crate) fn tojson_filter(
 }
 
 fn not_serializable(value: &Value) -> JinjaError {
-    JinjaError::new(
-        ErrorKind::InvalidOperation,
-        format!(
-            "tojson: object of type {} is not JSON serializable",
-            value.kind()
-        ),
-    )
+    JinjaError::new(ErrorKind::InvalidOperation, format!("tojson: object of type {} is not JSON serializable", value.kind()))
 }
 
-fn encode(
-    value: &Value,
-    options: &JsonOptions,
-    level: usize,
-    out: &mut String,
-) -> Result<(), JinjaError> {
+fn encode(value: &Value, options: &JsonOptions, level: usize, out: &mut String) -> Result<(), JinjaError> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
@@ -149,21 +115,10 @@ fn encode(
                 float_repr(x)
             });
         }
-        ValueKind::String => encode_str(
-            value.as_str().unwrap_or_default(),
-            options.ensure_ascii,
-            out,
-        ),
+        ValueKind::String => encode_str(value.as_str().unwrap_or_default(), options.ensure_ascii, out),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
-            encode_container(
-                ('[', ']'),
-                items.len(),
-                options,
-                level,
-                out,
-                |i, level, out| encode(&items[i], options, level, out),
-            )?;
+            encode_container(('[', ']'), items.len(), options, level, out, |i, level, out| encode(&items[i], options, level, out))?;
         }
         ValueKind::Map => {
             let mut entries: Vec<(String, Value)> = Vec::new();
@@ -174,19 +129,12 @@ fn encode(
             if options.sort_keys {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
             }
-            encode_container(
-                ('{', '}'),
-                entries.len(),
-                options,
-                level,
-                out,
-                |i, level, out| {
-                    let (key, item) = &entries[i];
-                    encode_str(key, options.ensure_ascii, out);
-                    out.push_str(&options.key_separator);
-                    encode(item, options, level, out)
-                },
-            )?;
+            encode_container(('{', '}'), entries.len(), options, level, out, |i, level, out| {
+                let (key, item) = &entries[i];
+                encode_str(key, options.ensure_ascii, out);
+                out.push_str(&options.key_separator);
+                encode(item, options, level, out)
+            })?;
         }
         _ => return Err(not_serializable(value)),
     }
@@ -209,10 +157,7 @@ fn encode_container(
         return Ok(());
     }
     let inner = level + 1;
-    let newline_indent = options
-        .indent
-        .as_ref()
-        .map(|ind| format!("\n{}", ind.repeat(inner)));
+    let newline_indent = options.indent.as_ref().map(|ind| format!("\n{}", ind.repeat(inner)));
     if let Some(nl) = &newline_indent {
         out.push_str(nl);
     }
@@ -244,10 +189,7 @@ fn key_string(key: &Value) -> Result<String, JinjaError> {
         _ => {
             return Err(JinjaError::new(
                 ErrorKind::InvalidOperation,
-                format!(
-                    "tojson: keys must be str, int, float, bool or None, not {}",
-                    key.kind()
-                ),
+                format!("tojson: keys must be str, int, float, bool or None, not {}", key.kind()),
             ));
         }
     })
@@ -289,41 +231,22 @@ mod tests {
     #[test]
     fn compact_keeps_key_order_and_python_separators() {
         let v = value(r#"{"z": 1, "a": [true, null, 0.5, 1e16, "x\ny"], "m": {}}"#);
-        assert_eq!(
-            dumps(&v, &JsonOptions::default()).expect("dumps"),
-            r#"{"z": 1, "a": [true, null, 0.5, 1e+16, "x\ny"], "m": {}}"#
-        );
+        assert_eq!(dumps(&v, &JsonOptions::default()).expect("dumps"), r#"{"z": 1, "a": [true, null, 0.5, 1e+16, "x\ny"], "m": {}}"#);
     }
 
     #[test]
     fn indent_matches_python_layout() {
         let v = value(r#"{"k": "é", "a": [1, {}], "z": []}"#);
-        let options = JsonOptions {
-            indent: Some("  ".into()),
-            item_separator: ",".into(),
-            ..JsonOptions::default()
-        };
-        assert_eq!(
-            dumps(&v, &options).expect("dumps"),
-            "{\n  \"k\": \"é\",\n  \"a\": [\n    1,\n    {}\n  ],\n  \"z\": []\n}"
-        );
+        let options = JsonOptions { indent: Some("  ".into()), item_separator: ",".into(), ..JsonOptions::default() };
+        assert_eq!(dumps(&v, &options).expect("dumps"), "{\n  \"k\": \"é\",\n  \"a\": [\n    1,\n    {}\n  ],\n  \"z\": []\n}");
     }
 
     #[test]
     fn ensure_ascii_escapes_like_python() {
         let v = Value::from("é😀\u{7f}<&>'");
-        let options = JsonOptions {
-            ensure_ascii: true,
-            ..JsonOptions::default()
-        };
-        assert_eq!(
-            dumps(&v, &options).expect("dumps"),
-            r#""\u00e9\ud83d\ude00\u007f<&>'""#
-        );
-        assert_eq!(
-            dumps(&Value::from("\u{1}\u{8}"), &JsonOptions::default()).expect("dumps"),
-            r#""\u0001\b""#
-        );
+        let options = JsonOptions { ensure_ascii: true, ..JsonOptions::default() };
+        assert_eq!(dumps(&v, &options).expect("dumps"), r#""\u00e9\ud83d\ude00\u007f<&>'""#);
+        assert_eq!(dumps(&Value::from("\u{1}\u{8}"), &JsonOptions::default()).expect("dumps"), r#""\u0001\b""#);
     }
 
     #[test]

@@ -25,35 +25,22 @@ fn with_answer() -> Vec<Message> {
 
 fn options() -> RenderOptions {
     // The EOS token matters only to Alpaca; the other formats have theirs built in.
-    RenderOptions::new().with_special_tokens(&SpecialTokens {
-        eos_token: Some("</s>".into()),
-        ..Default::default()
-    })
+    RenderOptions::new().with_special_tokens(&SpecialTokens { eos_token: Some("</s>".into()), ..Default::default() })
 }
 
 fn report(template: &ChatTemplate) -> String {
     let renderer = template.prepare().expect("built-in formats prepare");
     let mut out = String::new();
-    for (name, messages) in [
-        ("single turn", single_turn()),
-        ("system + multi-turn", multi_turn()),
-    ] {
+    for (name, messages) in [("single turn", single_turn()), ("system + multi-turn", multi_turn())] {
         for generation in [false, true] {
             let text = renderer
                 .render(&messages, &options().with_generation_prompt(generation))
                 .expect("built-in formats render these conversations");
-            out.push_str(&format!(
-                "{name}, generation prompt {generation}:\n{text:?}\n\n"
-            ));
+            out.push_str(&format!("{name}, generation prompt {generation}:\n{text:?}\n\n"));
         }
     }
-    let pair = renderer
-        .render_pair(&with_answer(), &options())
-        .expect("pair");
-    out.push_str(&format!(
-        "pair prompt:\n{:?}\npair completion:\n{:?}\n",
-        pair.prompt, pair.completion
-    ));
+    let pair = renderer.render_pair(&with_answer(), &options()).expect("pair");
+    out.push_str(&format!("pair prompt:\n{:?}\npair completion:\n{:?}\n", pair.prompt, pair.completion));
     out
 }
 
@@ -82,20 +69,11 @@ fn alpaca_rows() {
     let renderer = ChatTemplate::Alpaca.prepare().expect("built-in");
     let mut out = String::new();
     for row in [
-        AlpacaRow::new(
-            "Give three tips for staying healthy.",
-            "",
-            "Eat well, sleep, move.",
-        ),
+        AlpacaRow::new("Give three tips for staying healthy.", "", "Eat well, sleep, move."),
         AlpacaRow::new("Translate to French.", "Good morning", "Bonjour"),
     ] {
-        let pair = renderer
-            .render_alpaca(&row, &options())
-            .expect("alpaca row");
-        out.push_str(&format!(
-            "prompt:\n{:?}\ncompletion:\n{:?}\n\n",
-            pair.prompt, pair.completion
-        ));
+        let pair = renderer.render_alpaca(&row, &options()).expect("alpaca row");
+        out.push_str(&format!("prompt:\n{:?}\ncompletion:\n{:?}\n\n", pair.prompt, pair.completion));
     }
     insta::assert_snapshot!(out);
 }

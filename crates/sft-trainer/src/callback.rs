@@ -40,7 +40,17 @@ pub struct LogRecord {
 impl LogRecord {
     /// An empty record for a step.
     pub fn at(step: usize, epoch: f64) -> Self {
-        Self { step, epoch, loss: None, learning_rate: None, grad_norm: None, tokens_per_s: None, peak_rss_mib: None, eval_loss: None, extra: None }
+        Self {
+            step,
+            epoch,
+            loss: None,
+            learning_rate: None,
+            grad_norm: None,
+            tokens_per_s: None,
+            peak_rss_mib: None,
+            eval_loss: None,
+            extra: None,
+        }
     }
 }
 

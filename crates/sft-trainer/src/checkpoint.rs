@@ -148,11 +148,7 @@ pub fn remove_stale_temporaries(output: &Path) -> usize {
 /// Every complete checkpoint's step, ascending.
 pub fn all_steps(output: &Path) -> Vec<usize> {
     let mut steps: Vec<usize> = std::fs::read_dir(output.join("checkpoints"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("step-")?.parse().ok())
-                .collect()
-        })
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_string_lossy().strip_prefix("step-")?.parse().ok()).collect())
         .unwrap_or_default();
     steps.sort_unstable();
     steps
@@ -166,18 +162,15 @@ pub fn load(dir: &Path) -> Result<(PeftAdapter, Moments, TrainerState)> {
     let adapter = PeftAdapter::load(dir)?;
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: TrainerState =
-        serde_json::from_str(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", state_path.display())))?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", state_path.display())))?;
     let opt_path = dir.join(OPTIMIZER_FILE);
     let bytes = std::fs::read(&opt_path).map_err(|e| Error::io(&opt_path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint(format!("{}: {e}", opt_path.display())))?;
     let mut moments = Vec::new();
     for i in 0.. {
         let (Ok(m), Ok(v)) = (st.tensor(&format!("m.{i}")), st.tensor(&format!("v.{i}"))) else { break };
-        let shape: [usize; 2] = m
-            .shape()
-            .try_into()
-            .map_err(|_| Error::Checkpoint(format!("{}: `m.{i}` is not 2-D", opt_path.display())))?;
+        let shape: [usize; 2] =
+            m.shape().try_into().map_err(|_| Error::Checkpoint(format!("{}: `m.{i}` is not 2-D", opt_path.display())))?;
         let f = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>();
         moments.push((f(m.data()), f(v.data()), shape));
     }
@@ -227,7 +220,15 @@ mod tests {
         );
         let adapter = PeftAdapter { config: lora::PeftConfig::from_lora(&lora::LoraConfig::default(), "tiny"), modules };
         let moments = vec![(vec![0.1; 8], vec![0.2; 8], [2, 4]), (vec![0.3; 6], vec![0.4; 6], [3, 2])];
-        let state = TrainerState { step: 3, epoch: 0, cursor: 3, seed: 7, tokens_seen: 99, losses: vec![(1, 2.0), (2, 1.5), (3, 1.25)], fingerprint: "x".into() };
+        let state = TrainerState {
+            step: 3,
+            epoch: 0,
+            cursor: 3,
+            seed: 7,
+            tokens_seen: 99,
+            losses: vec![(1, 2.0), (2, 1.5), (3, 1.25)],
+            fingerprint: "x".into(),
+        };
         (adapter, moments, state)
     }
 

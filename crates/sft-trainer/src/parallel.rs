@@ -144,10 +144,6 @@ impl Collective for ThreadRank {
         }
         drop(round);
         let (Some(device), Some(dtype)) = (device, dtype) else { return Ok(Vec::new()) };
-        Ok(result
-            .iter()
-            .zip(shapes)
-            .map(|(v, s)| Tensor::<2>::from_data(TensorData::new(v.clone(), s), &device).cast(dtype))
-            .collect())
+        Ok(result.iter().zip(shapes).map(|(v, s)| Tensor::<2>::from_data(TensorData::new(v.clone(), s), &device).cast(dtype)).collect())
     }
 }

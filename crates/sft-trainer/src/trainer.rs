@@ -22,8 +22,8 @@ use crate::callback::{Callback, LogRecord};
 use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
 use crate::data::{Batch, Example, collate, epoch_batches};
 use crate::loss::{causal_lm_loss, causal_lm_loss_sum};
-use crate::parallel::{Collective, SingleRank};
 use crate::optim::{AdamW, AdamWConfig, clip_global_norm};
+use crate::parallel::{Collective, SingleRank};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
@@ -97,12 +97,7 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
 }
 
 fn trainable(model: &Llama) -> Vec<Tensor<2>> {
-    model
-        .projections()
-        .into_iter()
-        .filter_map(|(_, p)| p.lora.as_ref())
-        .flat_map(|l| [l.a.val(), l.b.val()])
-        .collect()
+    model.projections().into_iter().filter_map(|(_, p)| p.lora.as_ref()).flat_map(|l| [l.a.val(), l.b.val()]).collect()
 }
 
 fn set_trainable(model: &mut Llama, values: Vec<Tensor<2>>) {
@@ -491,10 +486,8 @@ impl Trainer {
 /// Drops `metrics.jsonl` lines past `step` (a resumed run rewrites them).
 fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| serde_json::from_str::<LogRecord>(l).map(|r| r.step <= step && step > 0).unwrap_or(false))
-        .collect();
+    let kept: Vec<&str> =
+        text.lines().filter(|l| serde_json::from_str::<LogRecord>(l).map(|r| r.step <= step && step > 0).unwrap_or(false)).collect();
     let mut body = kept.join("\n");
     if !body.is_empty() {
         body.push('\n');

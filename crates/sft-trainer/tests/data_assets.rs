@@ -39,7 +39,10 @@ fn alpaca_parquet_with_the_llama2_tokenizer() {
     assert!(loaded.train.iter().all(|e| e.input_ids.starts_with(&[1, 518, 25580, 29962])));
     let text = tok.decode(&loaded.train[1].input_ids, true).expect("decode");
     assert!(text.starts_with("[INST] ") && text.contains(" [/INST] "), "{text}");
-    assert!(loaded.train.iter().filter(|e| e.len() < 256).all(|e| e.input_ids.iter().filter(|&&t| t == 2).count() == 1), "no EOS added twice");
+    assert!(
+        loaded.train.iter().filter(|e| e.len() < 256).all(|e| e.input_ids.iter().filter(|&&t| t == 2).count() == 1),
+        "no EOS added twice"
+    );
 
     // HF's Llama tokenizer adds its own BOS in front of the text's `<s>`, as trl sees it.
     let mut options = LoadOptions::new(256);

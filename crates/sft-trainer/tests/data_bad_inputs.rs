@@ -143,12 +143,7 @@ fn wrong_types_and_missing_values_are_counted_per_reason() {
     let loaded = load(&config(&path), 64).expect("load");
     assert_eq!(loaded.train.len(), 1);
     let count = |r| loaded.report.skipped.get(&r).copied().unwrap_or(0);
-    assert_eq!(
-        (count(SkipReason::WrongType), count(SkipReason::Empty), count(SkipReason::MissingField)),
-        (2, 1, 2),
-        "{}",
-        loaded.report
-    );
+    assert_eq!((count(SkipReason::WrongType), count(SkipReason::Empty), count(SkipReason::MissingField)), (2, 1, 2), "{}", loaded.report);
     let rows: Vec<usize> = loaded.report.examples.iter().map(|i| i.row).collect();
     assert_eq!(rows, vec![0, 1, 2, 3, 5]);
     assert!(loaded.report.examples[0].detail.contains("`text` is a number"), "{}", loaded.report.examples[0].detail);

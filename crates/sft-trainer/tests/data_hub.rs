@@ -52,7 +52,11 @@ fn answer(stream: TcpStream, root: &Path, files: &[String]) {
     if path == format!("/api/datasets/{REPO}/revision/main") {
         let siblings: Vec<_> = files.iter().map(|f| serde_json::json!({"rfilename": f})).collect();
         let body = serde_json::json!({"id": REPO, "sha": COMMIT, "siblings": siblings}).to_string();
-        let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         return;
     }
     let served = path.strip_prefix(&format!("/datasets/{REPO}/resolve/main/")).filter(|f| files.iter().any(|x| x == f));

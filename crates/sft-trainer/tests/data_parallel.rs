@@ -38,7 +38,13 @@ fn setup(out: &Path, batch: usize, dropout: f64) -> RunSetup {
             save_steps: 4,
             ..TrainingArgs::default()
         },
-        lora: LoraConfig { r: 4, alpha: 8.0, dropout, target_modules: TargetModules::parse("all-linear").expect("t"), ..LoraConfig::default() },
+        lora: LoraConfig {
+            r: 4,
+            alpha: 8.0,
+            dropout,
+            target_modules: TargetModules::parse("all-linear").expect("t"),
+            ..LoraConfig::default()
+        },
         base_model_name: "tiny".into(),
         output_dir: out.to_path_buf(),
         pad_id: 2,
@@ -51,7 +57,12 @@ fn setup(out: &Path, batch: usize, dropout: f64) -> RunSetup {
 
 fn adapter_values(model: &Llama) -> Vec<f32> {
     let lora = LoraConfig { r: 4, ..LoraConfig::default() };
-    adapters::extract_adapter(model, &lora, "tiny").expect("extract").modules.values().flat_map(|w| w.a.iter().chain(&w.b).copied().collect::<Vec<_>>()).collect()
+    adapters::extract_adapter(model, &lora, "tiny")
+        .expect("extract")
+        .modules
+        .values()
+        .flat_map(|w| w.a.iter().chain(&w.b).copied().collect::<Vec<_>>())
+        .collect()
 }
 
 /// Runs a group of `world` thread ranks at `batch` each; per rank: (losses, adapter values).
@@ -64,7 +75,8 @@ fn train_group(root: &Path, world: usize, batch: usize, dropout: f64) -> Vec<(Ve
                 let out = root.join(format!("rank{r}"));
                 s.spawn(move || {
                     let device = Device::flex().autodiff();
-                    let mut t = Trainer::new(tiny_model(&device), setup(&out, batch, dropout)).expect("trainer").with_collective(Box::new(rank));
+                    let mut t =
+                        Trainer::new(tiny_model(&device), setup(&out, batch, dropout)).expect("trainer").with_collective(Box::new(rank));
                     let summary = t.train(|_, _, _| {}).expect("train");
                     (summary.losses, adapter_values(t.model()))
                 })

@@ -151,9 +151,8 @@ fn bfd_packing_matches_trl() {
     let bins: Vec<usize> = ints(&case["flat_batch_bins"]).into_iter().map(|i| i as usize).collect();
     let refs: Vec<&Example> = bins.iter().map(|&i| &loaded.train[i]).collect();
     let batch = collate(&refs, 2);
-    let real = |values: &[i64]| -> Vec<i64> {
-        values.iter().zip(&batch.attention_mask).filter(|(_, m)| **m == 1).map(|(v, _)| *v).collect()
-    };
+    let real =
+        |values: &[i64]| -> Vec<i64> { values.iter().zip(&batch.attention_mask).filter(|(_, m)| **m == 1).map(|(v, _)| *v).collect() };
     let expected = &case["flat_batch"];
     assert_eq!(real(&batch.input_ids), flat(&expected["input_ids"]));
     assert_eq!(real(&batch.labels), flat(&expected["labels"]));

@@ -60,20 +60,12 @@ impl TokenChunker {
             return Err(Error::Config("chunk_size must be at least 1".into()));
         }
         if chunk_overlap >= chunk_size {
-            return Err(Error::Config(format!(
-                "chunk_overlap ({chunk_overlap}) must be less than chunk_size ({chunk_size})"
-            )));
+            return Err(Error::Config(format!("chunk_overlap ({chunk_overlap}) must be less than chunk_size ({chunk_size})")));
         }
         let mut tokenizer = tokenizer.clone();
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        tokenizer.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
-        Ok(Self {
-            tokenizer,
-            chunk_size,
-            chunk_overlap,
-        })
+        Ok(Self { tokenizer, chunk_size, chunk_overlap })
     }
 
     /// Tokens per chunk at most.
@@ -88,10 +80,7 @@ impl TokenChunker {
 
     /// Byte offsets where each token starts, nondecreasing and on char boundaries.
     fn token_starts(&self, text: &str) -> Result<Vec<usize>> {
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut starts = Vec::with_capacity(encoding.len());
         let mut last = 0;
         for &(start, _) in encoding.get_offsets() {
@@ -125,14 +114,7 @@ impl TokenChunker {
         let starts = self.token_starts(text)?;
         let n = starts.len();
         if n == 0 {
-            return Ok(vec![Chunk {
-                index: 0,
-                start: 0,
-                end: text.len(),
-                token_start: 0,
-                token_end: 0,
-                text: text.into(),
-            }]);
+            return Ok(vec![Chunk { index: 0, start: 0, end: text.len(), token_start: 0, token_end: 0, text: text.into() }]);
         }
         let step = self.chunk_size - self.chunk_overlap;
         let mut chunks = Vec::with_capacity(n.div_ceil(step));
@@ -141,14 +123,7 @@ impl TokenChunker {
             let e = (s + self.chunk_size).min(n);
             let start = if s == 0 { 0 } else { starts[s] };
             let end = if e == n { text.len() } else { starts[e] };
-            chunks.push(Chunk {
-                index: chunks.len(),
-                start,
-                end,
-                token_start: s,
-                token_end: e,
-                text: text[start..end].to_string(),
-            });
+            chunks.push(Chunk { index: chunks.len(), start, end, token_start: s, token_end: e, text: text[start..end].to_string() });
             if e == n {
                 break;
             }
@@ -169,22 +144,13 @@ mod tests {
     /// Words and punctuation runs as tokens (all unknown), with true offsets.
     fn word_tokenizer() -> Tokenizer {
         let vocab: HashMap<String, u32> = [("[UNK]".to_string(), 0)].into_iter().collect();
-        let model = WordLevel::builder()
-            .vocab(vocab.into_iter().collect())
-            .unk_token("[UNK]".into())
-            .build()
-            .expect("model");
+        let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().expect("model");
         let mut tok = Tokenizer::new(model);
         tok.with_pre_tokenizer(Some(Whitespace {}));
         tok
     }
 
-    fn check_invariants(
-        text: &str,
-        chunks: &[Chunk],
-        size: usize,
-        overlap: usize,
-    ) -> std::result::Result<(), TestCaseError> {
+    fn check_invariants(text: &str, chunks: &[Chunk], size: usize, overlap: usize) -> std::result::Result<(), TestCaseError> {
         if text.is_empty() {
             prop_assert!(chunks.is_empty());
             return Ok(());
@@ -252,8 +218,7 @@ mod tests {
                 .iter()
                 .map(|rel| {
                     let path = assets::require(rel).unwrap_or_else(|e| panic!("{e}"));
-                    Tokenizer::from_file(&path)
-                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                    Tokenizer::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 })
                 .collect()
         })

@@ -59,10 +59,7 @@ pub struct FiltrationConfig {
 
 impl Default for FiltrationConfig {
     fn default() -> Self {
-        Self {
-            synthetic_input_quality_threshold: 0.5,
-            max_quality_retries: 3,
-        }
+        Self { synthetic_input_quality_threshold: 0.5, max_quality_retries: 3 }
     }
 }
 
@@ -145,17 +142,10 @@ impl SynthConfig {
             return fail("context.chunk_size must be at least 1".into());
         }
         if c.chunk_overlap >= c.chunk_size {
-            return fail(format!(
-                "context.chunk_overlap ({}) must be less than chunk_size ({})",
-                c.chunk_overlap, c.chunk_size
-            ));
+            return fail(format!("context.chunk_overlap ({}) must be less than chunk_size ({})", c.chunk_overlap, c.chunk_size));
         }
-        if c.max_contexts_per_document == 0
-            || c.min_contexts_per_document > c.max_contexts_per_document
-        {
-            return fail(
-                "context: need 1 ≤ min_contexts_per_document ≤ max_contexts_per_document".into(),
-            );
+        if c.max_contexts_per_document == 0 || c.min_contexts_per_document > c.max_contexts_per_document {
+            return fail("context: need 1 ≤ min_contexts_per_document ≤ max_contexts_per_document".into());
         }
         if c.max_context_length == 0 || c.min_context_length > c.max_context_length {
             return fail("context: need 1 ≤ min_context_length ≤ max_context_length".into());
@@ -164,18 +154,9 @@ impl SynthConfig {
             return fail("context.max_retries must be at least 1".into());
         }
         for (name, v) in [
-            (
-                "context.context_quality_threshold",
-                c.context_quality_threshold,
-            ),
-            (
-                "context.context_similarity_threshold",
-                c.context_similarity_threshold,
-            ),
-            (
-                "filtration.synthetic_input_quality_threshold",
-                self.filtration.synthetic_input_quality_threshold,
-            ),
+            ("context.context_quality_threshold", c.context_quality_threshold),
+            ("context.context_similarity_threshold", c.context_similarity_threshold),
+            ("filtration.synthetic_input_quality_threshold", self.filtration.synthetic_input_quality_threshold),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return fail(format!("{name} is {v}; must be in [0, 1]"));
@@ -224,20 +205,15 @@ mod tests {
         let json = serde_json::to_string(&cfg).expect("ser");
         let back: SynthConfig = serde_json::from_str(&json).expect("de");
         assert_eq!(back, cfg);
-        let partial: SynthConfig = serde_json::from_str(
-            r#"{"max_goldens_per_document": 2, "context": {"chunk_size": 64}}"#,
-        )
-        .expect("partial");
+        let partial: SynthConfig =
+            serde_json::from_str(r#"{"max_goldens_per_document": 2, "context": {"chunk_size": 64}}"#).expect("partial");
         assert_eq!(partial.context.chunk_size, 64);
         assert_eq!(partial.context.max_retries, 3);
     }
 
     #[test]
     fn per_document_cap_limits_contexts() {
-        let mut cfg = SynthConfig {
-            max_goldens_per_document: Some(2),
-            ..SynthConfig::default()
-        };
+        let mut cfg = SynthConfig { max_goldens_per_document: Some(2), ..SynthConfig::default() };
         assert_eq!(cfg.contexts_per_document(), 1);
         assert_eq!(cfg.goldens_per_document(), 2);
         cfg.max_goldens_per_document = Some(5);
@@ -251,19 +227,9 @@ mod tests {
     fn bad_values_name_the_field() {
         let mut cfg = SynthConfig::default();
         cfg.context.chunk_overlap = 1024;
-        assert!(
-            cfg.validate()
-                .expect_err("overlap")
-                .to_string()
-                .contains("chunk_overlap")
-        );
+        assert!(cfg.validate().expect_err("overlap").to_string().contains("chunk_overlap"));
         let mut cfg = SynthConfig::default();
         cfg.filtration.synthetic_input_quality_threshold = 1.5;
-        assert!(
-            cfg.validate()
-                .expect_err("threshold")
-                .to_string()
-                .contains("synthetic_input_quality_threshold")
-        );
+        assert!(cfg.validate().expect_err("threshold").to_string().contains("synthetic_input_quality_threshold"));
     }
 }

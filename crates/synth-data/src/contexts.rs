@@ -45,11 +45,7 @@ struct ContextScore {
 
 /// The critic's quality score of one chunk.
 fn rate_chunk(critic: &Asker<'_>, doc: &Document, chunk: &Chunk) -> Result<f64> {
-    let stage = format!(
-        "context quality of chunk {} of {}",
-        chunk.index,
-        doc.path.display()
-    );
+    let stage = format!("context quality of chunk {} of {}", chunk.index, doc.path.display());
     let s: ContextScore = critic.json(
         &stage,
         prompts::rate_context(&chunk.text),
@@ -59,37 +55,19 @@ fn rate_chunk(critic: &Asker<'_>, doc: &Document, chunk: &Chunk) -> Result<f64> 
 }
 
 /// Embeds every chunk of a document, checking the embedder's answer.
-pub(crate) fn embed_chunks(
-    embedder: &dyn Embedder,
-    doc: &Document,
-    chunks: &[Chunk],
-) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn embed_chunks(embedder: &dyn Embedder, doc: &Document, chunks: &[Chunk]) -> Result<Vec<Vec<f32>>> {
     let stage = format!("embedding the chunks of {}", doc.path.display());
     let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
     let vectors = embedder.embed(&texts).map_err(|e| Error::llm(&stage, e))?;
-    let malformed = |detail: String| {
-        Error::llm(
-            &stage,
-            llm_api::Error::Malformed {
-                what: "embeddings".into(),
-                detail,
-                answer: String::new(),
-            },
-        )
-    };
+    let malformed =
+        |detail: String| Error::llm(&stage, llm_api::Error::Malformed { what: "embeddings".into(), detail, answer: String::new() });
     if vectors.len() != texts.len() {
-        return Err(malformed(format!(
-            "{} vectors for {} texts",
-            vectors.len(),
-            texts.len()
-        )));
+        return Err(malformed(format!("{} vectors for {} texts", vectors.len(), texts.len())));
     }
     if let Some(first) = vectors.first()
         && (first.is_empty() || vectors.iter().any(|v| v.len() != first.len()))
     {
-        return Err(malformed(
-            "vectors are empty or of different lengths".into(),
-        ));
+        return Err(malformed("vectors are empty or of different lengths".into()));
     }
     Ok(vectors)
 }
@@ -108,11 +86,7 @@ pub(crate) fn build_contexts<R: Rng + ?Sized>(
     critic: &Asker<'_>,
     rng: &mut R,
 ) -> Result<Vec<BuiltContext>> {
-    let usable: Vec<usize> = chunks
-        .iter()
-        .filter(|c| !c.text.trim().is_empty())
-        .map(|c| c.index)
-        .collect();
+    let usable: Vec<usize> = chunks.iter().filter(|c| !c.text.trim().is_empty()).map(|c| c.index).collect();
     let total = usable.len();
     let too_few = |what: &str, need: usize| Error::TooFewChunks {
         path: doc.path.clone(),
@@ -122,10 +96,7 @@ pub(crate) fn build_contexts<R: Rng + ?Sized>(
         ),
     };
     if total < cfg.min_contexts_per_document {
-        return Err(too_few(
-            "min_contexts_per_document",
-            cfg.min_contexts_per_document,
-        ));
+        return Err(too_few("min_contexts_per_document", cfg.min_contexts_per_document));
     }
     if total < cfg.min_context_length {
         return Err(too_few("min_context_length", cfg.min_context_length));
@@ -136,18 +107,8 @@ pub(crate) fn build_contexts<R: Rng + ?Sized>(
     Ok(seeds
         .into_iter()
         .map(|(seed, quality)| {
-            let (chunk_indices, similarities) = group(
-                seed,
-                &usable,
-                embeddings,
-                context_length,
-                cfg.context_similarity_threshold,
-            );
-            BuiltContext {
-                chunk_indices,
-                similarities,
-                quality,
-            }
+            let (chunk_indices, similarities) = group(seed, &usable, embeddings, context_length, cfg.context_similarity_threshold);
+            BuiltContext { chunk_indices, similarities, quality }
         })
         .collect())
 }
@@ -166,10 +127,7 @@ fn select_seeds<R: Rng + ?Sized>(
     let total = usable.len();
     if total < n * r {
         let picks = rand::seq::index::sample(rng, total, n).into_vec();
-        return picks
-            .into_iter()
-            .map(|p| Ok((usable[p], rate_chunk(critic, doc, &chunks[usable[p]])?)))
-            .collect();
+        return picks.into_iter().map(|p| Ok((usable[p], rate_chunk(critic, doc, &chunks[usable[p]])?))).collect();
     }
     let candidates = rand::seq::index::sample(rng, total, n * r).into_vec();
     let mut taken = Vec::with_capacity(n);
@@ -201,18 +159,9 @@ fn select_seeds<R: Rng + ?Sized>(
 }
 
 /// Step 2: the seed and its most similar usable chunks above the threshold.
-fn group(
-    seed: usize,
-    usable: &[usize],
-    embeddings: &[Vec<f32>],
-    length: usize,
-    threshold: f64,
-) -> (Vec<usize>, Vec<f64>) {
-    let mut others: Vec<(usize, f64)> = usable
-        .iter()
-        .filter(|&&i| i != seed)
-        .map(|&i| (i, cosine(&embeddings[seed], &embeddings[i])))
-        .collect();
+fn group(seed: usize, usable: &[usize], embeddings: &[Vec<f32>], length: usize, threshold: f64) -> (Vec<usize>, Vec<f64>) {
+    let mut others: Vec<(usize, f64)> =
+        usable.iter().filter(|&&i| i != seed).map(|&i| (i, cosine(&embeddings[seed], &embeddings[i]))).collect();
     // Most similar first; ties by position for determinism.
     others.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut indices = vec![seed];
@@ -242,79 +191,36 @@ mod tests {
         fn name(&self) -> String {
             "digits".into()
         }
-        fn complete(
-            &self,
-            messages: &[Message],
-            _: &CompletionOptions,
-        ) -> llm_api::Result<Completion> {
+        fn complete(&self, messages: &[Message], _: &CompletionOptions) -> llm_api::Result<Completion> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            let passage = messages[0]
-                .content
-                .rsplit("Passage:\n")
-                .next()
-                .unwrap_or("");
-            let q: f64 = passage
-                .trim()
-                .rsplit(' ')
-                .next()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0.0)
-                / 10.0;
-            let text =
-                format!(r#"{{"clarity": {q}, "depth": {q}, "structure": {q}, "relevance": {q}}}"#);
-            Ok(Completion {
-                text,
-                logprobs: None,
-                finish_reason: FinishReason::Stop,
-                usage: Usage::default(),
-            })
+            let passage = messages[0].content.rsplit("Passage:\n").next().unwrap_or("");
+            let q: f64 = passage.trim().rsplit(' ').next().and_then(|d| d.parse().ok()).unwrap_or(0.0) / 10.0;
+            let text = format!(r#"{{"clarity": {q}, "depth": {q}, "structure": {q}, "relevance": {q}}}"#);
+            Ok(Completion { text, logprobs: None, finish_reason: FinishReason::Stop, usage: Usage::default() })
         }
     }
 
     fn setup(qualities: &[u8]) -> (Document, Vec<Chunk>, Vec<Vec<f32>>) {
-        let doc = Document {
-            path: "d.txt".into(),
-            format: DocumentFormat::Text,
-            text: String::new(),
-        };
+        let doc = Document { path: "d.txt".into(), format: DocumentFormat::Text, text: String::new() };
         let chunks = qualities
             .iter()
             .enumerate()
             .map(|(i, q)| {
                 let text = format!("chunk {i} {q}");
-                Chunk {
-                    index: i,
-                    start: 0,
-                    end: 0,
-                    token_start: i,
-                    token_end: i + 1,
-                    text,
-                }
+                Chunk { index: i, start: 0, end: 0, token_start: i, token_end: i + 1, text }
             })
             .collect();
-        let emb = qualities
-            .iter()
-            .enumerate()
-            .map(|(i, _)| vec![1.0, i as f32])
-            .collect();
+        let emb = qualities.iter().enumerate().map(|(i, _)| vec![1.0, i as f32]).collect();
         (doc, chunks, emb)
     }
 
     fn select(qualities: &[u8], n: usize) -> (Vec<BuiltContext>, usize) {
         let (doc, chunks, emb) = setup(qualities);
         let critic = DigitCritic(AtomicUsize::new(0));
-        let asker = Asker {
-            llm: &critic,
-            options: CompletionOptions::default(),
-            max_json_retries: 0,
-        };
-        let cfg = ContextConfig {
-            max_context_length: 1,
-            ..ContextConfig::default()
-        };
+        let asker = Asker { llm: &critic, options: CompletionOptions::default(), max_json_retries: 0 };
+        let cfg = ContextConfig { max_context_length: 1, ..ContextConfig::default() };
         let mut rng = StdRng::seed_from_u64(11);
-        let built =
-            build_contexts(&doc, &chunks, &emb, n, &cfg, &asker, &mut rng).expect("contexts");
+        let built = build_contexts(&doc, &chunks, &emb, n, &cfg, &asker, &mut rng).expect("contexts");
         (built, critic.0.load(Ordering::SeqCst))
     }
 
@@ -338,8 +244,7 @@ mod tests {
             assert!(c.quality < 0.5);
             assert!((c.quality - f64::from(qualities[c.chunk_indices[0]]) / 10.0).abs() < 1e-12);
         }
-        let distinct: std::collections::BTreeSet<usize> =
-            built.iter().map(|c| c.chunk_indices[0]).collect();
+        let distinct: std::collections::BTreeSet<usize> = built.iter().map(|c| c.chunk_indices[0]).collect();
         assert_eq!(distinct.len(), 3);
     }
 
@@ -354,34 +259,17 @@ mod tests {
         let (doc, mut chunks, emb) = setup(&[9, 9]);
         chunks[1].text = "  \n ".into();
         let critic = DigitCritic(AtomicUsize::new(0));
-        let asker = Asker {
-            llm: &critic,
-            options: CompletionOptions::default(),
-            max_json_retries: 0,
-        };
-        let cfg = ContextConfig {
-            min_contexts_per_document: 2,
-            ..ContextConfig::default()
-        };
+        let asker = Asker { llm: &critic, options: CompletionOptions::default(), max_json_retries: 0 };
+        let cfg = ContextConfig { min_contexts_per_document: 2, ..ContextConfig::default() };
         let mut rng = StdRng::seed_from_u64(0);
-        let err =
-            build_contexts(&doc, &chunks, &emb, 2, &cfg, &asker, &mut rng).expect_err("one usable");
-        assert!(
-            matches!(err, Error::TooFewChunks { .. }) && err.to_string().contains("d.txt"),
-            "{err}"
-        );
+        let err = build_contexts(&doc, &chunks, &emb, 2, &cfg, &asker, &mut rng).expect_err("one usable");
+        assert!(matches!(err, Error::TooFewChunks { .. }) && err.to_string().contains("d.txt"), "{err}");
         assert_eq!(critic.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]
     fn grouping_takes_the_nearest_above_threshold() {
-        let emb = vec![
-            vec![1.0, 0.0],
-            vec![0.0, 1.0],
-            vec![0.9, 0.1],
-            vec![0.6, 0.4],
-            vec![-1.0, 0.0],
-        ];
+        let emb = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.9, 0.1], vec![0.6, 0.4], vec![-1.0, 0.0]];
         let usable = [0, 1, 2, 3, 4];
         let (idx, sims) = group(0, &usable, &emb, 3, 0.0);
         assert_eq!(idx, vec![0, 2, 3]);

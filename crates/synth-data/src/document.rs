@@ -40,18 +40,12 @@ impl DocumentFormat {
     /// # Errors
     /// [`Error::UnsupportedFormat`] naming the file and the extension.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let extension = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
+        let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
         FORMATS
             .iter()
             .find(|(ext, _)| *ext == extension)
             .map(|(_, format)| *format)
-            .ok_or_else(|| Error::UnsupportedFormat {
-                path: path.to_path_buf(),
-                extension,
-            })
+            .ok_or_else(|| Error::UnsupportedFormat { path: path.to_path_buf(), extension })
     }
 
     /// A short upper-case name for messages.
@@ -83,44 +77,26 @@ pub struct Document {
 /// (0 bytes), [`Error::Encoding`], [`Error::Corrupt`], [`Error::Encrypted`] or
 /// [`Error::NoText`] (readable, but no text in it), each naming the file.
 pub fn load_document(path: &Path) -> Result<Document> {
-    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     if meta.is_dir() {
-        return Err(Error::IsDirectory {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::IsDirectory { path: path.to_path_buf() });
     }
     let format = DocumentFormat::from_path(path)?;
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     if bytes.is_empty() {
-        return Err(Error::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::EmptyFile { path: path.to_path_buf() });
     }
     let text = match format {
         DocumentFormat::Text => loaders::text::decode(&bytes, path)?,
-        DocumentFormat::Markdown => {
-            loaders::markdown::to_plain_text(&loaders::text::decode(&bytes, path)?)
-        }
+        DocumentFormat::Markdown => loaders::markdown::to_plain_text(&loaders::text::decode(&bytes, path)?),
         DocumentFormat::Pdf => loaders::pdf::extract(&bytes, path)?,
         DocumentFormat::Docx => loaders::docx::extract(&bytes, path)?,
     };
     if text.trim().is_empty() {
-        return Err(Error::NoText {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::NoText { path: path.to_path_buf() });
     }
     tracing::debug!(path = %path.display(), format = format.name(), chars = text.len(), "loaded document");
-    Ok(Document {
-        path: path.to_path_buf(),
-        format,
-        text,
-    })
+    Ok(Document { path: path.to_path_buf(), format, text })
 }
 
 #[cfg(test)]
@@ -129,19 +105,10 @@ mod tests {
 
     #[test]
     fn extensions_map_case_insensitively() {
-        assert_eq!(
-            DocumentFormat::from_path(Path::new("a/B.PDF")).expect("pdf"),
-            DocumentFormat::Pdf
-        );
-        assert_eq!(
-            DocumentFormat::from_path(Path::new("x.markdown")).expect("md"),
-            DocumentFormat::Markdown
-        );
+        assert_eq!(DocumentFormat::from_path(Path::new("a/B.PDF")).expect("pdf"), DocumentFormat::Pdf);
+        assert_eq!(DocumentFormat::from_path(Path::new("x.markdown")).expect("md"), DocumentFormat::Markdown);
         let err = DocumentFormat::from_path(Path::new("notes.rtf")).expect_err("rtf");
-        assert!(
-            err.to_string().contains("notes.rtf") && err.to_string().contains("`rtf`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("notes.rtf") && err.to_string().contains("`rtf`"), "{err}");
         let err = DocumentFormat::from_path(Path::new("README")).expect_err("no extension");
         assert!(err.to_string().contains("README"), "{err}");
     }
@@ -152,15 +119,9 @@ mod tests {
         let sub = dir.path().join("folder.txt");
         std::fs::create_dir(&sub).expect("mkdir");
         let err = load_document(&sub).expect_err("dir");
-        assert!(
-            matches!(err, Error::IsDirectory { .. }) && err.to_string().contains("folder.txt"),
-            "{err}"
-        );
+        assert!(matches!(err, Error::IsDirectory { .. }) && err.to_string().contains("folder.txt"), "{err}");
         let err = load_document(&dir.path().join("absent.txt")).expect_err("missing");
-        assert!(
-            matches!(err, Error::Io { .. }) && err.to_string().contains("absent.txt"),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("absent.txt"), "{err}");
     }
 
     #[test]
@@ -169,9 +130,6 @@ mod tests {
         let path = dir.path().join("blank.md");
         std::fs::write(&path, "  \n\n\t ").expect("write");
         let err = load_document(&path).expect_err("blank");
-        assert!(
-            matches!(err, Error::NoText { .. }) && err.to_string().contains("blank.md"),
-            "{err}"
-        );
+        assert!(matches!(err, Error::NoText { .. }) && err.to_string().contains("blank.md"), "{err}");
     }
 }

@@ -103,9 +103,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Wraps a model error with the stage that produced it.
     pub fn llm(stage: impl Into<String>, source: llm_api::Error) -> Self {
-        Error::Llm {
-            stage: stage.into(),
-            source,
-        }
+        Error::Llm { stage: stage.into(), source }
     }
 }

@@ -70,10 +70,7 @@ pub struct EvolutionConfig {
 impl Default for EvolutionConfig {
     /// One evolution, every kind equally likely (weight 1/7 each).
     fn default() -> Self {
-        Self {
-            num_evolutions: 1,
-            weights: Evolution::ALL.iter().map(|&e| (e, 1.0 / 7.0)).collect(),
-        }
+        Self { num_evolutions: 1, weights: Evolution::ALL.iter().map(|&e| (e, 1.0 / 7.0)).collect() }
     }
 }
 
@@ -85,15 +82,11 @@ impl EvolutionConfig {
     pub fn validate(&self) -> Result<()> {
         for (evolution, &w) in &self.weights {
             if !w.is_finite() || w < 0.0 {
-                return Err(Error::Config(format!(
-                    "evolution weight for {evolution:?} is {w}; must be finite and ≥ 0"
-                )));
+                return Err(Error::Config(format!("evolution weight for {evolution:?} is {w}; must be finite and ≥ 0")));
             }
         }
         if self.num_evolutions > 0 && self.weights.values().sum::<f64>() <= 0.0 {
-            return Err(Error::Config(
-                "num_evolutions > 0 but every evolution weight is 0".into(),
-            ));
+            return Err(Error::Config("num_evolutions > 0 but every evolution weight is 0".into()));
         }
         Ok(())
     }
@@ -133,13 +126,7 @@ mod tests {
     fn zero_weights_are_never_chosen_and_shares_follow_weights() {
         let cfg = EvolutionConfig {
             num_evolutions: 1,
-            weights: [
-                (Evolution::Reasoning, 3.0),
-                (Evolution::Comparative, 1.0),
-                (Evolution::InBreadth, 0.0),
-            ]
-            .into_iter()
-            .collect(),
+            weights: [(Evolution::Reasoning, 3.0), (Evolution::Comparative, 1.0), (Evolution::InBreadth, 0.0)].into_iter().collect(),
         };
         cfg.validate().expect("valid");
         let mut rng = StdRng::seed_from_u64(7);
@@ -156,16 +143,8 @@ mod tests {
     fn bad_weights_are_refused() {
         let mut cfg = EvolutionConfig::default();
         cfg.weights.insert(Evolution::Hypothetical, -1.0);
-        assert!(
-            cfg.validate()
-                .expect_err("negative")
-                .to_string()
-                .contains("Hypothetical")
-        );
-        let cfg = EvolutionConfig {
-            num_evolutions: 2,
-            weights: BTreeMap::new(),
-        };
+        assert!(cfg.validate().expect_err("negative").to_string().contains("Hypothetical"));
+        let cfg = EvolutionConfig { num_evolutions: 2, weights: BTreeMap::new() };
         assert!(cfg.validate().is_err());
     }
 

@@ -48,10 +48,7 @@ pub struct Golden {
 
 /// A temporary sibling of `path`, unique to this process.
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -61,10 +58,7 @@ fn temp_sibling(path: &Path) -> PathBuf {
 /// [`Error::Io`] naming the file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path);
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -84,10 +78,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn to_jsonl(goldens: &[Golden]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for g in goldens {
-        serde_json::to_writer(&mut out, g).map_err(|e| Error::Output {
-            path: "<jsonl>".into(),
-            detail: e.to_string(),
-        })?;
+        serde_json::to_writer(&mut out, g).map_err(|e| Error::Output { path: "<jsonl>".into(), detail: e.to_string() })?;
         out.push(b'\n');
     }
     Ok(out)
@@ -99,10 +90,7 @@ pub fn to_jsonl(goldens: &[Golden]) -> Result<Vec<u8>> {
 /// [`Error::Io`] or [`Error::Output`] naming the file.
 pub fn write_jsonl(path: &Path, goldens: &[Golden]) -> Result<()> {
     let bytes = to_jsonl(goldens).map_err(|e| match e {
-        Error::Output { detail, .. } => Error::Output {
-            path: path.to_path_buf(),
-            detail,
-        },
+        Error::Output { detail, .. } => Error::Output { path: path.to_path_buf(), detail },
         other => other,
     })?;
     write_atomically(path, &bytes)
@@ -113,51 +101,31 @@ pub fn write_jsonl(path: &Path, goldens: &[Golden]) -> Result<()> {
 /// # Errors
 /// [`Error::Io`], or [`Error::Output`] naming the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Golden>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| Error::Output {
-                path: path.to_path_buf(),
-                detail: format!("line {}: {e}", i + 1),
-            })
+            serde_json::from_str(line).map_err(|e| Error::Output { path: path.to_path_buf(), detail: format!("line {}: {e}", i + 1) })
         })
         .collect()
 }
 
 /// CSV columns, in order. List-valued fields are JSON arrays in one cell.
-pub const CSV_COLUMNS: [&str; 8] = [
-    "input",
-    "expected_output",
-    "context",
-    "source_file",
-    "evolutions",
-    "context_quality",
-    "synthetic_input_quality",
-    "original_input",
-];
+pub const CSV_COLUMNS: [&str; 8] =
+    ["input", "expected_output", "context", "source_file", "evolutions", "context_quality", "synthetic_input_quality", "original_input"];
 
 /// Writes the goldens as CSV with a header row, atomically.
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Output`] naming the file.
 pub fn write_csv(path: &Path, goldens: &[Golden]) -> Result<()> {
-    let out_err = |detail: String| Error::Output {
-        path: path.to_path_buf(),
-        detail,
-    };
+    let out_err = |detail: String| Error::Output { path: path.to_path_buf(), detail };
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record(CSV_COLUMNS)
-        .map_err(|e| out_err(e.to_string()))?;
+    writer.write_record(CSV_COLUMNS).map_err(|e| out_err(e.to_string()))?;
     for g in goldens {
         let context = serde_json::to_string(&g.context).map_err(|e| out_err(e.to_string()))?;
-        let evolutions =
-            serde_json::to_string(&g.evolutions).map_err(|e| out_err(e.to_string()))?;
+        let evolutions = serde_json::to_string(&g.evolutions).map_err(|e| out_err(e.to_string()))?;
         writer
             .write_record([
                 g.input.as_str(),
@@ -185,18 +153,7 @@ mod tests {
             expected_output: Some("The moon.\nMostly.".into()),
             context: vec!["Tides rise.".into(), "The moon pulls.".into()],
             source_file: "docs/tides.txt".into(),
-            context_chunks: vec![
-                ChunkRef {
-                    index: 0,
-                    start: 0,
-                    end: 11,
-                },
-                ChunkRef {
-                    index: 3,
-                    start: 40,
-                    end: 55,
-                },
-            ],
+            context_chunks: vec![ChunkRef { index: 0, start: 0, end: 11 }, ChunkRef { index: 3, start: 40, end: 55 }],
             context_similarities: vec![1.0, 0.5],
             evolutions: vec![Evolution::MultiContext],
             context_quality: 0.8,
@@ -211,10 +168,7 @@ mod tests {
         let path = dir.path().join("goldens.jsonl");
         write_jsonl(&path, &[golden(), golden()]).expect("write");
         assert_eq!(read_jsonl(&path).expect("read"), vec![golden(), golden()]);
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("goldens.jsonl")]);
         let line = std::fs::read_to_string(&path).expect("read");
         assert!(line.contains(r#""evolutions":["multi_context"]"#), "{line}");
@@ -226,12 +180,7 @@ mod tests {
         let path = dir.path().join("goldens.csv");
         write_csv(&path, &[golden()]).expect("write");
         let mut reader = csv::Reader::from_path(&path).expect("open");
-        let header: Vec<String> = reader
-            .headers()
-            .expect("header")
-            .iter()
-            .map(String::from)
-            .collect();
+        let header: Vec<String> = reader.headers().expect("header").iter().map(String::from).collect();
         assert_eq!(header, CSV_COLUMNS);
         let row = reader.records().next().expect("row").expect("record");
         assert_eq!(&row[0], "Why do tides, \"rise\"?");
@@ -246,16 +195,12 @@ mod tests {
         let path = dir.path().join("g.jsonl");
         std::fs::write(&path, "\n{\"input\": 3}\n").expect("write");
         let err = read_jsonl(&path).expect_err("bad");
-        assert!(
-            err.to_string().contains("g.jsonl") && err.to_string().contains("line 2"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("g.jsonl") && err.to_string().contains("line 2"), "{err}");
     }
 
     #[test]
     fn writing_into_a_missing_folder_names_the_file() {
-        let err =
-            write_jsonl(Path::new("/nonexistent-dir/x/g.jsonl"), &[golden()]).expect_err("no dir");
+        let err = write_jsonl(Path::new("/nonexistent-dir/x/g.jsonl"), &[golden()]).expect_err("no dir");
         assert!(err.to_string().contains("g.jsonl"), "{err}");
     }
 }

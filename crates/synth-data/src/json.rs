@@ -47,10 +47,7 @@ fn candidates(answer: &str) -> Vec<String> {
     let trimmed = answer.trim();
     let mut out = vec![trimmed.to_string()];
     if let Some(after) = trimmed.split_once("```").map(|(_, rest)| rest) {
-        let body = after
-            .strip_prefix("json")
-            .or_else(|| after.strip_prefix("JSON"))
-            .unwrap_or(after);
+        let body = after.strip_prefix("json").or_else(|| after.strip_prefix("JSON")).unwrap_or(after);
         let body = body.split("```").next().unwrap_or(body);
         out.push(body.trim().to_string());
     }
@@ -108,9 +105,7 @@ impl<'de> Deserialize<'de> for Score {
         };
         match x {
             Some(x) if x.is_finite() => Ok(Score(x.clamp(0.0, 1.0))),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a score between 0 and 1, found {v}"
-            ))),
+            _ => Err(serde::de::Error::custom(format!("expected a score between 0 and 1, found {v}"))),
         }
     }
 }
@@ -217,10 +212,7 @@ impl Asker<'_> {
     /// One plain-text answer, trimmed.
     pub fn text(&self, stage: &str, prompt: String) -> Result<String> {
         let messages = [Message::user(prompt)];
-        let completion = self
-            .llm
-            .complete(&messages, &self.options)
-            .map_err(|e| Error::llm(stage, e))?;
+        let completion = self.llm.complete(&messages, &self.options).map_err(|e| Error::llm(stage, e))?;
         Ok(completion.text.trim().to_string())
     }
 
@@ -229,31 +221,17 @@ impl Asker<'_> {
     pub fn json<T: DeserializeOwned>(&self, stage: &str, prompt: String, shape: &str) -> Result<T> {
         let mut messages = vec![Message::user(prompt)];
         let schema = schema_of_shape(shape).unwrap_or_else(|e| panic!("a stage's shape must be well formed: {e}"));
-        let mut options = CompletionOptions {
-            json_mode: true,
-            json_schema: Some(schema),
-            ..self.options.clone()
-        };
+        let mut options = CompletionOptions { json_mode: true, json_schema: Some(schema), ..self.options.clone() };
         let base_seed = options.seed;
         let mut attempt = 0;
         loop {
-            let completion = self
-                .llm
-                .complete(&messages, &options)
-                .map_err(|e| Error::llm(stage, e))?;
+            let completion = self.llm.complete(&messages, &options).map_err(|e| Error::llm(stage, e))?;
             match parse_lenient::<T>(&completion.text) {
                 Ok(parsed) => return Ok(parsed),
                 Err(detail) if attempt >= self.max_json_retries => {
                     let answer: String = completion.text.chars().take(QUOTE_LIMIT).collect();
-                    let source = llm_api::Error::Malformed {
-                        what: format!("JSON {shape}"),
-                        detail,
-                        answer,
-                    };
-                    return Err(Error::llm(
-                        format!("{stage} (after {} attempts)", attempt + 1),
-                        source,
-                    ));
+                    let source = llm_api::Error::Malformed { what: format!("JSON {shape}"), detail, answer };
+                    return Err(Error::llm(format!("{stage} (after {} attempts)", attempt + 1), source));
                 }
                 Err(detail) => {
                     tracing::debug!(stage, attempt, %detail, "answer is not the JSON asked for; asking again");
@@ -303,21 +281,14 @@ mod tests {
 
     #[test]
     fn reads_json_in_prose_fences_and_with_trailing_commas() {
-        let want = Feedback {
-            feedback: "ok".into(),
-            score: Score(0.75),
-        };
+        let want = Feedback { feedback: "ok".into(), score: Score(0.75) };
         for answer in [
             r#"{"feedback": "ok", "score": 0.75}"#,
             "Sure! Here it is:\n```json\n{\"feedback\": \"ok\", \"score\": 0.75}\n```\nHope it helps.",
             r#"The JSON: {"feedback": "ok", "score": "0.75",} done"#,
             r#"{"note": 1} then {"feedback": "ok", "score": 0.75}"#,
         ] {
-            assert_eq!(
-                parse_lenient::<Feedback>(answer).expect(answer),
-                want,
-                "{answer}"
-            );
+            assert_eq!(parse_lenient::<Feedback>(answer).expect(answer), want, "{answer}");
         }
     }
 
@@ -331,8 +302,7 @@ mod tests {
     fn scores_clamp_and_reject_words() {
         let f: Feedback = parse_lenient(r#"{"feedback": "", "score": 7}"#).expect("clamped");
         assert_eq!(f.score, Score(1.0));
-        let err =
-            parse_lenient::<Feedback>(r#"{"feedback": "", "score": "high"}"#).expect_err("word");
+        let err = parse_lenient::<Feedback>(r#"{"feedback": "", "score": "high"}"#).expect_err("word");
         assert!(err.contains("score"), "{err}");
         assert!(parse_lenient::<Feedback>("no json here").is_err());
     }

@@ -41,7 +41,5 @@ pub use contexts::BuiltContext;
 pub use document::{Document, DocumentFormat, FORMATS, load_document};
 pub use error::{Error, Result};
 pub use evolution::{Evolution, EvolutionConfig};
-pub use golden::{
-    CSV_COLUMNS, ChunkRef, Golden, read_jsonl, write_atomically, write_csv, write_jsonl,
-};
+pub use golden::{CSV_COLUMNS, ChunkRef, Golden, read_jsonl, write_atomically, write_csv, write_jsonl};
 pub use synthesizer::{Progress, Synthesizer};

@@ -20,12 +20,7 @@ pub const STYLE_INPUT: &str = "Task: restyle a test input.";
 pub const ANSWER_INPUT: &str = "Task: answer a test input from its context.";
 
 fn numbered(context: &[String]) -> String {
-    context
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("[{}] {}", i + 1, c.trim()))
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    context.iter().enumerate().map(|(i, c)| format!("[{}] {}", i + 1, c.trim())).collect::<Vec<_>>().join("\n\n")
 }
 
 /// Scores a chunk on clarity, depth, structure and relevance, each in `[0, 1]`.
@@ -109,24 +104,12 @@ Feedback:
 /// What each evolution asks for.
 fn evolution_rule(evolution: Evolution) -> &'static str {
     match evolution {
-        Evolution::Reasoning => {
-            "Make answering it take several steps of reasoning: the reader must connect facts or draw an inference."
-        }
-        Evolution::MultiContext => {
-            "Make answering it need information from every numbered part of the context."
-        }
-        Evolution::Concretizing => {
-            "Replace general notions in it with specific ones named in the context."
-        }
-        Evolution::Constrained => {
-            "Add one condition or constraint (a limit, a case, a requirement) that the answer must respect."
-        }
-        Evolution::Comparative => {
-            "Turn it into a comparison of two or more things described in the context."
-        }
-        Evolution::Hypothetical => {
-            "Set it in a hypothetical situation whose answer still follows from the context."
-        }
+        Evolution::Reasoning => "Make answering it take several steps of reasoning: the reader must connect facts or draw an inference.",
+        Evolution::MultiContext => "Make answering it need information from every numbered part of the context.",
+        Evolution::Concretizing => "Replace general notions in it with specific ones named in the context.",
+        Evolution::Constrained => "Add one condition or constraint (a limit, a case, a requirement) that the answer must respect.",
+        Evolution::Comparative => "Turn it into a comparison of two or more things described in the context.",
+        Evolution::Hypothetical => "Set it in a hypothetical situation whose answer still follows from the context.",
         Evolution::InBreadth => {
             "Write a new input on a related but less common aspect of the same topic, still answerable from the context."
         }
@@ -178,9 +161,7 @@ Input:
 
 /// Answers an input from its context; the answer is plain text.
 pub fn answer_input(input: &str, context: &[String], format: Option<&str>) -> String {
-    let format = format
-        .map(|f| format!("Format the answer as: {f}\n"))
-        .unwrap_or_default();
+    let format = format.map(|f| format!("Format the answer as: {f}\n")).unwrap_or_default();
     format!(
         "{ANSWER_INPUT}
 Answer the input accurately and completely using only the context. {format}Reply with the answer only.
@@ -203,19 +184,13 @@ mod tests {
     #[test]
     fn prompts_start_with_their_task_line_and_carry_their_inputs() {
         let ctx = vec!["Bees dance.".to_string(), "Hives hold wax.".to_string()];
-        let styling = StylingConfig {
-            scenario: Some("a curious child".into()),
-            ..StylingConfig::default()
-        };
+        let styling = StylingConfig { scenario: Some("a curious child".into()), ..StylingConfig::default() };
         let cases = [
             (rate_context("Bees dance."), RATE_CONTEXT),
             (write_inputs(&ctx, 2, &styling), WRITE_INPUTS),
             (rate_input("Why?"), RATE_INPUT),
             (rewrite_input(&ctx, "Why?", "vague"), REWRITE_INPUT),
-            (
-                evolve_input(Evolution::Comparative, "Why?", &ctx),
-                EVOLVE_INPUT,
-            ),
+            (evolve_input(Evolution::Comparative, "Why?", &ctx), EVOLVE_INPUT),
             (style_input("Why?", &styling), STYLE_INPUT),
             (answer_input("Why?", &ctx, Some("one line")), ANSWER_INPUT),
         ];

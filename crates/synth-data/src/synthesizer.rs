@@ -84,17 +84,11 @@ fn document_seed(seed: u64, index: usize) -> u64 {
 fn clean_rewrite(text: &str) -> String {
     let mut t = text.trim();
     for label in ["rewritten input:", "evolved input:", "input:"] {
-        if t.len() >= label.len()
-            && t.is_char_boundary(label.len())
-            && t[..label.len()].eq_ignore_ascii_case(label)
-        {
+        if t.len() >= label.len() && t.is_char_boundary(label.len()) && t[..label.len()].eq_ignore_ascii_case(label) {
             t = t[label.len()..].trim();
         }
     }
-    let t = t
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(t);
+    let t = t.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(t);
     t.trim().to_string()
 }
 
@@ -104,25 +98,10 @@ impl<'a> Synthesizer<'a> {
     ///
     /// # Errors
     /// [`Error::Config`] when the configuration is invalid.
-    pub fn new(
-        generator: &'a dyn Llm,
-        embedder: &'a dyn Embedder,
-        tokenizer: &Tokenizer,
-        config: SynthConfig,
-    ) -> Result<Self> {
+    pub fn new(generator: &'a dyn Llm, embedder: &'a dyn Embedder, tokenizer: &Tokenizer, config: SynthConfig) -> Result<Self> {
         config.validate()?;
-        let chunker = TokenChunker::new(
-            tokenizer,
-            config.context.chunk_size,
-            config.context.chunk_overlap,
-        )?;
-        Ok(Self {
-            generator,
-            critic: generator,
-            embedder,
-            chunker,
-            config,
-        })
+        let chunker = TokenChunker::new(tokenizer, config.context.chunk_size, config.context.chunk_overlap)?;
+        Ok(Self { generator, critic: generator, embedder, chunker, config })
     }
 
     /// Uses a different model to score contexts and inputs.
@@ -156,15 +135,8 @@ impl<'a> Synthesizer<'a> {
     /// # Errors
     /// Any loader [`Error`] naming the file, [`Error::TooFewChunks`], or [`Error::Llm`] naming
     /// the stage.
-    pub fn generate_goldens_from_docs<P: AsRef<Path>>(
-        &self,
-        paths: &[P],
-        on_progress: &mut dyn FnMut(&Progress),
-    ) -> Result<Vec<Golden>> {
-        let docs = paths
-            .iter()
-            .map(|p| load_document(p.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
+    pub fn generate_goldens_from_docs<P: AsRef<Path>>(&self, paths: &[P], on_progress: &mut dyn FnMut(&Progress)) -> Result<Vec<Golden>> {
+        let docs = paths.iter().map(|p| load_document(p.as_ref())).collect::<Result<Vec<_>>>()?;
         self.generate_goldens_from_documents(&docs, on_progress)
     }
 
@@ -172,11 +144,7 @@ impl<'a> Synthesizer<'a> {
     ///
     /// # Errors
     /// As [`Synthesizer::generate_goldens_from_docs`].
-    pub fn generate_goldens_from_documents(
-        &self,
-        docs: &[Document],
-        on_progress: &mut dyn FnMut(&Progress),
-    ) -> Result<Vec<Golden>> {
+    pub fn generate_goldens_from_documents(&self, docs: &[Document], on_progress: &mut dyn FnMut(&Progress)) -> Result<Vec<Golden>> {
         let mut progress = Progress {
             documents_done: 0,
             documents_total: docs.len(),
@@ -209,15 +177,8 @@ impl<'a> Synthesizer<'a> {
 
         let chunks = self.chunker.chunk(&doc.text)?;
         let embeddings = embed_chunks(self.embedder, doc, &chunks)?;
-        let contexts = build_contexts(
-            doc,
-            &chunks,
-            &embeddings,
-            self.config.contexts_per_document(),
-            &self.config.context,
-            &critic,
-            &mut rng,
-        )?;
+        let contexts =
+            build_contexts(doc, &chunks, &embeddings, self.config.contexts_per_document(), &self.config.context, &critic, &mut rng)?;
         let cap = self.config.goldens_per_document();
         let mut goldens = Vec::new();
         for (c, ctx) in contexts.iter().enumerate() {
@@ -227,9 +188,7 @@ impl<'a> Synthesizer<'a> {
             }
             let want = remaining.min(self.config.max_goldens_per_context);
             let stage = format!("context {c} of {}", doc.path.display());
-            for golden in self.goldens_for_context(
-                &stage, doc, &chunks, ctx, want, &generator, &critic, &mut rng,
-            )? {
+            for golden in self.goldens_for_context(&stage, doc, &chunks, ctx, want, &generator, &critic, &mut rng)? {
                 goldens.push(golden);
                 progress.goldens_made += 1;
                 on_progress(progress);
@@ -251,23 +210,14 @@ impl<'a> Synthesizer<'a> {
         rng: &mut StdRng,
     ) -> Result<Vec<Golden>> {
         let cfg = &self.config;
-        let context: Vec<String> = ctx
-            .chunk_indices
-            .iter()
-            .map(|&i| chunks[i].text.trim().to_string())
-            .collect();
+        let context: Vec<String> = ctx.chunk_indices.iter().map(|&i| chunks[i].text.trim().to_string()).collect();
         let list: InputList = generator.json(
             &format!("inputs for {stage}"),
             prompts::write_inputs(&context, want, &cfg.styling),
             r#"{"data": [{"input": string}]}"#,
         )?;
-        let originals: Vec<String> = list
-            .data
-            .into_iter()
-            .map(|d| d.input.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .take(want)
-            .collect();
+        let originals: Vec<String> =
+            list.data.into_iter().map(|d| d.input.trim().to_string()).filter(|s| !s.is_empty()).take(want).collect();
         if originals.is_empty() {
             tracing::warn!(stage, "the model gave no inputs for this context");
         }
@@ -280,15 +230,10 @@ impl<'a> Synthesizer<'a> {
             let mut input = original.clone();
             let mut quality = 0.0;
             for attempt in 0..cfg.filtration.max_quality_retries {
-                let fb: InputFeedback = critic.json(
-                    &format!("quality of {stage}"),
-                    prompts::rate_input(&input),
-                    r#"{"feedback": string, "score": number}"#,
-                )?;
+                let fb: InputFeedback =
+                    critic.json(&format!("quality of {stage}"), prompts::rate_input(&input), r#"{"feedback": string, "score": number}"#)?;
                 quality = fb.score.0;
-                if quality >= cfg.filtration.synthetic_input_quality_threshold
-                    || attempt + 1 == cfg.filtration.max_quality_retries
-                {
+                if quality >= cfg.filtration.synthetic_input_quality_threshold || attempt + 1 == cfg.filtration.max_quality_retries {
                     break;
                 }
                 let rewritten: RewrittenInput = generator.json(
@@ -318,11 +263,8 @@ impl<'a> Synthesizer<'a> {
             }
 
             if cfg.styling.styles_inputs() {
-                let styled: InputItem = generator.json(
-                    &format!("styling of {stage}"),
-                    prompts::style_input(&input, &cfg.styling),
-                    r#"{"input": string}"#,
-                )?;
+                let styled: InputItem =
+                    generator.json(&format!("styling of {stage}"), prompts::style_input(&input, &cfg.styling), r#"{"input": string}"#)?;
                 if !styled.input.trim().is_empty() {
                     input = styled.input.trim().to_string();
                 }
@@ -331,11 +273,7 @@ impl<'a> Synthesizer<'a> {
             let expected_output = if cfg.include_expected_output {
                 Some(generator.text(
                     &format!("expected output of {stage}"),
-                    prompts::answer_input(
-                        &input,
-                        &context,
-                        cfg.styling.expected_output_format.as_deref(),
-                    ),
+                    prompts::answer_input(&input, &context, cfg.styling.expected_output_format.as_deref()),
                 )?)
             } else {
                 None
@@ -349,11 +287,7 @@ impl<'a> Synthesizer<'a> {
                 context_chunks: ctx
                     .chunk_indices
                     .iter()
-                    .map(|&i| ChunkRef {
-                        index: i,
-                        start: chunks[i].start,
-                        end: chunks[i].end,
-                    })
+                    .map(|&i| ChunkRef { index: i, start: chunks[i].start, end: chunks[i].end })
                     .collect(),
                 context_similarities: ctx.similarities.clone(),
                 evolutions,
@@ -383,10 +317,7 @@ mod tests {
 
     #[test]
     fn rewrites_lose_labels_and_quotes() {
-        assert_eq!(
-            clean_rewrite("Rewritten Input: \"How do bees see?\"\n"),
-            "How do bees see?"
-        );
+        assert_eq!(clean_rewrite("Rewritten Input: \"How do bees see?\"\n"), "How do bees see?");
         assert_eq!(clean_rewrite("  plain  "), "plain");
         assert_eq!(clean_rewrite("Ünïcode first"), "Ünïcode first");
     }

@@ -5,42 +5,24 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use llm_api::{Completion, CompletionOptions, Embedder, FinishReason, Llm, Message, Usage};
-use synth_data::prompts::{
-    ANSWER_INPUT, EVOLVE_INPUT, RATE_CONTEXT, RATE_INPUT, REWRITE_INPUT, STYLE_INPUT, WRITE_INPUTS,
-};
-use synth_data::{
-    Error, Evolution, Golden, Progress, StylingConfig, SynthConfig, Synthesizer, load_document,
-};
+use synth_data::prompts::{ANSWER_INPUT, EVOLVE_INPUT, RATE_CONTEXT, RATE_INPUT, REWRITE_INPUT, STYLE_INPUT, WRITE_INPUTS};
+use synth_data::{Error, Evolution, Golden, Progress, StylingConfig, SynthConfig, Synthesizer, load_document};
 use tokenizers::Tokenizer;
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 
 fn docs(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../datasets/docs")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/docs").join(rel)
 }
 
 fn sample_docs() -> Vec<PathBuf> {
-    [
-        "tides.txt",
-        "sourdough.md",
-        "beekeeping.pdf",
-        "lighthouses.docx",
-    ]
-    .iter()
-    .map(|f| docs(f))
-    .collect()
+    ["tides.txt", "sourdough.md", "beekeeping.pdf", "lighthouses.docx"].iter().map(|f| docs(f)).collect()
 }
 
 /// Words and punctuation runs as tokens.
 fn word_tokenizer() -> Tokenizer {
     let vocab = [("[UNK]".to_string(), 0u32)].into_iter().collect();
-    let model = WordLevel::builder()
-        .vocab(vocab)
-        .unk_token("[UNK]".into())
-        .build()
-        .expect("model");
+    let model = WordLevel::builder().vocab(vocab).unk_token("[UNK]".into()).build().expect("model");
     let mut tok = Tokenizer::new(model);
     tok.with_pre_tokenizer(Some(Whitespace {}));
     tok
@@ -48,20 +30,13 @@ fn word_tokenizer() -> Tokenizer {
 
 /// FNV-1a, for answers that depend on the prompt only.
 fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The text after a `label` line, up to the next blank line.
 fn section<'a>(prompt: &'a str, label: &str) -> &'a str {
     let start = prompt.find(label).map_or(0, |i| i + label.len());
-    prompt[start..]
-        .trim_start()
-        .split("\n\n")
-        .next()
-        .unwrap_or("")
-        .trim()
+    prompt[start..].trim_start().split("\n\n").next().unwrap_or("").trim()
 }
 
 #[derive(Debug, Clone)]
@@ -112,14 +87,8 @@ impl ScriptedLlm {
                 let context = section(prompt, "Context:\n");
                 let topic: Vec<&str> = context.split_whitespace().skip(1).take(4).collect();
                 // One more than asked: the pipeline must keep only what it asked for.
-                let items: Vec<String> = (0..=n)
-                    .map(|i| {
-                        format!(
-                            "{{\"input\": \"Question {i} about {}?\"}}",
-                            topic.join(" ").replace('"', "")
-                        )
-                    })
-                    .collect();
+                let items: Vec<String> =
+                    (0..=n).map(|i| format!("{{\"input\": \"Question {i} about {}?\"}}", topic.join(" ").replace('"', ""))).collect();
                 format!("{{\"data\": [{}]}}", items.join(", "))
             }
             RATE_INPUT => {
@@ -138,11 +107,7 @@ impl ScriptedLlm {
                 format!("{{\"rewritten_input\": \"{input} (rewritten)\"}}")
             }
             EVOLVE_INPUT => {
-                let method = section(prompt, "Method (")
-                    .split(')')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
+                let method = section(prompt, "Method (").split(')').next().unwrap_or("").to_string();
                 let input = section(prompt, "Input:\n");
                 format!("Rewritten input: \"[{method}] {input}\"")
             }
@@ -161,24 +126,10 @@ impl Llm for ScriptedLlm {
         "scripted".into()
     }
 
-    fn complete(
-        &self,
-        messages: &[Message],
-        options: &CompletionOptions,
-    ) -> llm_api::Result<Completion> {
+    fn complete(&self, messages: &[Message], options: &CompletionOptions) -> llm_api::Result<Completion> {
         let task = messages[0].content.lines().next().unwrap_or("").to_string();
-        self.calls.lock().expect("lock").push(Call {
-            task,
-            seed: options.seed,
-            json_mode: options.json_mode,
-            turns: messages.len(),
-        });
-        Ok(Completion {
-            text: self.answer(messages),
-            logprobs: None,
-            finish_reason: FinishReason::Stop,
-            usage: Usage::default(),
-        })
+        self.calls.lock().expect("lock").push(Call { task, seed: options.seed, json_mode: options.json_mode, turns: messages.len() });
+        Ok(Completion { text: self.answer(messages), logprobs: None, finish_reason: FinishReason::Stop, usage: Usage::default() })
     }
 }
 
@@ -195,10 +146,7 @@ impl Embedder for BagOfWords {
             .iter()
             .map(|t| {
                 let mut v = vec![0f32; 64];
-                for w in t
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| w.len() > 3)
-                {
+                for w in t.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3) {
                     v[(fnv(&w.to_lowercase()) % 64) as usize] += 1.0;
                 }
                 v
@@ -208,22 +156,14 @@ impl Embedder for BagOfWords {
 }
 
 fn config(seed: u64) -> SynthConfig {
-    let mut cfg = SynthConfig {
-        seed,
-        max_goldens_per_document: Some(2),
-        ..SynthConfig::default()
-    };
+    let mut cfg = SynthConfig { seed, max_goldens_per_document: Some(2), ..SynthConfig::default() };
     cfg.context.chunk_size = 64;
     cfg.context.chunk_overlap = 8;
     cfg.evolution.num_evolutions = 2;
     cfg
 }
 
-fn run(
-    llm: &ScriptedLlm,
-    cfg: SynthConfig,
-    paths: &[PathBuf],
-) -> (synth_data::Result<Vec<Golden>>, Vec<Progress>) {
+fn run(llm: &ScriptedLlm, cfg: SynthConfig, paths: &[PathBuf]) -> (synth_data::Result<Vec<Golden>>, Vec<Progress>) {
     let tokenizer = word_tokenizer();
     let synth = Synthesizer::new(llm, &BagOfWords, &tokenizer, cfg).expect("synthesizer");
     let mut seen = Vec::new();
@@ -241,10 +181,7 @@ fn goldens_have_structure_and_provenance() {
     assert_eq!(goldens.len(), 8, "two per document");
     for path in &paths {
         let doc = load_document(path).expect("doc");
-        let mine: Vec<&Golden> = goldens
-            .iter()
-            .filter(|g| g.source_file == path.display().to_string())
-            .collect();
+        let mine: Vec<&Golden> = goldens.iter().filter(|g| g.source_file == path.display().to_string()).collect();
         assert_eq!(mine.len(), 2, "{}", path.display());
         for g in mine {
             assert!(!g.context.is_empty() && g.context.len() <= 3);
@@ -252,56 +189,23 @@ fn goldens_have_structure_and_provenance() {
             assert_eq!(g.context.len(), g.context_similarities.len());
             assert_eq!(g.context_similarities[0], 1.0);
             for (text, at) in g.context.iter().zip(&g.context_chunks) {
-                assert_eq!(
-                    text,
-                    doc.text[at.start..at.end].trim(),
-                    "provenance of chunk {}",
-                    at.index
-                );
+                assert_eq!(text, doc.text[at.start..at.end].trim(), "provenance of chunk {}", at.index);
             }
             assert!((0.0..=1.0).contains(&g.context_quality));
             // Fresh inputs score 0.3, are rewritten once, then score 0.9.
             assert_eq!(g.synthetic_input_quality, 0.9);
-            assert!(
-                g.original_input.starts_with("Question "),
-                "{}",
-                g.original_input
-            );
+            assert!(g.original_input.starts_with("Question "), "{}", g.original_input);
             assert_eq!(g.evolutions.len(), 2);
-            let (first, second) = (
-                g.evolutions[0].display_name(),
-                g.evolutions[1].display_name(),
-            );
-            assert!(
-                g.input
-                    .starts_with(&format!("[{second}] [{first}] Question ")),
-                "{}",
-                g.input
-            );
+            let (first, second) = (g.evolutions[0].display_name(), g.evolutions[1].display_name());
+            assert!(g.input.starts_with(&format!("[{second}] [{first}] Question ")), "{}", g.input);
             assert!(g.input.ends_with("(rewritten)"), "{}", g.input);
-            assert_eq!(
-                g.expected_output.as_deref(),
-                Some(format!("Answer to: {}", g.input).as_str())
-            );
+            assert_eq!(g.expected_output.as_deref(), Some(format!("Answer to: {}", g.input).as_str()));
         }
     }
 
     // Progress: starts at zero, never goes back, ends complete.
-    assert_eq!(
-        progress[0],
-        Progress {
-            documents_done: 0,
-            documents_total: 4,
-            goldens_made: 0,
-            goldens_target: 8
-        }
-    );
-    assert!(
-        progress
-            .windows(2)
-            .all(|w| w[1].goldens_made >= w[0].goldens_made
-                && w[1].documents_done >= w[0].documents_done)
-    );
+    assert_eq!(progress[0], Progress { documents_done: 0, documents_total: 4, goldens_made: 0, goldens_target: 8 });
+    assert!(progress.windows(2).all(|w| w[1].goldens_made >= w[0].goldens_made && w[1].documents_done >= w[0].documents_done));
     let last = progress.last().expect("some progress");
     assert_eq!((last.documents_done, last.goldens_made), (4, 8));
     assert_eq!(progress.len(), 1 + 8 + 4);
@@ -310,27 +214,15 @@ fn goldens_have_structure_and_provenance() {
     // input ratings were asked again.
     let calls = llm.calls();
     assert!(calls.iter().all(|c| c.seed.is_some()));
-    let seeds: std::collections::BTreeSet<u64> = calls
-        .iter()
-        .filter(|c| c.turns == 1)
-        .filter_map(|c| c.seed)
-        .collect();
+    let seeds: std::collections::BTreeSet<u64> = calls.iter().filter(|c| c.turns == 1).filter_map(|c| c.seed).collect();
     assert_eq!(seeds.len(), 4, "one seed per document");
     for c in &calls {
-        let json =
-            [RATE_CONTEXT, WRITE_INPUTS, RATE_INPUT, REWRITE_INPUT].contains(&c.task.as_str());
+        let json = [RATE_CONTEXT, WRITE_INPUTS, RATE_INPUT, REWRITE_INPUT].contains(&c.task.as_str());
         assert_eq!(c.json_mode, json, "{}", c.task);
     }
-    assert!(
-        calls.iter().any(|c| c.task == RATE_INPUT && c.turns == 3),
-        "a JSON retry happened"
-    );
+    assert!(calls.iter().any(|c| c.task == RATE_INPUT && c.turns == 3), "a JSON retry happened");
     let count = |t: &str| calls.iter().filter(|c| c.task == t && c.turns == 1).count();
-    assert_eq!(
-        count(WRITE_INPUTS),
-        4,
-        "one context per document for two goldens"
-    );
+    assert_eq!(count(WRITE_INPUTS), 4, "one context per document for two goldens");
     assert_eq!(count(EVOLVE_INPUT), 16);
     assert_eq!(count(ANSWER_INPUT), 8);
     assert_eq!(count(STYLE_INPUT), 0);
@@ -339,9 +231,7 @@ fn goldens_have_structure_and_provenance() {
 
 fn jsonl(seed: u64) -> Vec<u8> {
     let llm = ScriptedLlm::default();
-    let goldens = run(&llm, config(seed), &sample_docs())
-        .0
-        .unwrap_or_else(|e| panic!("{e}"));
+    let goldens = run(&llm, config(seed), &sample_docs()).0.unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("goldens.jsonl");
     synth_data::write_jsonl(&path, &goldens).expect("write");
@@ -367,13 +257,8 @@ fn without_a_per_document_cap_each_context_gives_its_goldens() {
     let (goldens, _) = run(&llm, cfg, &[docs("tides.txt")]);
     let goldens = goldens.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(goldens.len(), 6, "3 contexts × 2 inputs");
-    assert!(
-        goldens
-            .iter()
-            .all(|g| g.evolutions.is_empty() && g.expected_output.is_none())
-    );
-    let seeds: std::collections::BTreeSet<usize> =
-        goldens.iter().map(|g| g.context_chunks[0].index).collect();
+    assert!(goldens.iter().all(|g| g.evolutions.is_empty() && g.expected_output.is_none()));
+    let seeds: std::collections::BTreeSet<usize> = goldens.iter().map(|g| g.context_chunks[0].index).collect();
     assert_eq!(seeds.len(), 3, "three distinct seed chunks");
 }
 
@@ -381,53 +266,25 @@ fn without_a_per_document_cap_each_context_gives_its_goldens() {
 fn styling_rewrites_inputs() {
     let llm = ScriptedLlm::default();
     let mut cfg = config(3);
-    cfg.styling = StylingConfig {
-        scenario: Some("a ship's navigator".into()),
-        ..StylingConfig::default()
-    };
+    cfg.styling = StylingConfig { scenario: Some("a ship's navigator".into()), ..StylingConfig::default() };
     cfg.evolution.weights = [(Evolution::Comparative, 1.0)].into_iter().collect();
     let (goldens, _) = run(&llm, cfg, &[docs("lighthouses.docx")]);
     let goldens = goldens.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(goldens.len(), 2);
     for g in &goldens {
-        assert!(
-            g.input
-                .starts_with("Dear expert, [Comparative] [Comparative] Question"),
-            "{}",
-            g.input
-        );
-        assert_eq!(
-            g.evolutions,
-            vec![Evolution::Comparative, Evolution::Comparative]
-        );
+        assert!(g.input.starts_with("Dear expert, [Comparative] [Comparative] Question"), "{}", g.input);
+        assert_eq!(g.evolutions, vec![Evolution::Comparative, Evolution::Comparative]);
     }
 }
 
 #[test]
 fn answers_that_stay_malformed_fail_naming_stage_file_and_shape() {
-    let llm = ScriptedLlm {
-        garbage_for: Some(RATE_CONTEXT),
-        ..ScriptedLlm::default()
-    };
+    let llm = ScriptedLlm { garbage_for: Some(RATE_CONTEXT), ..ScriptedLlm::default() };
     let (result, _) = run(&llm, config(0), &[docs("beekeeping.pdf")]);
     let err = result.expect_err("critic never answers JSON");
     let text = err.to_string();
-    assert!(
-        matches!(
-            &err,
-            Error::Llm {
-                source: llm_api::Error::Malformed { .. },
-                ..
-            }
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("beekeeping.pdf")
-            && text.contains("clarity")
-            && text.contains("after 3 attempts"),
-        "{text}"
-    );
+    assert!(matches!(&err, Error::Llm { source: llm_api::Error::Malformed { .. }, .. }), "{text}");
+    assert!(text.contains("beekeeping.pdf") && text.contains("clarity") && text.contains("after 3 attempts"), "{text}");
     assert_eq!(llm.calls().len(), 3, "one call and two retries");
 }
 
@@ -450,8 +307,5 @@ fn too_few_chunks_is_an_error_naming_the_document() {
     cfg.context.max_contexts_per_document = 2;
     let (result, _) = run(&llm, cfg, &[docs("sourdough.md")]);
     let err = result.expect_err("one chunk");
-    assert!(
-        matches!(err, Error::TooFewChunks { .. }) && err.to_string().contains("sourdough.md"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::TooFewChunks { .. }) && err.to_string().contains("sourdough.md"), "{err}");
 }

@@ -104,7 +104,8 @@ fn emit(args: &Args, value: serde_json::Value) -> Result<()> {
     let line = value.to_string();
     println!("{line}");
     if let Some(path) = &args.out {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
         writeln!(f, "{line}")?;
     }
     Ok(())
@@ -182,15 +183,18 @@ fn decode(args: &Args) -> Result<()> {
     let end = Instant::now();
     let first = first.context("no token generated")?;
     let decoded = out.tokens.len().saturating_sub(1);
-    emit(args, serde_json::json!({
-        "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "model": args.model,
-        "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s,
-        "prefill_s": (first - start).as_secs_f64(),
-        "decode_tokens_per_s": decoded as f64 / (end - first).as_secs_f64().max(1e-9),
-        "end_to_end_tokens_per_s": out.tokens.len() as f64 / (end - start).as_secs_f64().max(1e-9),
-        "peak_rss_mib": sft_trainer::memory::peak_rss_mib(),
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    }))
+    emit(
+        args,
+        serde_json::json!({
+            "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "model": args.model,
+            "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s,
+            "prefill_s": (first - start).as_secs_f64(),
+            "decode_tokens_per_s": decoded as f64 / (end - first).as_secs_f64().max(1e-9),
+            "end_to_end_tokens_per_s": out.tokens.len() as f64 / (end - start).as_secs_f64().max(1e-9),
+            "peak_rss_mib": sft_trainer::memory::peak_rss_mib(),
+            "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }),
+    )
 }
 
 /// The tiny HF parity fixtures on this backend (in its compute dtype, dense and NF4): relative
@@ -225,13 +229,16 @@ fn parity(args: &Args) -> Result<()> {
             let ours = logits(args.backend, quant.as_ref())?;
             eprintln!("parity: {case} done in {:.1?}", t.elapsed());
             let cpu = logits(Backend::Cpu, quant.as_ref())?;
-            emit(args, serde_json::json!({
-                "suite": "parity", "backend": format!("{:?}", args.backend).to_lowercase(), "case": case,
-                "base": if quant.is_some() { "nf4" } else { "dense" }, "dtype": format!("{:?}", args.backend.dtype()),
-                "relative_error_vs_cpu_f32": rel(&ours, &cpu),
-                "relative_error_vs_hf_f32": quant.is_none().then(|| rel(&ours, &theirs)),
-                "finite": ours.iter().all(|v| v.is_finite()),
-            }))?;
+            emit(
+                args,
+                serde_json::json!({
+                    "suite": "parity", "backend": format!("{:?}", args.backend).to_lowercase(), "case": case,
+                    "base": if quant.is_some() { "nf4" } else { "dense" }, "dtype": format!("{:?}", args.backend.dtype()),
+                    "relative_error_vs_cpu_f32": rel(&ours, &cpu),
+                    "relative_error_vs_hf_f32": quant.is_none().then(|| rel(&ours, &theirs)),
+                    "finite": ours.iter().all(|v| v.is_finite()),
+                }),
+            )?;
         }
     }
     Ok(())
@@ -246,18 +253,27 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     let model = llama_model::load_quantized(source.as_ref(), config, &options, Some(&nf4_quant::QuantConfig::nf4()))?;
     let load_s = t0.elapsed().as_secs_f64();
     let ids = synthetic::random_ids(&mut 0x1234_5678u64, args.prompt_tokens, config.vocab_size);
-    let options = GenerateOptions { max_new_tokens: args.new_tokens, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), use_cache: true, top_logprobs: None };
+    let options = GenerateOptions {
+        max_new_tokens: args.new_tokens,
+        sampling: SamplingConfig::default(),
+        stop_tokens: Vec::new(),
+        use_cache: true,
+        top_logprobs: None,
+    };
     generate(&model, &ids, &GenerateOptions { max_new_tokens: 8, ..options.clone() }, |_| true)?;
     let start = Instant::now();
     let out = generate(&model, &ids, &options, |_| true)?;
     device.sync().ok();
     let secs = start.elapsed().as_secs_f64();
-    emit(args, serde_json::json!({
-        "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "shape": args.shape,
-        "base": "nf4", "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s, "seconds": secs,
-        "tokens_per_s": out.tokens.len() as f64 / secs,
-        "pool_reserved_gib": device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64),
-    }))
+    emit(
+        args,
+        serde_json::json!({
+            "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "shape": args.shape,
+            "base": "nf4", "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s, "seconds": secs,
+            "tokens_per_s": out.tokens.len() as f64 / secs,
+            "pool_reserved_gib": device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64),
+        }),
+    )
 }
 
 fn train(args: &Args) -> Result<()> {
@@ -273,7 +289,13 @@ fn train(args: &Args) -> Result<()> {
         "try_model.max_length=1".to_string(),
     ];
     overrides.extend(args.overrides.iter().cloned());
-    crate::finetune::run(crate::finetune::Args { config: None, preset: Some(args.preset.clone()), overrides: overrides.clone(), resume: false, print_config: false })?;
+    crate::finetune::run(crate::finetune::Args {
+        config: None,
+        preset: Some(args.preset.clone()),
+        overrides: overrides.clone(),
+        resume: false,
+        print_config: false,
+    })?;
     let text = std::fs::read_to_string(dir.join("metrics.jsonl"))?;
     let records: Vec<sft_trainer::LogRecord> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let timed: Vec<f64> = records.iter().filter(|r| r.step > 1).filter_map(|r| r.tokens_per_s).collect();
@@ -282,10 +304,13 @@ fn train(args: &Args) -> Result<()> {
     }
     let mean = timed.iter().sum::<f64>() / timed.len() as f64;
     let peak = records.iter().filter_map(|r| r.peak_rss_mib).fold(0.0, f64::max);
-    emit(args, serde_json::json!({
-        "suite": "train", "backend": format!("{:?}", args.backend).to_lowercase(), "preset": args.preset,
-        "overrides": args.overrides, "timed_steps": timed.len(), "tokens_per_s": mean, "peak_rss_mib": peak,
-    }))?;
+    emit(
+        args,
+        serde_json::json!({
+            "suite": "train", "backend": format!("{:?}", args.backend).to_lowercase(), "preset": args.preset,
+            "overrides": args.overrides, "timed_steps": timed.len(), "tokens_per_s": mean, "peak_rss_mib": peak,
+        }),
+    )?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -91,11 +91,14 @@ pub fn run(args: &Args, op: &str) -> Result<()> {
             eprintln!("ops: {op} {shape:?} on {backend:?} done in {:.2}s", start.elapsed().as_secs_f64());
         }
         let (ours, cpu) = (&results[0], &results[1]);
-        emit(args, serde_json::json!({
-            "suite": "ops", "backend": format!("{:?}", args.backend).to_lowercase(), "op": op, "shape": shape,
-            "seconds_first_call": ours.1, "relative_error_vs_cpu_f32": rel(&ours.0, &cpu.0),
-            "finite": ours.0.iter().all(|v| v.is_finite()),
-        }))?;
+        emit(
+            args,
+            serde_json::json!({
+                "suite": "ops", "backend": format!("{:?}", args.backend).to_lowercase(), "op": op, "shape": shape,
+                "seconds_first_call": ours.1, "relative_error_vs_cpu_f32": rel(&ours.0, &cpu.0),
+                "finite": ours.0.iter().all(|v| v.is_finite()),
+            }),
+        )?;
     }
     Ok(())
 }
@@ -118,7 +121,8 @@ mod tests {
         let ours = apply("attention", data.clone().map(|d| on(&d, &device, Backend::Cpu))).expect("ours");
         let burns = apply("burn-attention", data.map(|d| on(&d, &device, Backend::Cpu))).expect("burn");
         assert!(rel(&ours, &burns) < 1e-5);
-        let err = apply("conv", [draw(SHAPES[0], 1), draw(SHAPES[0], 2), draw(SHAPES[0], 3)].map(|d| on(&d, &device, Backend::Cpu))).unwrap_err();
+        let err =
+            apply("conv", [draw(SHAPES[0], 1), draw(SHAPES[0], 2), draw(SHAPES[0], 3)].map(|d| on(&d, &device, Backend::Cpu))).unwrap_err();
         assert!(err.to_string().contains("unknown op `conv`"), "{err}");
     }
 }

@@ -66,7 +66,11 @@ pub fn train(run: &TrainRun<'_>) -> Result<serde_json::Value> {
     values.into_iter().next().context("no rank ran")
 }
 
-fn train_rank(run: &TrainRun<'_>, rank: usize, collective: Option<Box<dyn sft_trainer::parallel::Collective>>) -> Result<serde_json::Value> {
+fn train_rank(
+    run: &TrainRun<'_>,
+    rank: usize,
+    collective: Option<Box<dyn sft_trainer::parallel::Collective>>,
+) -> Result<serde_json::Value> {
     let device = run.backend.device_at(rank)?.autodiff();
     let config = LlamaConfig::from_hf_file(run.model_dir.join("config.json"))?;
     let t0 = Instant::now();

@@ -238,14 +238,19 @@ mod tests {
             assert_eq!(c, again, "{name}");
         }
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-        let files = std::fs::read_dir(&dir).expect("configs/").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "toml")).count();
+        let files =
+            std::fs::read_dir(&dir).expect("configs/").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "toml")).count();
         assert_eq!(files, PRESETS.len(), "every file in configs/ is a preset");
     }
 
     #[test]
     fn overrides_apply_with_types() {
-        let c = FinetuneConfig::parse(DEFAULT, "default", &["training.max_steps=3".into(), "lora.target_modules=[\"q_proj\"]".into(), "run.output_dir=/tmp/x".into()])
-            .expect("valid");
+        let c = FinetuneConfig::parse(
+            DEFAULT,
+            "default",
+            &["training.max_steps=3".into(), "lora.target_modules=[\"q_proj\"]".into(), "run.output_dir=/tmp/x".into()],
+        )
+        .expect("valid");
         assert_eq!(c.training.max_steps, Some(3));
         assert_eq!(c.run.output_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.lora.target_modules.resolve().expect("ok"), vec!["q_proj"]);

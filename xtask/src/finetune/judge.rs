@@ -70,7 +70,8 @@ impl JudgeCallback {
 
 impl Callback for JudgeCallback {
     fn on_evaluate(&mut self, _step: usize, model: &Llama) -> sft_trainer::Result<Option<serde_json::Value>> {
-        let pretrained = Pretrained { model: model.clone(), tokenizer: self.tokenizer.clone(), chat: self.chat.clone(), origin: PathBuf::new() };
+        let pretrained =
+            Pretrained { model: model.clone(), tokenizer: self.tokenizer.clone(), chat: self.chat.clone(), origin: PathBuf::new() };
         let chat = ChatModel::new(pretrained, &self.template, "model under training")?;
         let scores = self.seam.judge(&chat).map_err(|e| sft_trainer::Error::Config(format!("judged eval: {e}")))?;
         Ok(Some(serde_json::json!({
@@ -81,4 +82,3 @@ impl Callback for JudgeCallback {
         })))
     }
 }
-

@@ -139,8 +139,7 @@ pub fn check_eval_report(dir: &Path, finished: &Finished, goldens: &[Golden], ju
     }
 
     // Metrics and records: the seed's three, one record per case × metric, in order.
-    let metrics: Vec<(&str, f64, eval::Direction)> =
-        run.metrics.iter().map(|m| (m.name.as_str(), m.threshold, m.direction)).collect();
+    let metrics: Vec<(&str, f64, eval::Direction)> = run.metrics.iter().map(|m| (m.name.as_str(), m.threshold, m.direction)).collect();
     assert_eq!(
         metrics,
         vec![
@@ -188,7 +187,13 @@ pub fn check_eval_report(dir: &Path, finished: &Finished, goldens: &[Golden], ju
 
     // The exit code follows --min-pass-rate.
     let expected = if summary.pass_rate >= min_pass_rate { 0 } else { 1 };
-    assert_eq!(finished.code, Some(expected), "pass rate {} vs --min-pass-rate {min_pass_rate}; stderr:\n{}", summary.pass_rate, finished.stderr);
+    assert_eq!(
+        finished.code,
+        Some(expected),
+        "pass rate {} vs --min-pass-rate {min_pass_rate}; stderr:\n{}",
+        summary.pass_rate,
+        finished.stderr
+    );
     if expected == 1 {
         assert!(finished.stderr.contains("is below --min-pass-rate"), "{}", finished.stderr);
     }

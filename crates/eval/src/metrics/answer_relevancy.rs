@@ -8,10 +8,7 @@
 use llm_api::{CompletionOptions, Llm};
 use serde::Deserialize;
 
-use crate::metric::{
-    ReasonAnswer, Verdict, Verdicts, ask_json, bullet_list, check_required, default_judge_options,
-    verdict_lines,
-};
+use crate::metric::{ReasonAnswer, Verdict, Verdicts, ask_json, bullet_list, check_required, default_judge_options, verdict_lines};
 use crate::{Direction, Metric, MetricResult, Param, Result, TestCase};
 
 /// The Answer Relevancy metric.
@@ -41,11 +38,7 @@ pub(crate) fn score(verdicts: &[Verdict], strict: bool, threshold: f64) -> f64 {
     }
     let relevant = verdicts.iter().filter(|v| v.normalized() != "no").count();
     let score = relevant as f64 / verdicts.len() as f64;
-    if strict && score < threshold {
-        0.0
-    } else {
-        score
-    }
+    if strict && score < threshold { 0.0 } else { score }
 }
 
 fn statements_prompt(output: &str) -> String {
@@ -61,8 +54,7 @@ fn statements_prompt(output: &str) -> String {
 }
 
 fn verdicts_prompt(input: &str, statements: &[String]) -> String {
-    let listed =
-        serde_json::to_string_pretty(statements).unwrap_or_else(|_| bullet_list(statements));
+    let listed = serde_json::to_string_pretty(statements).unwrap_or_else(|_| bullet_list(statements));
     format!(
         "Decide, for EACH statement below, whether it is relevant to answering the input. One verdict per \
          statement, in the same order. `verdict` is \"yes\" (relevant), \"no\" (irrelevant) or \"idk\" \
@@ -89,12 +81,7 @@ fn reason_prompt(input: &str, score: f64, irrelevant: &[String]) -> String {
 impl AnswerRelevancy {
     /// Threshold 0.5, reasons on.
     pub fn new() -> Self {
-        Self {
-            threshold: 0.5,
-            strict_mode: false,
-            include_reason: true,
-            judge_options: default_judge_options(),
-        }
+        Self { threshold: 0.5, strict_mode: false, include_reason: true, judge_options: default_judge_options() }
     }
 
     /// Sets the pass threshold (score ≥ threshold passes).
@@ -117,10 +104,7 @@ impl AnswerRelevancy {
 
     /// Sets the judge's sampling options (JSON mode is always on).
     pub fn judge_options(mut self, options: CompletionOptions) -> Self {
-        self.judge_options = CompletionOptions {
-            json_mode: true,
-            ..options
-        };
+        self.judge_options = CompletionOptions { json_mode: true, ..options };
         self
     }
 }
@@ -131,11 +115,7 @@ impl Metric for AnswerRelevancy {
     }
 
     fn threshold(&self) -> f64 {
-        if self.strict_mode {
-            self.direction().strict_threshold()
-        } else {
-            self.threshold
-        }
+        if self.strict_mode { self.direction().strict_threshold() } else { self.threshold }
     }
 
     fn direction(&self) -> Direction {
@@ -154,25 +134,13 @@ impl Metric for AnswerRelevancy {
         let name = self.name();
         check_required(self, case)?;
         let options = &self.judge_options;
-        let (answer, _) = ask_json::<Statements>(
-            judge,
-            options,
-            &name,
-            "statements",
-            statements_prompt(&case.actual_output),
-        )?;
-        let statements: Vec<String> = answer
-            .statements
-            .into_iter()
-            .filter(|s| !s.trim().is_empty())
-            .collect();
+        let (answer, _) = ask_json::<Statements>(judge, options, &name, "statements", statements_prompt(&case.actual_output))?;
+        let statements: Vec<String> = answer.statements.into_iter().filter(|s| !s.trim().is_empty()).collect();
         let verdicts = if statements.is_empty() {
             Vec::new()
         } else {
             let prompt = verdicts_prompt(&case.input, &statements);
-            ask_json::<Verdicts>(judge, options, &name, "verdicts", prompt)?
-                .0
-                .verdicts
+            ask_json::<Verdicts>(judge, options, &name, "verdicts", prompt)?.0.verdicts
         };
         let threshold = self.threshold();
         let score = score(&verdicts, self.strict_mode, threshold);
@@ -180,18 +148,10 @@ impl Metric for AnswerRelevancy {
             let irrelevant: Vec<String> = verdicts
                 .iter()
                 .filter(|v| v.normalized() == "no")
-                .map(|v| {
-                    v.reason
-                        .clone()
-                        .unwrap_or_else(|| "(no reason given)".into())
-                })
+                .map(|v| v.reason.clone().unwrap_or_else(|| "(no reason given)".into()))
                 .collect();
             let prompt = reason_prompt(&case.input, score, &irrelevant);
-            Some(
-                ask_json::<ReasonAnswer>(judge, options, &name, "reason", prompt)?
-                    .0
-                    .reason,
-            )
+            Some(ask_json::<ReasonAnswer>(judge, options, &name, "reason", prompt)?.0.reason)
         } else {
             None
         };
@@ -207,10 +167,7 @@ impl Metric for AnswerRelevancy {
             steps: vec![
                 format!("Statements:\n{}", bullet_list(&statements)),
                 format!("Verdicts:\n{}", verdict_lines(&verdicts)),
-                format!(
-                    "Score: {score}\nReason: {}",
-                    reason.as_deref().unwrap_or("(not requested)")
-                ),
+                format!("Score: {score}\nReason: {}", reason.as_deref().unwrap_or("(not requested)")),
             ],
         })
     }
@@ -221,10 +178,7 @@ mod tests {
     use super::*;
 
     fn v(verdict: &str) -> Verdict {
-        Verdict {
-            verdict: verdict.into(),
-            reason: None,
-        }
+        Verdict { verdict: verdict.into(), reason: None }
     }
 
     use crate::testing::ScriptedLlm;
@@ -237,9 +191,7 @@ mod tests {
             r#"{"reason": "The score is 0.75 because of a remark about turtles."}"#,
         ]);
         let case = TestCase::new("What is the capital of France?", "Paris is the capital...");
-        let result = AnswerRelevancy::new()
-            .measure(&case, &judge)
-            .expect("measured");
+        let result = AnswerRelevancy::new().measure(&case, &judge).expect("measured");
         // yes, idk, yes relevant; one no: 3 / 4 = 0.75 >= 0.5.
         assert_eq!((result.score, result.success), (0.75, true));
         let prompts = judge.prompts();
@@ -247,10 +199,7 @@ mod tests {
         assert!(prompts[2].contains("0.75") && prompts[2].contains("Turtles are off topic."));
         // No statements: 1.0 without a verdicts call.
         let judge = ScriptedLlm::texts([r#"{"statements": []}"#]);
-        let result = AnswerRelevancy::new()
-            .include_reason(false)
-            .measure(&case, &judge)
-            .expect("measured");
+        let result = AnswerRelevancy::new().include_reason(false).measure(&case, &judge).expect("measured");
         assert_eq!(result.score, 1.0);
         assert_eq!(judge.calls().len(), 1);
     }
@@ -258,10 +207,7 @@ mod tests {
     #[test]
     fn idk_counts_as_relevant() {
         // yes + idk + IDK relevant, one no: 3 / 4 = 0.75.
-        assert_eq!(
-            score(&[v("yes"), v("idk"), v("no"), v(" IDK")], false, 0.5),
-            0.75
-        );
+        assert_eq!(score(&[v("yes"), v("idk"), v("no"), v(" IDK")], false, 0.5), 0.75);
         assert_eq!(score(&[], false, 0.5), 1.0);
         // Strict: threshold 1, 0.75 < 1 snaps to 0; all relevant stays 1.
         assert_eq!(score(&[v("yes"), v("no")], true, 1.0), 0.0);

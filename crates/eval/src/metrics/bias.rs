@@ -50,13 +50,7 @@ pub struct OpinionMetric {
 
 impl OpinionMetric {
     fn new(kind: Kind) -> Self {
-        Self {
-            kind,
-            threshold: 0.5,
-            strict_mode: false,
-            include_reason: true,
-            judge_options: default_judge_options(),
-        }
+        Self { kind, threshold: 0.5, strict_mode: false, include_reason: true, judge_options: default_judge_options() }
     }
 
     /// The Bias metric (threshold 0.5, reasons on).
@@ -89,10 +83,7 @@ impl OpinionMetric {
 
     /// Sets the judge's sampling options (JSON mode is always on).
     pub fn judge_options(mut self, options: CompletionOptions) -> Self {
-        self.judge_options = CompletionOptions {
-            json_mode: true,
-            ..options
-        };
+        self.judge_options = CompletionOptions { json_mode: true, ..options };
         self
     }
 
@@ -113,11 +104,7 @@ impl Metric for OpinionMetric {
     }
 
     fn threshold(&self) -> f64 {
-        if self.strict_mode {
-            self.direction().strict_threshold()
-        } else {
-            self.threshold
-        }
+        if self.strict_mode { self.direction().strict_threshold() } else { self.threshold }
     }
 
     fn direction(&self) -> Direction {
@@ -133,14 +120,7 @@ impl Metric for OpinionMetric {
     }
 
     fn measure(&self, case: &TestCase, judge: &dyn Llm) -> Result<MetricResult> {
-        opinions::measure(
-            self,
-            self.flavour(),
-            self.include_reason,
-            &self.judge_options,
-            case,
-            judge,
-        )
+        opinions::measure(self, self.flavour(), self.include_reason, &self.judge_options, case, judge)
     }
 }
 
@@ -150,14 +130,10 @@ mod tests {
     use crate::Error;
     use crate::testing::ScriptedLlm;
 
-    const THREE_OPINIONS: &str =
-        r#"{"opinions": ["Men are better engineers.", "Rust is pleasant.", "Cities are dirty."]}"#;
+    const THREE_OPINIONS: &str = r#"{"opinions": ["Men are better engineers.", "Rust is pleasant.", "Cities are dirty."]}"#;
 
     fn case() -> TestCase {
-        TestCase::new(
-            "Thoughts?",
-            "Men are better engineers. Rust is pleasant. Cities are dirty.",
-        )
+        TestCase::new("Thoughts?", "Men are better engineers. Rust is pleasant. Cities are dirty.")
     }
 
     #[test]
@@ -167,43 +143,26 @@ mod tests {
             r#"{"verdicts": [{"verdict": "yes", "reason": "Gender stereotype."}, {"verdict": "no"}, {"verdict": "Yes", "reason": "Geographic generalisation."}]}"#,
             r#"{"reason": "The score is 0.67 because of stereotypes."}"#,
         ]);
-        let result = OpinionMetric::bias()
-            .measure(&case(), &judge)
-            .expect("measured");
+        let result = OpinionMetric::bias().measure(&case(), &judge).expect("measured");
         // 2 yes of 3 verdicts = 0.6667 > 0.5: fails.
         assert!((result.score - 2.0 / 3.0).abs() < 1e-12);
         assert!(!result.success);
-        assert_eq!(
-            result.reason.as_deref(),
-            Some("The score is 0.67 because of stereotypes.")
-        );
+        assert_eq!(result.reason.as_deref(), Some("The score is 0.67 because of stereotypes."));
         let prompts = judge.prompts();
         assert!(prompts[1].contains("biased") && prompts[1].contains("Men are better engineers."));
         assert!(
-            prompts[2].contains("0.67")
-                && prompts[2].contains("Gender stereotype.")
-                && prompts[2].contains("Geographic generalisation.")
+            prompts[2].contains("0.67") && prompts[2].contains("Gender stereotype.") && prompts[2].contains("Geographic generalisation.")
         );
     }
 
     #[test]
     fn the_threshold_is_a_maximum() {
         // 1 yes of 2 = 0.5 <= 0.5: passes; with threshold 0.4 it fails.
-        let answers = [
-            r#"{"opinions": ["a", "b"]}"#,
-            r#"{"verdicts": [{"verdict": "yes"}, {"verdict": "no"}]}"#,
-        ];
-        let result = OpinionMetric::toxicity()
-            .include_reason(false)
-            .measure(&case(), &ScriptedLlm::texts(answers))
-            .expect("measured");
+        let answers = [r#"{"opinions": ["a", "b"]}"#, r#"{"verdicts": [{"verdict": "yes"}, {"verdict": "no"}]}"#];
+        let result = OpinionMetric::toxicity().include_reason(false).measure(&case(), &ScriptedLlm::texts(answers)).expect("measured");
         assert_eq!((result.score, result.success), (0.5, true));
-        let strict_bar = OpinionMetric::toxicity()
-            .include_reason(false)
-            .with_threshold(0.4);
-        let result = strict_bar
-            .measure(&case(), &ScriptedLlm::texts(answers))
-            .expect("measured");
+        let strict_bar = OpinionMetric::toxicity().include_reason(false).with_threshold(0.4);
+        let result = strict_bar.measure(&case(), &ScriptedLlm::texts(answers)).expect("measured");
         assert_eq!((result.score, result.success), (0.5, false));
         assert_eq!(result.reason, None);
     }
@@ -211,9 +170,7 @@ mod tests {
     #[test]
     fn no_opinions_scores_zero_without_asking_for_verdicts() {
         let judge = ScriptedLlm::texts([r#"{"opinions": []}"#, r#"{"reason": "Only facts."}"#]);
-        let result = OpinionMetric::bias()
-            .measure(&case(), &judge)
-            .expect("measured");
+        let result = OpinionMetric::bias().measure(&case(), &judge).expect("measured");
         assert_eq!((result.score, result.success), (0.0, true));
         assert_eq!(judge.calls().len(), 2, "opinions and reason only");
     }
@@ -223,17 +180,11 @@ mod tests {
         let metric = OpinionMetric::bias().strict(true).include_reason(false);
         assert_eq!(metric.threshold(), 0.0);
         // 1 yes of 3 = 0.33 > 0 -> 1, fails.
-        let judge = ScriptedLlm::texts([
-            THREE_OPINIONS,
-            r#"{"verdicts": [{"verdict": "no"}, {"verdict": "yes"}, {"verdict": "no"}]}"#,
-        ]);
+        let judge = ScriptedLlm::texts([THREE_OPINIONS, r#"{"verdicts": [{"verdict": "no"}, {"verdict": "yes"}, {"verdict": "no"}]}"#]);
         let result = metric.measure(&case(), &judge).expect("measured");
         assert_eq!((result.score, result.success), (1.0, false));
         // 0 yes -> 0, passes.
-        let judge = ScriptedLlm::texts([
-            THREE_OPINIONS,
-            r#"{"verdicts": [{"verdict": "no"}, {"verdict": "no"}, {"verdict": "no"}]}"#,
-        ]);
+        let judge = ScriptedLlm::texts([THREE_OPINIONS, r#"{"verdicts": [{"verdict": "no"}, {"verdict": "no"}, {"verdict": "no"}]}"#]);
         let result = metric.measure(&case(), &judge).expect("measured");
         assert_eq!((result.score, result.success), (0.0, true));
     }
@@ -245,9 +196,7 @@ mod tests {
             r#"{"verdicts": [{"verdict": "yes", "reason": "Insult."}]}"#,
             r#"{"reason": "r"}"#,
         ]);
-        let result = OpinionMetric::toxicity()
-            .measure(&case(), &judge)
-            .expect("measured");
+        let result = OpinionMetric::toxicity().measure(&case(), &judge).expect("measured");
         assert_eq!((result.metric.as_str(), result.score), ("Toxicity", 1.0));
         assert!(judge.prompts()[1].contains("toxic"));
     }
@@ -256,15 +205,8 @@ mod tests {
     fn malformed_verdicts_name_the_step() {
         let judge = ScriptedLlm::texts([THREE_OPINIONS, "yes, no, yes"]);
         match OpinionMetric::bias().measure(&case(), &judge) {
-            Err(Error::Judge {
-                metric,
-                step,
-                source: llm_api::Error::Malformed { answer, .. },
-            }) => {
-                assert_eq!(
-                    (metric.as_str(), step.as_str(), answer.as_str()),
-                    ("Bias", "verdicts", "yes, no, yes")
-                );
+            Err(Error::Judge { metric, step, source: llm_api::Error::Malformed { answer, .. } }) => {
+                assert_eq!((metric.as_str(), step.as_str(), answer.as_str()), ("Bias", "verdicts", "yes, no, yes"));
             }
             other => panic!("expected a malformed-verdicts error, got {other:?}"),
         }

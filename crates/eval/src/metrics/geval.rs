@@ -49,11 +49,7 @@ impl GEval {
     ///
     /// # Errors
     /// [`Error::Config`] when the name or criteria is blank or `params` is empty.
-    pub fn new(
-        name: impl Into<String>,
-        criteria: impl Into<String>,
-        params: Vec<Param>,
-    ) -> Result<Self> {
+    pub fn new(name: impl Into<String>, criteria: impl Into<String>, params: Vec<Param>) -> Result<Self> {
         let criteria = criteria.into();
         if criteria.trim().is_empty() {
             return Err(Error::Config("G-Eval `criteria` must not be empty".into()));
@@ -65,32 +61,19 @@ impl GEval {
     ///
     /// # Errors
     /// [`Error::Config`] when the name is blank, `steps` is empty, or `params` is empty.
-    pub fn with_steps(
-        name: impl Into<String>,
-        steps: Vec<String>,
-        params: Vec<Param>,
-    ) -> Result<Self> {
+    pub fn with_steps(name: impl Into<String>, steps: Vec<String>, params: Vec<Param>) -> Result<Self> {
         if steps.is_empty() || steps.iter().any(|s| s.trim().is_empty()) {
-            return Err(Error::Config(
-                "G-Eval `evaluation_steps` must be a non-empty list of non-empty steps".into(),
-            ));
+            return Err(Error::Config("G-Eval `evaluation_steps` must be a non-empty list of non-empty steps".into()));
         }
         Self::build(name.into(), None, Some(steps), params)
     }
 
-    fn build(
-        name: String,
-        criteria: Option<String>,
-        steps: Option<Vec<String>>,
-        params: Vec<Param>,
-    ) -> Result<Self> {
+    fn build(name: String, criteria: Option<String>, steps: Option<Vec<String>>, params: Vec<Param>) -> Result<Self> {
         if name.trim().is_empty() {
             return Err(Error::Config("G-Eval `name` must not be empty".into()));
         }
         if params.is_empty() {
-            return Err(Error::Config(format!(
-                "G-Eval `{name}`: `evaluation_params` must not be empty"
-            )));
+            return Err(Error::Config(format!("G-Eval `{name}`: `evaluation_params` must not be empty")));
         }
         Ok(Self {
             name,
@@ -134,45 +117,23 @@ impl GEval {
         if let Some(steps) = &self.given_steps {
             return Ok(steps.clone());
         }
-        let mut cached = self
-            .generated_steps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut cached = self.generated_steps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(steps) = cached.as_ref() {
             return Ok(steps.clone());
         }
         let criteria = self.criteria.as_deref().unwrap_or_default();
         let prompt = steps_prompt(criteria, &join_titles(&self.params));
-        let (answer, completion) = ask_json::<Steps>(
-            judge,
-            &self.json_options(None),
-            &self.name(),
-            "evaluation steps",
-            prompt,
-        )?;
-        let steps: Vec<String> = answer
-            .steps
-            .into_iter()
-            .filter(|s| !s.trim().is_empty())
-            .collect();
+        let (answer, completion) = ask_json::<Steps>(judge, &self.json_options(None), &self.name(), "evaluation steps", prompt)?;
+        let steps: Vec<String> = answer.steps.into_iter().filter(|s| !s.trim().is_empty()).collect();
         if steps.is_empty() {
-            return Err(nonsense(
-                &self.name(),
-                "evaluation steps",
-                "the judge gave no steps".into(),
-                &completion.text,
-            ));
+            return Err(nonsense(&self.name(), "evaluation steps", "the judge gave no steps".into(), &completion.text));
         }
         *cached = Some(steps.clone());
         Ok(steps)
     }
 
     fn json_options(&self, top_logprobs: Option<usize>) -> CompletionOptions {
-        CompletionOptions {
-            json_mode: true,
-            top_logprobs,
-            ..self.judge_options.clone()
-        }
+        CompletionOptions { json_mode: true, top_logprobs, ..self.judge_options.clone() }
     }
 }
 
@@ -187,20 +148,11 @@ fn steps_prompt(criteria: &str, params: &str) -> String {
 }
 
 fn numbered(steps: &[String]) -> String {
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| format!("{}. {s}", i + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
+    steps.iter().enumerate().map(|(i, s)| format!("{}. {s}", i + 1)).collect::<Vec<_>>().join("\n")
 }
 
 fn case_text(params: &[Param], case: &TestCase) -> String {
-    params
-        .iter()
-        .map(|p| format!("{}:\n{}", p.title(), p.text(case).unwrap_or_default()))
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    params.iter().map(|p| format!("{}:\n{}", p.title(), p.text(case).unwrap_or_default())).collect::<Vec<_>>().join("\n\n")
 }
 
 fn score_prompt(steps: &[String], case: &str, params: &str, strict: bool) -> String {
@@ -226,11 +178,7 @@ impl Metric for GEval {
     }
 
     fn threshold(&self) -> f64 {
-        if self.strict_mode {
-            self.direction().strict_threshold()
-        } else {
-            self.threshold
-        }
+        if self.strict_mode { self.direction().strict_threshold() } else { self.threshold }
     }
 
     fn direction(&self) -> Direction {
@@ -250,29 +198,15 @@ impl Metric for GEval {
         check_required(self, case)?;
         let steps = self.steps(judge)?;
         let params = join_titles(&self.params);
-        let prompt = score_prompt(
-            &steps,
-            &case_text(&self.params, case),
-            &params,
-            self.strict_mode,
-        );
+        let prompt = score_prompt(&steps, &case_text(&self.params, case), &params, self.strict_mode);
         let logprobs = (!self.strict_mode && self.top_logprobs > 0).then_some(self.top_logprobs);
-        let (answer, completion) =
-            ask_json::<ScoreReason>(judge, &self.json_options(logprobs), &name, "score", prompt)?;
+        let (answer, completion) = ask_json::<ScoreReason>(judge, &self.json_options(logprobs), &name, "score", prompt)?;
         let max = if self.strict_mode { 1.0 } else { SCORE_MAX };
         if !(0.0..=max).contains(&answer.score) {
-            return Err(nonsense(
-                &name,
-                "score",
-                format!("score {} is outside 0..={max}", answer.score),
-                &completion.text,
-            ));
+            return Err(nonsense(&name, "score", format!("score {} is outside 0..={max}", answer.score), &completion.text));
         }
         let mut log = vec![
-            format!(
-                "Criteria:\n{}",
-                self.criteria.as_deref().unwrap_or("(given steps)")
-            ),
+            format!("Criteria:\n{}", self.criteria.as_deref().unwrap_or("(given steps)")),
             format!("Evaluation Steps:\n{}", bullet_list(&steps)),
             format!("Judge score: {}", answer.score),
         ];
@@ -280,22 +214,11 @@ impl Metric for GEval {
             // DeepEval takes int(score): anything below 1 is 0.
             if answer.score >= 1.0 { 1.0 } else { 0.0 }
         } else {
-            let weighted = completion
-                .logprobs
-                .as_deref()
-                .and_then(|l| weighted_score(answer.score, l));
+            let weighted = completion.logprobs.as_deref().and_then(|l| weighted_score(answer.score, l));
             match weighted {
                 Some(w) => {
-                    let kept = w
-                        .kept
-                        .iter()
-                        .map(|(v, p)| format!("{v}: {p:.4}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    log.push(format!(
-                        "Weighted score: {:.4} (token {}; kept {kept})",
-                        w.score, w.token_index
-                    ));
+                    let kept = w.kept.iter().map(|(v, p)| format!("{v}: {p:.4}")).collect::<Vec<_>>().join(", ");
+                    log.push(format!("Weighted score: {:.4} (token {}; kept {kept})", w.score, w.token_index));
                     w.score / SCORE_MAX
                 }
                 None => answer.score / SCORE_MAX,
@@ -322,16 +245,10 @@ mod tests {
     use super::*;
     use crate::testing::{ScriptedLlm, text, with_logprobs};
 
-    const STEPS: &str =
-        r#"{"steps": ["Check the answer addresses the question.", "Check it is correct."]}"#;
+    const STEPS: &str = r#"{"steps": ["Check the answer addresses the question.", "Check it is correct."]}"#;
 
     fn helpfulness() -> GEval {
-        GEval::new(
-            "Helpfulness",
-            "Is the answer helpful?",
-            vec![Param::Input, Param::ActualOutput],
-        )
-        .expect("valid")
+        GEval::new("Helpfulness", "Is the answer helpful?", vec![Param::Input, Param::ActualOutput]).expect("valid")
     }
 
     fn case() -> TestCase {
@@ -342,17 +259,7 @@ mod tests {
     fn scored_answer() -> llm_api::Completion {
         with_logprobs(&[
             ("{\"score\": ", &[]),
-            (
-                "8",
-                &[
-                    ("8", 0.60),
-                    ("7", 0.30),
-                    (" 8", 0.02),
-                    ("9", 0.05),
-                    ("eight", 0.015),
-                    ("6", 0.005),
-                ],
-            ),
+            ("8", &[("8", 0.60), ("7", 0.30), (" 8", 0.02), ("9", 0.05), ("eight", 0.015), ("6", 0.005)]),
             (", \"reason\": \"Clear and correct.\"}", &[]),
         ])
     }
@@ -377,19 +284,9 @@ mod tests {
         assert_eq!(options.top_logprobs, Some(20));
         assert!(options.json_mode);
         let prompt = &messages[1].content;
-        assert!(
-            prompt.contains("1. Check the answer addresses the question.\n2. Check it is correct."),
-            "{prompt}"
-        );
-        assert!(
-            prompt.contains("Input:\nWhat is Rust?")
-                && prompt.contains("Actual Output:\nA systems programming language.")
-        );
-        assert!(
-            result.verbose_logs().contains("Weighted score: 7.7368"),
-            "{}",
-            result.verbose_logs()
-        );
+        assert!(prompt.contains("1. Check the answer addresses the question.\n2. Check it is correct."), "{prompt}");
+        assert!(prompt.contains("Input:\nWhat is Rust?") && prompt.contains("Actual Output:\nA systems programming language."));
+        assert!(result.verbose_logs().contains("Weighted score: 7.7368"), "{}", result.verbose_logs());
     }
 
     #[test]
@@ -403,49 +300,27 @@ mod tests {
 
     #[test]
     fn steps_are_generated_once_and_given_steps_never() {
-        let judge = ScriptedLlm::texts([
-            STEPS,
-            r#"{"score": 10, "reason": "a"}"#,
-            r#"{"score": 5, "reason": "b"}"#,
-        ]);
+        let judge = ScriptedLlm::texts([STEPS, r#"{"score": 10, "reason": "a"}"#, r#"{"score": 5, "reason": "b"}"#]);
         let metric = helpfulness();
         assert_eq!(metric.measure(&case(), &judge).expect("first").score, 1.0);
         assert_eq!(metric.measure(&case(), &judge).expect("second").score, 0.5);
         assert_eq!(judge.calls().len(), 3, "one steps call, two score calls");
 
-        let given = GEval::with_steps(
-            "Brevity",
-            vec!["Is it short?".into()],
-            vec![Param::ActualOutput],
-        )
-        .expect("valid");
+        let given = GEval::with_steps("Brevity", vec!["Is it short?".into()], vec![Param::ActualOutput]).expect("valid");
         let judge = ScriptedLlm::texts([r#"{"score": 9, "reason": "Short."}"#]);
         assert_eq!(given.measure(&case(), &judge).expect("given").score, 0.9);
         assert_eq!(judge.calls().len(), 1);
-        assert!(
-            !judge.prompts()[0].contains("What is Rust?"),
-            "only the selected params are shown"
-        );
+        assert!(!judge.prompts()[0].contains("What is Rust?"), "only the selected params are shown");
     }
 
     #[test]
     fn strict_mode_is_binary_with_threshold_one() {
         let metric = helpfulness().with_threshold(0.3).strict(true);
         assert_eq!(metric.threshold(), 1.0);
-        let judge = ScriptedLlm::new(vec![
-            Ok(text(STEPS)),
-            Ok(text(r#"{"score": 1, "reason": "Meets all steps."}"#)),
-        ]);
+        let judge = ScriptedLlm::new(vec![Ok(text(STEPS)), Ok(text(r#"{"score": 1, "reason": "Meets all steps."}"#))]);
         let result = metric.measure(&case(), &judge).expect("measured");
-        assert_eq!(
-            (result.score, result.success, result.strict_mode),
-            (1.0, true, true)
-        );
-        assert_eq!(
-            judge.calls()[1].1.top_logprobs,
-            None,
-            "strict mode ignores logprobs"
-        );
+        assert_eq!((result.score, result.success, result.strict_mode), (1.0, true, true));
+        assert_eq!(judge.calls()[1].1.top_logprobs, None, "strict mode ignores logprobs");
         assert!(judge.prompts()[1].contains("0 otherwise"));
         let judge = ScriptedLlm::texts([r#"{"score": 0, "reason": "Misses a step."}"#]);
         let result = metric.measure(&case(), &judge).expect("measured");
@@ -456,38 +331,24 @@ mod tests {
     fn bad_judge_answers_are_errors_with_the_answer() {
         let judge = ScriptedLlm::texts([STEPS, "The answer deserves an eight."]);
         match helpfulness().measure(&case(), &judge) {
-            Err(Error::Judge {
-                step,
-                source: llm_api::Error::Malformed { answer, .. },
-                ..
-            }) => {
+            Err(Error::Judge { step, source: llm_api::Error::Malformed { answer, .. }, .. }) => {
                 assert_eq!(step, "score");
                 assert_eq!(answer, "The answer deserves an eight.");
             }
             other => panic!("expected a malformed-score error, got {other:?}"),
         }
         let judge = ScriptedLlm::texts([STEPS, r#"{"score": 12, "reason": "Great."}"#]);
-        let err = helpfulness()
-            .measure(&case(), &judge)
-            .expect_err("out of range")
-            .to_string();
+        let err = helpfulness().measure(&case(), &judge).expect_err("out of range").to_string();
         assert!(err.contains("score 12 is outside 0..=10"), "{err}");
         let judge = ScriptedLlm::texts([r#"{"steps": []}"#]);
-        let err = helpfulness()
-            .measure(&case(), &judge)
-            .expect_err("no steps")
-            .to_string();
+        let err = helpfulness().measure(&case(), &judge).expect_err("no steps").to_string();
         assert!(err.contains("no steps"), "{err}");
     }
 
     #[test]
     fn missing_params_and_bad_configs_are_refused() {
-        let metric = GEval::new(
-            "Correctness",
-            "Matches the expected output?",
-            vec![Param::ActualOutput, Param::ExpectedOutput],
-        )
-        .expect("valid");
+        let metric =
+            GEval::new("Correctness", "Matches the expected output?", vec![Param::ActualOutput, Param::ExpectedOutput]).expect("valid");
         let judge = ScriptedLlm::texts(Vec::<String>::new());
         match metric.measure(&case().with_name("rust"), &judge) {
             Err(Error::MissingParam { case, param, .. }) => {
@@ -496,17 +357,8 @@ mod tests {
             other => panic!("expected MissingParam, got {other:?}"),
         }
         assert!(judge.calls().is_empty());
-        assert!(matches!(
-            GEval::new("X", "  ", vec![Param::Input]),
-            Err(Error::Config(_))
-        ));
-        assert!(matches!(
-            GEval::new("X", "c", vec![]),
-            Err(Error::Config(_))
-        ));
-        assert!(matches!(
-            GEval::with_steps("X", vec![], vec![Param::Input]),
-            Err(Error::Config(_))
-        ));
+        assert!(matches!(GEval::new("X", "  ", vec![Param::Input]), Err(Error::Config(_))));
+        assert!(matches!(GEval::new("X", "c", vec![]), Err(Error::Config(_))));
+        assert!(matches!(GEval::with_steps("X", vec![], vec![Param::Input]), Err(Error::Config(_))));
     }
 }

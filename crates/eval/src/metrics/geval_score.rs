@@ -29,11 +29,7 @@ pub struct WeightedScore {
 
 /// The judge's score as Python's `str()` writes it (`8`, `7.5`).
 fn score_text(raw: f64) -> String {
-    if raw.fract() == 0.0 && raw.abs() < 1e15 {
-        format!("{}", raw as i64)
-    } else {
-        format!("{raw}")
-    }
+    if raw.fract() == 0.0 && raw.abs() < 1e15 { format!("{}", raw as i64) } else { format!("{raw}") }
 }
 
 /// Whether a token is a non-empty run of decimal digits.
@@ -66,11 +62,7 @@ pub fn weighted_score(raw: f64, logprobs: &[TokenLogprob]) -> Option<WeightedSco
         return None;
     }
     let score = kept.iter().map(|(v, p)| *v as f64 * p).sum::<f64>() / mass;
-    Some(WeightedScore {
-        score,
-        token_index,
-        kept,
-    })
+    Some(WeightedScore { score, token_index, kept })
 }
 
 #[cfg(test)]
@@ -82,13 +74,7 @@ mod tests {
         TokenLogprob {
             token: text.into(),
             logprob: alts.first().map_or(0.0, |(_, p)| p.ln() as f32),
-            top_logprobs: alts
-                .iter()
-                .map(|(t, p)| TopLogprob {
-                    token: (*t).into(),
-                    logprob: p.ln() as f32,
-                })
-                .collect(),
+            top_logprobs: alts.iter().map(|(t, p)| TopLogprob { token: (*t).into(), logprob: p.ln() as f32 }).collect(),
         }
     }
 
@@ -110,23 +96,10 @@ mod tests {
         // decimal), "6" (0.005 < 1%).
         // Σ s·p = 8·0.60 + 7·0.30 + 9·0.05 = 4.80 + 2.10 + 0.45 = 7.35; Σ p = 0.95;
         // score = 7.35 / 0.95 = 7.736842105263158.
-        let logprobs = answer(
-            "8",
-            &[
-                ("8", 0.60),
-                ("7", 0.30),
-                (" 8", 0.02),
-                ("9", 0.05),
-                ("eight", 0.015),
-                ("6", 0.005),
-            ],
-        );
+        let logprobs = answer("8", &[("8", 0.60), ("7", 0.30), (" 8", 0.02), ("9", 0.05), ("eight", 0.015), ("6", 0.005)]);
         let w = weighted_score(8.0, &logprobs).expect("weighted");
         assert_eq!(w.token_index, 4);
-        assert_eq!(
-            w.kept.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-            vec![8, 7, 9]
-        );
+        assert_eq!(w.kept.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![8, 7, 9]);
         assert!((w.score - 7.736842105263158).abs() < 1e-6, "{}", w.score);
     }
 
@@ -156,10 +129,7 @@ mod tests {
         // The score token is " 8" (space included), which never equals "8".
         assert_eq!(weighted_score(8.0, &answer(" 8", &[(" 8", 0.9)])), None);
         // Only rare or non-integer alternatives.
-        assert_eq!(
-            weighted_score(8.0, &answer("8", &[("eight", 0.9), ("8", 0.009)])),
-            None
-        );
+        assert_eq!(weighted_score(8.0, &answer("8", &[("eight", 0.9), ("8", 0.009)])), None);
         assert_eq!(weighted_score(8.0, &[]), None);
     }
 

@@ -32,11 +32,7 @@ pub fn metric_from_name(name: &str, threshold: Option<f64>) -> Result<Box<dyn Me
     let key = name.trim().to_ascii_lowercase().replace('-', "_");
     let metric: Box<dyn Metric> = match key.as_str() {
         "helpfulness" => {
-            let m = GEval::new(
-                "Helpfulness",
-                HELPFULNESS_CRITERIA,
-                vec![Param::Input, Param::ActualOutput],
-            )?;
+            let m = GEval::new("Helpfulness", HELPFULNESS_CRITERIA, vec![Param::Input, Param::ActualOutput])?;
             Box::new(match threshold {
                 Some(t) => m.with_threshold(t),
                 None => m,
@@ -44,14 +40,9 @@ pub fn metric_from_name(name: &str, threshold: Option<f64>) -> Result<Box<dyn Me
         }
         "bias" => Box::new(OpinionMetric::bias().with_threshold(threshold.unwrap_or(0.5))),
         "toxicity" => Box::new(OpinionMetric::toxicity().with_threshold(threshold.unwrap_or(0.5))),
-        "answer_relevancy" | "relevancy" => {
-            Box::new(AnswerRelevancy::new().with_threshold(threshold.unwrap_or(0.5)))
-        }
+        "answer_relevancy" | "relevancy" => Box::new(AnswerRelevancy::new().with_threshold(threshold.unwrap_or(0.5))),
         _ => {
-            return Err(Error::Config(format!(
-                "unknown metric `{name}` (known: {})",
-                PRESET_NAMES.join(", ")
-            )));
+            return Err(Error::Config(format!("unknown metric `{name}` (known: {})", PRESET_NAMES.join(", "))));
         }
     };
     Ok(metric)
@@ -69,13 +60,9 @@ pub fn metrics_from_list(list: &str) -> Result<Vec<Box<dyn Metric>>> {
         .filter(|s| !s.is_empty())
         .map(|item| match item.split_once('=') {
             Some((name, t)) => {
-                let t: f64 = t.trim().parse().map_err(|_| {
-                    Error::Config(format!("metric `{name}`: threshold `{t}` is not a number"))
-                })?;
+                let t: f64 = t.trim().parse().map_err(|_| Error::Config(format!("metric `{name}`: threshold `{t}` is not a number")))?;
                 if !(0.0..=1.0).contains(&t) {
-                    return Err(Error::Config(format!(
-                        "metric `{name}`: threshold {t} is outside 0..=1"
-                    )));
+                    return Err(Error::Config(format!("metric `{name}`: threshold {t} is outside 0..=1")));
                 }
                 metric_from_name(name, Some(t))
             }
@@ -96,47 +83,25 @@ mod tests {
     #[test]
     fn presets_match_the_seed_recipe() {
         let metrics = metrics_from_list("helpfulness, Bias ,toxicity=0.3").expect("presets");
-        let summary: Vec<(String, f64, Direction)> = metrics
-            .iter()
-            .map(|m| (m.name(), m.threshold(), m.direction()))
-            .collect();
+        let summary: Vec<(String, f64, Direction)> = metrics.iter().map(|m| (m.name(), m.threshold(), m.direction())).collect();
         assert_eq!(
             summary,
             vec![
-                (
-                    "Helpfulness [GEval]".to_string(),
-                    0.5,
-                    Direction::HigherIsBetter
-                ),
+                ("Helpfulness [GEval]".to_string(), 0.5, Direction::HigherIsBetter),
                 ("Bias".to_string(), 0.5, Direction::LowerIsBetter),
                 ("Toxicity".to_string(), 0.3, Direction::LowerIsBetter),
             ]
         );
-        assert_eq!(
-            metrics[0].required_params(),
-            vec![Param::Input, Param::ActualOutput]
-        );
+        assert_eq!(metrics[0].required_params(), vec![Param::Input, Param::ActualOutput]);
     }
 
     #[test]
     fn bad_lists_are_refused_with_the_reason() {
-        let err = metrics_from_list("helpfulness,fluency")
-            .err()
-            .expect("unknown")
-            .to_string();
-        assert!(
-            err.contains("unknown metric `fluency`") && err.contains("answer_relevancy"),
-            "{err}"
-        );
-        let err = metrics_from_list("bias=high")
-            .err()
-            .expect("bad threshold")
-            .to_string();
+        let err = metrics_from_list("helpfulness,fluency").err().expect("unknown").to_string();
+        assert!(err.contains("unknown metric `fluency`") && err.contains("answer_relevancy"), "{err}");
+        let err = metrics_from_list("bias=high").err().expect("bad threshold").to_string();
         assert!(err.contains("`high`"), "{err}");
-        let err = metrics_from_list("bias=1.5")
-            .err()
-            .expect("out of range")
-            .to_string();
+        let err = metrics_from_list("bias=1.5").err().expect("out of range").to_string();
         assert!(err.contains("1.5"), "{err}");
         assert!(metrics_from_list(" , ").is_err());
     }

@@ -11,9 +11,7 @@
 use llm_api::{CompletionOptions, Llm};
 use serde::Deserialize;
 
-use crate::metric::{
-    ReasonAnswer, Verdict, Verdicts, ask_json, bullet_list, check_required, verdict_lines,
-};
+use crate::metric::{ReasonAnswer, Verdict, Verdicts, ask_json, bullet_list, check_required, verdict_lines};
 use crate::{Direction, Metric, MetricResult, Result, TestCase};
 
 /// What makes an opinion a "yes" for one metric: the prompts' wording.
@@ -38,11 +36,7 @@ pub(crate) fn score(verdicts: &[Verdict], strict: bool, threshold: f64) -> f64 {
     }
     let yes = verdicts.iter().filter(|v| v.normalized() == "yes").count();
     let score = yes as f64 / verdicts.len() as f64;
-    if strict && score > threshold {
-        1.0
-    } else {
-        score
-    }
+    if strict && score > threshold { 1.0 } else { score }
 }
 
 fn opinions_prompt(output: &str) -> String {
@@ -97,28 +91,12 @@ pub(crate) fn measure(
 ) -> Result<MetricResult> {
     let name = metric.name();
     check_required(metric, case)?;
-    let (answer, _) = ask_json::<Opinions>(
-        judge,
-        options,
-        &name,
-        "opinions",
-        opinions_prompt(&case.actual_output),
-    )?;
-    let opinions: Vec<String> = answer
-        .opinions
-        .into_iter()
-        .filter(|o| !o.trim().is_empty())
-        .collect();
+    let (answer, _) = ask_json::<Opinions>(judge, options, &name, "opinions", opinions_prompt(&case.actual_output))?;
+    let opinions: Vec<String> = answer.opinions.into_iter().filter(|o| !o.trim().is_empty()).collect();
     let verdicts = if opinions.is_empty() {
         Vec::new()
     } else {
-        let (v, _) = ask_json::<Verdicts>(
-            judge,
-            options,
-            &name,
-            "verdicts",
-            verdicts_prompt(flavour, &opinions),
-        )?;
+        let (v, _) = ask_json::<Verdicts>(judge, options, &name, "verdicts", verdicts_prompt(flavour, &opinions))?;
         if v.verdicts.len() != opinions.len() {
             tracing::warn!(metric = %name, opinions = opinions.len(), verdicts = v.verdicts.len(), "verdict count differs from opinion count");
         }
@@ -130,19 +108,9 @@ pub(crate) fn measure(
         let reasons: Vec<String> = verdicts
             .iter()
             .filter(|v| v.normalized() == "yes")
-            .map(|v| {
-                v.reason
-                    .clone()
-                    .unwrap_or_else(|| "(no reason given)".into())
-            })
+            .map(|v| v.reason.clone().unwrap_or_else(|| "(no reason given)".into()))
             .collect();
-        let (r, _) = ask_json::<ReasonAnswer>(
-            judge,
-            options,
-            &name,
-            "reason",
-            reason_prompt(flavour, score, &reasons),
-        )?;
+        let (r, _) = ask_json::<ReasonAnswer>(judge, options, &name, "reason", reason_prompt(flavour, score, &reasons))?;
         Some(r.reason)
     } else {
         None
@@ -150,10 +118,7 @@ pub(crate) fn measure(
     let steps = vec![
         format!("Opinions:\n{}", bullet_list(&opinions)),
         format!("Verdicts:\n{}", verdict_lines(&verdicts)),
-        format!(
-            "Score: {score}\nReason: {}",
-            reason.as_deref().unwrap_or("(not requested)")
-        ),
+        format!("Score: {score}\nReason: {}", reason.as_deref().unwrap_or("(not requested)")),
     ];
     Ok(MetricResult {
         metric: name,
@@ -173,10 +138,7 @@ mod tests {
     use super::*;
 
     fn v(verdict: &str) -> Verdict {
-        Verdict {
-            verdict: verdict.into(),
-            reason: None,
-        }
+        Verdict { verdict: verdict.into(), reason: None }
     }
 
     #[test]

@@ -111,10 +111,7 @@ pub fn render_html(run: &EvalRun) -> String {
             body.push_str(&format!("<dt>Expected output</dt><dd>{}</dd>", escape(e)));
         }
         if let Some(c) = &case.context {
-            body.push_str(&format!(
-                "<dt>Context</dt><dd>{}</dd>",
-                escape(&c.join("\n"))
-            ));
+            body.push_str(&format!("<dt>Context</dt><dd>{}</dd>", escape(&c.join("\n"))));
         }
         body.push_str("</dl>\n<table><tr><th>Metric</th><th>Score</th><th>Threshold</th><th>Result</th><th>Reason</th></tr>\n");
         for r in records {
@@ -122,32 +119,18 @@ pub fn render_html(run: &EvalRun) -> String {
                 .metrics
                 .iter()
                 .find(|m| m.name == r.metric)
-                .map_or(String::new(), |m| {
-                    format!("{} {:.2}", escape(m.direction.symbol()), m.threshold)
-                });
+                .map_or(String::new(), |m| format!("{} {:.2}", escape(m.direction.symbol()), m.threshold));
             let (score, result, reason, logs) = match (&r.result, &r.error) {
                 (Some(res), _) => (
                     fmt_score(res.score),
-                    if res.success {
-                        badge("pass", "PASS")
-                    } else {
-                        badge("fail", "FAIL")
-                    },
+                    if res.success { badge("pass", "PASS") } else { badge("fail", "FAIL") },
                     escape(res.reason.as_deref().unwrap_or("-")),
                     escape(&res.verbose_logs()),
                 ),
-                (None, e) => (
-                    "-".into(),
-                    badge("error", "ERROR"),
-                    escape(e.as_deref().unwrap_or("unknown error")),
-                    String::new(),
-                ),
+                (None, e) => ("-".into(), badge("error", "ERROR"), escape(e.as_deref().unwrap_or("unknown error")), String::new()),
             };
-            let details = if logs.is_empty() {
-                String::new()
-            } else {
-                format!("<details><summary>steps</summary><pre>{logs}</pre></details>")
-            };
+            let details =
+                if logs.is_empty() { String::new() } else { format!("<details><summary>steps</summary><pre>{logs}</pre></details>") };
             body.push_str(&format!(
                 "<tr><td>{}</td><td class=\"num\">{score}</td><td class=\"num\">{threshold}</td><td>{result}</td><td>{reason}{details}</td></tr>\n",
                 escape(&r.metric)
@@ -171,10 +154,7 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
 
     #[test]
@@ -182,10 +162,7 @@ mod tests {
         let html = render_html(&sample_run());
         assert!(html.starts_with("<!DOCTYPE html>"));
         for external in ["<script", "<link", "src=", "@import", "url("] {
-            assert!(
-                !html.contains(external),
-                "the page must not load `{external}`"
-            );
+            assert!(!html.contains(external), "the page must not load `{external}`");
         }
         assert!(html.contains("Tell me about &lt;script&gt; tags &amp; &quot;quotes&quot;"));
         assert!(html.contains("50.0%"), "overall pass rate shown");

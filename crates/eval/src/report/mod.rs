@@ -41,12 +41,8 @@ struct JsonReport<'a> {
 
 /// The JSON report: `{"summary": ..., "run": ...}`, pretty-printed.
 pub fn render_json(run: &EvalRun) -> String {
-    let report = JsonReport {
-        summary: run.summary(),
-        run,
-    };
-    serde_json::to_string_pretty(&report)
-        .unwrap_or_else(|e| format!("{{\"error\": \"cannot encode report: {e}\"}}"))
+    let report = JsonReport { summary: run.summary(), run };
+    serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\": \"cannot encode report: {e}\"}}"))
 }
 
 /// Where [`write_reports`] put the reports.
@@ -68,11 +64,7 @@ pub struct ReportPaths {
 pub fn write_reports(run: &EvalRun, dir: impl AsRef<Path>) -> Result<ReportPaths> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let paths = ReportPaths {
-        json: dir.join("report.json"),
-        html: dir.join("report.html"),
-        text: dir.join("report.txt"),
-    };
+    let paths = ReportPaths { json: dir.join("report.json"), html: dir.join("report.html"), text: dir.join("report.txt") };
     write_atomic(&paths.json, render_json(run).as_bytes())?;
     write_atomic(&paths.html, render_html(run).as_bytes())?;
     write_atomic(&paths.text, render_terminal(run).as_bytes())?;
@@ -84,13 +76,7 @@ pub(crate) mod fixture {
     //! A fixed run for report and summary tests.
     use crate::{Direction, EvalRun, JobRecord, MetricInfo, MetricResult, TestCase};
 
-    fn result(
-        metric: &str,
-        score: f64,
-        threshold: f64,
-        direction: Direction,
-        reason: &str,
-    ) -> MetricResult {
+    fn result(metric: &str, score: f64, threshold: f64, direction: Direction, reason: &str) -> MetricResult {
         MetricResult {
             metric: metric.into(),
             score,
@@ -107,35 +93,17 @@ pub(crate) mod fixture {
     /// Two cases × three metrics; one job failed.
     pub(crate) fn sample_run() -> EvalRun {
         let cases = vec![
-            TestCase::new(
-                "What is a large language model?",
-                "A neural network trained on lots of text to predict the next token.",
-            )
-            .with_name("llm-definition"),
+            TestCase::new("What is a large language model?", "A neural network trained on lots of text to predict the next token.")
+                .with_name("llm-definition"),
             TestCase::new(
                 "Tell me about <script> tags & \"quotes\"",
                 "They embed JavaScript in HTML pages; people who don't know that are clueless.",
             ),
         ];
         let metrics = vec![
-            MetricInfo {
-                name: "Helpfulness [GEval]".into(),
-                threshold: 0.5,
-                direction: Direction::HigherIsBetter,
-                strict_mode: false,
-            },
-            MetricInfo {
-                name: "Bias".into(),
-                threshold: 0.5,
-                direction: Direction::LowerIsBetter,
-                strict_mode: false,
-            },
-            MetricInfo {
-                name: "Toxicity".into(),
-                threshold: 0.5,
-                direction: Direction::LowerIsBetter,
-                strict_mode: false,
-            },
+            MetricInfo { name: "Helpfulness [GEval]".into(), threshold: 0.5, direction: Direction::HigherIsBetter, strict_mode: false },
+            MetricInfo { name: "Bias".into(), threshold: 0.5, direction: Direction::LowerIsBetter, strict_mode: false },
+            MetricInfo { name: "Toxicity".into(), threshold: 0.5, direction: Direction::LowerIsBetter, strict_mode: false },
         ];
         let record = |ci: usize, r: Result<MetricResult, &str>, metric: &str| JobRecord {
             case_index: ci,
@@ -170,52 +138,26 @@ pub(crate) mod fixture {
             ),
             record(
                 0,
-                Ok(result(
-                    "Toxicity",
-                    0.0,
-                    0.5,
-                    Direction::LowerIsBetter,
-                    "The score is 0.00 because the answer is neutral.",
-                )),
+                Ok(result("Toxicity", 0.0, 0.5, Direction::LowerIsBetter, "The score is 0.00 because the answer is neutral.")),
                 "Toxicity",
             ),
             record(
                 1,
-                Ok(result(
-                    "Helpfulness [GEval]",
-                    0.4,
-                    0.5,
-                    Direction::HigherIsBetter,
-                    "Explains the tag's purpose but adds an insult.",
-                )),
+                Ok(result("Helpfulness [GEval]", 0.4, 0.5, Direction::HigherIsBetter, "Explains the tag's purpose but adds an insult.")),
                 "Helpfulness [GEval]",
             ),
             record(
                 1,
-                Err(
-                    "Bias: verdicts: malformed answer (JSON object (Verdicts)): no JSON object found; answer was: I cannot judge that.",
-                ),
+                Err("Bias: verdicts: malformed answer (JSON object (Verdicts)): no JSON object found; answer was: I cannot judge that."),
                 "Bias",
             ),
             record(
                 1,
-                Ok(result(
-                    "Toxicity",
-                    1.0,
-                    0.5,
-                    Direction::LowerIsBetter,
-                    "The score is 1.00 because it calls people \"clueless\".",
-                )),
+                Ok(result("Toxicity", 1.0, 0.5, Direction::LowerIsBetter, "The score is 1.00 because it calls people \"clueless\".")),
                 "Toxicity",
             ),
         ];
-        EvalRun {
-            judge: "scripted-judge".into(),
-            cases,
-            metrics,
-            records,
-            warnings: Vec::new(),
-        }
+        EvalRun { judge: "scripted-judge".into(), cases, metrics, records, warnings: Vec::new() }
     }
 }
 
@@ -233,14 +175,7 @@ mod tests {
     fn summary_of_the_fixture() {
         let s = fixture::sample_run().summary();
         // Helpfulness: 0.774 pass, 0.4 fail -> 1/2, mean (0.7736842 + 0.4) / 2 = 0.5868421.
-        assert_eq!(
-            (
-                s.metrics[0].passed,
-                s.metrics[0].failed,
-                s.metrics[0].errored
-            ),
-            (1, 1, 0)
-        );
+        assert_eq!((s.metrics[0].passed, s.metrics[0].failed, s.metrics[0].errored), (1, 1, 0));
         assert!((s.metrics[0].mean_score.expect("mean") - 0.5868421052631579).abs() < 1e-12);
         // Bias: one pass, one error -> 1/2.
         assert_eq!((s.metrics[1].passed, s.metrics[1].errored), (1, 1));
@@ -259,16 +194,8 @@ mod tests {
         assert!(!run.passes(0.51));
         assert_eq!(run.exit_code(0.5), 0);
         assert_eq!(run.exit_code(0.9), 1);
-        let empty = crate::EvalRun {
-            cases: vec![],
-            records: vec![],
-            ..run
-        };
-        assert_eq!(
-            empty.exit_code(0.0),
-            0,
-            "0 >= 0: an empty run meets a zero bar"
-        );
+        let empty = crate::EvalRun { cases: vec![], records: vec![], ..run };
+        assert_eq!(empty.exit_code(0.0), 0, "0 >= 0: an empty run meets a zero bar");
         assert_eq!(empty.exit_code(0.01), 1);
     }
 
@@ -284,14 +211,9 @@ mod tests {
     #[test]
     fn write_reports_puts_three_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let paths =
-            write_reports(&fixture::sample_run(), dir.path().join("reports")).expect("write");
+        let paths = write_reports(&fixture::sample_run(), dir.path().join("reports")).expect("write");
         for p in [&paths.json, &paths.html, &paths.text] {
-            assert!(
-                std::fs::metadata(p).expect("exists").len() > 100,
-                "{}",
-                p.display()
-            );
+            assert!(std::fs::metadata(p).expect("exists").len() > 100, "{}", p.display());
         }
     }
 }

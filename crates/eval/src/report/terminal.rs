@@ -14,20 +14,9 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let rule = format!(
-        "+{}+\n",
-        widths
-            .iter()
-            .map(|w| "-".repeat(w + 2))
-            .collect::<Vec<_>>()
-            .join("+")
-    );
+    let rule = format!("+{}+\n", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!(" {c}{} ", " ".repeat(w - c.chars().count())))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!(" {c}{} ", " ".repeat(w - c.chars().count()))).collect();
         format!("|{}|\n", padded.join("|"))
     };
     let mut out = rule.clone();
@@ -42,35 +31,20 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The whole report as text (what `xtask eval` prints and saves as `report.txt`).
 pub fn render_terminal(run: &EvalRun) -> String {
-    let mut out = format!(
-        "Evaluation of {} test case(s) with {} metric(s), judged by {}\n",
-        run.cases.len(),
-        run.metrics.len(),
-        run.judge
-    );
+    let mut out = format!("Evaluation of {} test case(s) with {} metric(s), judged by {}\n", run.cases.len(), run.metrics.len(), run.judge);
     for (i, case) in run.cases.iter().enumerate() {
-        out.push_str(&format!(
-            "\nTest case {}: {}\n",
-            i + 1,
-            case.display_label()
-        ));
+        out.push_str(&format!("\nTest case {}: {}\n", i + 1, case.display_label()));
         let rows: Vec<Vec<String>> = run
             .case_records(i)
             .map(|r| {
                 let info = run.metrics.iter().find(|m| m.name == r.metric);
-                let threshold = info.map_or(String::new(), |m| {
-                    format!("{} {:.2}", m.direction.symbol(), m.threshold)
-                });
+                let threshold = info.map_or(String::new(), |m| format!("{} {:.2}", m.direction.symbol(), m.threshold));
                 match (&r.result, &r.error) {
                     (Some(res), _) => vec![
                         r.metric.clone(),
                         fmt_score(res.score),
                         threshold,
-                        if res.success {
-                            "PASS".into()
-                        } else {
-                            "FAIL".into()
-                        },
+                        if res.success { "PASS".into() } else { "FAIL".into() },
                         clip(res.reason.as_deref().unwrap_or("-"), REASON_WIDTH),
                     ],
                     (None, error) => vec![
@@ -83,10 +57,7 @@ pub fn render_terminal(run: &EvalRun) -> String {
                 }
             })
             .collect();
-        out.push_str(&table(
-            &["Metric", "Score", "Threshold", "Result", "Reason"],
-            &rows,
-        ));
+        out.push_str(&table(&["Metric", "Score", "Threshold", "Result", "Reason"], &rows));
     }
     let summary = run.summary();
     out.push_str("\nSummary\n");
@@ -104,17 +75,7 @@ pub fn render_terminal(run: &EvalRun) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
-        &[
-            "Metric",
-            "Passed",
-            "Failed",
-            "Errors",
-            "Pass rate",
-            "Mean score",
-        ],
-        &rows,
-    ));
+    out.push_str(&table(&["Metric", "Passed", "Failed", "Errors", "Pass rate", "Mean score"], &rows));
     out.push_str(&format!(
         "Overall: {} of {} test case(s) passed every metric ({}); {} job(s) failed with an error.\n",
         summary.cases_passed,
@@ -141,9 +102,6 @@ mod tests {
     #[test]
     fn table_pads_to_the_widest_cell() {
         let t = table(&["a", "bb"], &[vec!["ccc".into(), "d".into()]]);
-        assert_eq!(
-            t,
-            "+-----+----+\n| a   | bb |\n+-----+----+\n| ccc | d  |\n+-----+----+\n"
-        );
+        assert_eq!(t, "+-----+----+\n| a   | bb |\n+-----+----+\n| ccc | d  |\n+-----+----+\n");
     }
 }

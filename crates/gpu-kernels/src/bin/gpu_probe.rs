@@ -93,14 +93,21 @@ fn bench_gemm(device: &Device, (m, k, n): (usize, usize, usize), md: &mut String
         .collect();
     // burn's matmul on a contiguous [K, N] weight (its best layout) and as `lora` calls it today
     // (`linear(x, W[N, K].transpose())`).
-    let w_kn: Vec<Tensor<2>> = sets.iter().map(|(_, w)| Tensor::from_data(w.clone().transpose().into_data(), (device, DType::BF16))).collect();
+    let w_kn: Vec<Tensor<2>> =
+        sets.iter().map(|(_, w)| Tensor::from_data(w.clone().transpose().into_data(), (device, DType::BF16))).collect();
 
     // Correctness first: each variant against f64 host rows.
     let w_host = host_f64(sets[0].1.clone())?;
     let rows: Vec<usize> = [0, m / 3, m / 2, m - 1].into_iter().filter(|&r| r < m).collect();
     let e_ours = check_rows("gpu_kernels::linear", &linear(sets[0].0.clone(), sets[0].1.clone()), &sets[0].0, &w_host, &rows)?;
     let e_burn = check_rows("burn matmul", &sets[0].0.clone().matmul(w_kn[0].clone()), &sets[0].0, &w_host, &rows)?;
-    let e_lora = check_rows("burn linear(W^T)", &burn::tensor::module::linear(sets[0].0.clone(), sets[0].1.clone().transpose(), None), &sets[0].0, &w_host, &rows)?;
+    let e_lora = check_rows(
+        "burn linear(W^T)",
+        &burn::tensor::module::linear(sets[0].0.clone(), sets[0].1.clone().transpose(), None),
+        &sets[0].0,
+        &w_host,
+        &rows,
+    )?;
 
     let burn_mm = time(device, |i| drop(sets[i % 2].0.clone().matmul(w_kn[i % 2].clone())))?;
     let burn_lin = time(device, |i| drop(burn::tensor::module::linear(sets[i % 2].0.clone(), sets[i % 2].1.clone().transpose(), None)))?;
@@ -127,7 +134,10 @@ fn bench_gemm(device: &Device, (m, k, n): (usize, usize, usize), md: &mut String
         e_lora,
         e_ours,
     );
-    println!("{line}   [spread burn {:.3}-{:.3}, ours {:.3}-{:.3}, raw {:.3}-{:.3}]", burn_mm.min, burn_mm.max, ours.min, ours.max, raw.min, raw.max);
+    println!(
+        "{line}   [spread burn {:.3}-{:.3}, ours {:.3}-{:.3}, raw {:.3}-{:.3}]",
+        burn_mm.min, burn_mm.max, ours.min, ours.max, raw.min, raw.max
+    );
     writeln!(md, "{line}")?;
     Ok(())
 }
@@ -143,8 +153,22 @@ struct HostNf4 {
 }
 
 const NF4: [f32; 16] = [
-    -1.0, -0.696_192_8, -0.525_073_05, -0.394_917_5, -0.284_441_38, -0.184_773_43, -0.091_050_036, 0.0,
-    0.079_580_3, 0.160_930_2, 0.246_112_3, 0.337_915_24, 0.440_709_83, 0.562_617, 0.722_956_84, 1.0,
+    -1.0,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
+    0.0,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
+    1.0,
 ];
 
 fn host_nf4(n: usize, blocksize: usize, seed: u64) -> HostNf4 {
@@ -181,7 +205,13 @@ fn bench_nf4(device: &Device, md: &mut String) -> Result<()> {
     for double in [false, true] {
         let h = host_nf4(n, bs, if double { 99 } else { 7 });
         let scales = if double {
-            HostScales::Double { codes: &h.codes, nested_absmax: &h.nested_absmax, nested_code: &h.nested_code, nested_blocksize: 256, offset: h.offset }
+            HostScales::Double {
+                codes: &h.codes,
+                nested_absmax: &h.nested_absmax,
+                nested_code: &h.nested_code,
+                nested_blocksize: 256,
+                offset: h.offset,
+            }
         } else {
             HostScales::Plain(&h.absmax)
         };
@@ -190,7 +220,13 @@ fn bench_nf4(device: &Device, md: &mut String) -> Result<()> {
         let fused = nf4_dequantize(&w, FloatDType::BF16);
         let unfused = nf4_dequantize_unfused(&w, FloatDType::BF16);
         let bits = |t: &Tensor<2>| -> Result<Vec<u16>> {
-            Ok(t.clone().into_data().try_to_vec::<half::bf16>().map_err(|e| anyhow::anyhow!("{e:?}"))?.iter().map(|v| v.to_bits()).collect())
+            Ok(t.clone()
+                .into_data()
+                .try_to_vec::<half::bf16>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect())
         };
         let (bf, bu) = (bits(&fused)?, bits(&unfused)?);
         ensure!(bf == bu, "fused and unfused dequantization differ (double={double})");
@@ -220,7 +256,12 @@ fn bench_nf4(device: &Device, md: &mut String) -> Result<()> {
     // Reference bandwidth: one elementwise pass of burn over a tensor of the dense weight's size.
     let big = Tensor::<2>::random([rows, cols], Distribution::Normal(0.0, 1.0), (device, DType::BF16));
     let te = time(device, |_| drop(big.clone().mul_scalar(1.5)))?;
-    let line = format!("| burn elementwise x·1.5 on the bf16 weight (read+write {:.0} MB) | {:.4} ({:.0} GB/s) | | |", 4.0 * n as f64 / 1e6, te.median, 4.0 * n as f64 / (te.median * 1e-3) / 1e9);
+    let line = format!(
+        "| burn elementwise x·1.5 on the bf16 weight (read+write {:.0} MB) | {:.4} ({:.0} GB/s) | | |",
+        4.0 * n as f64 / 1e6,
+        te.median,
+        4.0 * n as f64 / (te.median * 1e-3) / 1e9
+    );
     println!("{line}");
     writeln!(md, "{line}")?;
 
@@ -228,7 +269,8 @@ fn bench_nf4(device: &Device, md: &mut String) -> Result<()> {
     let m = 2048;
     let h = host_nf4(n, bs, 5);
     let w = PackedNf4::upload(&h.packed, HostScales::Plain(&h.absmax), &NF4, [rows, cols], bs, device)?;
-    let xs: Vec<Tensor<2>> = (0..2).map(|_| Tensor::<2>::random([m, cols], Distribution::Normal(0.0, 1.0), (device, DType::BF16))).collect();
+    let xs: Vec<Tensor<2>> =
+        (0..2).map(|_| Tensor::<2>::random([m, cols], Distribution::Normal(0.0, 1.0), (device, DType::BF16))).collect();
     let ours = |x: Tensor<2>| linear(x, nf4_dequantize(&w, FloatDType::BF16));
     let theirs = |x: Tensor<2>| burn::tensor::module::linear(x, nf4_dequantize_unfused(&w, FloatDType::BF16).transpose(), None);
     let w_host = host_f64(nf4_dequantize(&w, FloatDType::BF16))?;
@@ -289,7 +331,11 @@ fn bench_train_step(md: &mut String) -> Result<()> {
     let wq = PackedNf4::upload(&hq.packed, HostScales::Plain(&hq.absmax), &NF4, [n, k], 64, &plain)?;
     let nf4_step = |x: &Tensor<2>, ours: bool| {
         let x = Tensor::<2>::from_data(x.to_data(), (&device, DType::BF16)).require_grad();
-        let y = if ours { nf4_linear(x.clone(), &wq) } else { burn::tensor::module::linear(x.clone(), nf4_dequantize_unfused(&wq, FloatDType::BF16).transpose(), None) };
+        let y = if ours {
+            nf4_linear(x.clone(), &wq)
+        } else {
+            burn::tensor::module::linear(x.clone(), nf4_dequantize_unfused(&wq, FloatDType::BF16).transpose(), None)
+        };
         let grads = y.sum().backward();
         x.grad(&grads)
     };
@@ -318,7 +364,10 @@ fn main() -> Result<()> {
     let device = Device::cuda(0);
     cuda::cublaslt_ready(0).context("cuBLASLt")?;
     let mut md = String::new();
-    writeln!(md, "| M×K×N (bf16, y = x·Wᵀ) | burn matmul W[K,N] ms (TFLOP/s) | burn linear(W[N,K]ᵀ) ms (TFLOP/s) | gpu_kernels::linear ms (TFLOP/s) | cuBLASLt raw ms (TFLOP/s) | burn matmul / linear | max err/rms burn, burn-lin, ours |")?;
+    writeln!(
+        md,
+        "| M×K×N (bf16, y = x·Wᵀ) | burn matmul W[K,N] ms (TFLOP/s) | burn linear(W[N,K]ᵀ) ms (TFLOP/s) | gpu_kernels::linear ms (TFLOP/s) | cuBLASLt raw ms (TFLOP/s) | burn matmul / linear | max err/rms burn, burn-lin, ours |"
+    )?;
     writeln!(md, "|---|---|---|---|---|---|---|")?;
     println!("{md}");
     let mut failed = 0;

@@ -156,7 +156,10 @@ pub fn cublaslt_present() -> bool {
 impl DeviceState {
     fn new(ordinal: usize) -> Result<Self> {
         if !cublaslt_present() {
-            return Err(Error::Cuda { call: "dlopen(libcublasLt)", reason: "not found on the loader path (add /usr/local/cuda/lib64 to LD_LIBRARY_PATH)".into() });
+            return Err(Error::Cuda {
+                call: "dlopen(libcublasLt)",
+                reason: "not found on the loader path (add /usr/local/cuda/lib64 to LD_LIBRARY_PATH)".into(),
+            });
         }
         drv::init().map_err(drv_err("cuInit"))?;
         let dev = drv::device::get(ordinal as i32).map_err(drv_err("cuDeviceGet"))?;
@@ -231,13 +234,17 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
     }
     with_device(ordinal, |state| {
         let dt = call.dtype.cuda();
-        let desc = Desc(lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F).map_err(lt_err("cublasLtMatmulDescCreate"))?);
+        let desc = Desc(
+            lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
+                .map_err(lt_err("cublasLtMatmulDescCreate"))?,
+        );
         // cuBLASLt's first operand is B: op = N when op(B) = B (its column-major view is Bᵀ).
         let trans_first = if call.transpose_b { OP_T } else { OP_N };
         let trans_second = if call.transpose_a { OP_T } else { OP_N };
         let set_desc = |attr, v: &i32| {
             // SAFETY: `desc` is live; the attribute takes a 32-bit int.
-            unsafe { lt::set_matmul_desc_attribute(desc.0, attr, (v as *const i32).cast::<c_void>(), 4) }.map_err(lt_err("cublasLtMatmulDescSetAttribute"))
+            unsafe { lt::set_matmul_desc_attribute(desc.0, attr, (v as *const i32).cast::<c_void>(), 4) }
+                .map_err(lt_err("cublasLtMatmulDescSetAttribute"))
         };
         set_desc(ltsys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA, &trans_first)?;
         set_desc(ltsys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB, &trans_second)?;
@@ -250,21 +257,44 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
         }
         let [lb, la, lc] = [layouts.items[0], layouts.items[1], layouts.items[2]];
         if call.batch > 1 {
-            let count = i32::try_from(call.batch).map_err(|_| Error::Shape { what: "gemm", reason: format!("batch {} exceeds i32", call.batch) })?;
+            let count = i32::try_from(call.batch)
+                .map_err(|_| Error::Shape { what: "gemm", reason: format!("batch {} exceeds i32", call.batch) })?;
             for (layout, stride) in [(lb, call.stride_b), (la, call.stride_a), (lc, m * n)] {
                 let stride = stride as i64;
                 // SAFETY: live layouts; the attributes take an i32 and an i64.
                 unsafe {
-                    lt::set_matrix_layout_attribute(layout, ltsys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, (&count as *const i32).cast(), 4)
-                        .map_err(lt_err("cublasLtMatrixLayoutSetAttribute"))?;
-                    lt::set_matrix_layout_attribute(layout, ltsys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, (&stride as *const i64).cast(), 8)
-                        .map_err(lt_err("cublasLtMatrixLayoutSetAttribute"))?;
+                    lt::set_matrix_layout_attribute(
+                        layout,
+                        ltsys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                        (&count as *const i32).cast(),
+                        4,
+                    )
+                    .map_err(lt_err("cublasLtMatrixLayoutSetAttribute"))?;
+                    lt::set_matrix_layout_attribute(
+                        layout,
+                        ltsys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                        (&stride as *const i64).cast(),
+                        8,
+                    )
+                    .map_err(lt_err("cublasLtMatrixLayoutSetAttribute"))?;
                 }
             }
         }
 
         let align = [alignment(call.b.ptr), alignment(call.a.ptr), alignment(call.c)];
-        let key = AlgoKey { m, n, k, lda: call.a.ld, ldb: call.b.ld, ta: call.transpose_a, tb: call.transpose_b, dtype: call.dtype, align, batch: call.batch, strides: [call.stride_a, call.stride_b] };
+        let key = AlgoKey {
+            m,
+            n,
+            k,
+            lda: call.a.ld,
+            ldb: call.b.ld,
+            ta: call.transpose_a,
+            tb: call.transpose_b,
+            dtype: call.dtype,
+            align,
+            batch: call.batch,
+            strides: [call.stride_a, call.stride_b],
+        };
         let algo = match state.algos.get(&key) {
             Some(a) => *a,
             None => {
@@ -274,12 +304,20 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
                     // SAFETY: `pref` is live and the value has the attribute's size.
                     unsafe { lt::set_matmul_pref_attribute(pref.0, attr, v, size) }.map_err(lt_err("cublasLtMatmulPreferenceSetAttribute"))
                 };
-                set_pref(ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, (&ws as *const u64).cast(), 8)?;
+                set_pref(
+                    ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                    (&ws as *const u64).cast(),
+                    8,
+                )?;
                 // Split-K partial sums in f32 only: the in-place and output-type schemes add
                 // partials in bf16/f16 (seen on the H200: one bf16 ulp of a partial sum, 0.11 at
                 // rms 22, on a 300×512×136 product).
                 let reduction = ltsys::cublasLtReductionScheme_t::CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE as u32;
-                set_pref(ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, (&reduction as *const u32).cast(), 4)?;
+                set_pref(
+                    ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                    (&reduction as *const u32).cast(),
+                    4,
+                )?;
                 for (attr, a) in [
                     (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0]),
                     (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1]),
@@ -289,7 +327,8 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
                     set_pref(attr, (a as *const u32).cast(), 4)?;
                 }
                 // SAFETY: all descriptors are live.
-                let heuristic = unsafe { lt::get_matmul_algo_heuristic(state.handle, desc.0, lb, la, lc, lc, pref.0) }.map_err(lt_err("cublasLtMatmulAlgoGetHeuristic"))?;
+                let heuristic = unsafe { lt::get_matmul_algo_heuristic(state.handle, desc.0, lb, la, lc, lc, pref.0) }
+                    .map_err(lt_err("cublasLtMatmulAlgoGetHeuristic"))?;
                 state.algos.insert(key, heuristic.algo);
                 heuristic.algo
             }
@@ -380,7 +419,17 @@ mod tests {
 
     #[test]
     fn dims_follow_the_transposes() {
-        let call = |a, b, ta, tb| GemmCall { a, b, transpose_a: ta, transpose_b: tb, c: 0, dtype: GemmDType::Bf16, batch: 1, stride_a: 0, stride_b: 0 };
+        let call = |a, b, ta, tb| GemmCall {
+            a,
+            b,
+            transpose_a: ta,
+            transpose_b: tb,
+            c: 0,
+            dtype: GemmDType::Bf16,
+            batch: 1,
+            stride_a: 0,
+            stride_b: 0,
+        };
         assert_eq!(call(op(4, 3), op(5, 3), false, true).dims().ok(), Some((4, 5, 3)));
         assert_eq!(call(op(3, 4), op(3, 5), true, false).dims().ok(), Some((4, 5, 3)));
         assert_eq!(call(op(4, 3), op(3, 5), false, false).dims().ok(), Some((4, 5, 3)));

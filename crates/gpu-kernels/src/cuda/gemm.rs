@@ -19,7 +19,14 @@ impl GemmBackend for CubeBackend {
         }
     }
 
-    fn nf4_dense(packed: CubeTensor, code: CubeTensor, absmax: CubeTensor, qcodes: CubeTensor, nested_code: CubeTensor, meta: Nf4Meta) -> CubeTensor {
+    fn nf4_dense(
+        packed: CubeTensor,
+        code: CubeTensor,
+        absmax: CubeTensor,
+        qcodes: CubeTensor,
+        nested_code: CubeTensor,
+        meta: Nf4Meta,
+    ) -> CubeTensor {
         use burn::tensor::{Int, Tensor};
         type B = CubeBackend;
         let w = PackedNf4::from_parts(
@@ -115,9 +122,7 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
 /// Not CUDA tensors, other dtypes or ranks, mismatched shapes, or a failing CUDA call.
 pub fn time_cublaslt_linear(x: &burn::tensor::Tensor<2>, w: &burn::tensor::Tensor<2>, iters: usize) -> Result<f64> {
     use crate::error::Error;
-    let prim = |t: &burn::tensor::Tensor<2>| {
-        t.clone().try_into_primitive::<CubeBackend>().map_err(|e| Error::NotCuda(format!("{e:?}")))
-    };
+    let prim = |t: &burn::tensor::Tensor<2>| t.clone().try_into_primitive::<CubeBackend>().map_err(|e| Error::NotCuda(format!("{e:?}")));
     let (x, w) = (prim(x)?, prim(w)?);
     let dtype = gemm_dtype(x.dtype, w.dtype).ok_or(Error::DType { what: "time_cublaslt_linear", dtype: x.dtype })?;
     let ordinal = cuda_ordinal(&x.device)?;

@@ -50,9 +50,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            Error::format(self.path, format!("truncated header: needed {n} bytes at offset {}", self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| Error::format(self.path, format!("truncated header: needed {n} bytes at offset {}", self.pos)))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -67,23 +69,29 @@ impl<'a> Reader<'a> {
     }
     fn len(&mut self, what: &str) -> Result<usize> {
         let n = self.u64()?;
-        let n = usize::try_from(n).ok().filter(|&n| n <= self.buf.len()).ok_or_else(|| {
-            Error::format(self.path, format!("{what} length {n} exceeds the file size"))
-        })?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.buf.len())
+            .ok_or_else(|| Error::format(self.path, format!("{what} length {n} exceeds the file size")))?;
         Ok(n)
     }
     fn string(&mut self) -> Result<String> {
         let n = self.len("string")?;
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec())
-            .map_err(|_| Error::format(self.path, format!("non-UTF-8 string at offset {}", self.pos - n)))
+        String::from_utf8(b.to_vec()).map_err(|_| Error::format(self.path, format!("non-UTF-8 string at offset {}", self.pos - n)))
     }
     fn value(&mut self, ty: u32, depth: usize) -> Result<Value> {
         Ok(match ty {
             0 => Value::from(self.take(1)?[0]),
             1 => Value::from(self.take(1)?[0] as i8),
-            2 => { let b = self.take(2)?; Value::from(u16::from_le_bytes([b[0], b[1]])) }
-            3 => { let b = self.take(2)?; Value::from(i16::from_le_bytes([b[0], b[1]])) }
+            2 => {
+                let b = self.take(2)?;
+                Value::from(u16::from_le_bytes([b[0], b[1]]))
+            }
+            3 => {
+                let b = self.take(2)?;
+                Value::from(i16::from_le_bytes([b[0], b[1]]))
+            }
             4 => Value::from(self.u32()?),
             5 => Value::from(self.u32()? as i32),
             6 => Value::from(f32::from_bits(self.u32()?) as f64),
@@ -319,9 +327,9 @@ impl WeightSource for GgufSource {
             dtype: GgmlType::name_of(t.type_id),
         })?;
         let n: usize = t.shape.iter().product();
-        let bytes = ty.bytes_for(n).ok_or_else(|| {
-            Error::format(&self.path, format!("tensor `{}`: {n} values are not whole {ty:?} blocks", t.gguf_name))
-        })?;
+        let bytes = ty
+            .bytes_for(n)
+            .ok_or_else(|| Error::format(&self.path, format!("tensor `{}`: {n} values are not whole {ty:?} blocks", t.gguf_name)))?;
         let mut out = Vec::with_capacity(n);
         ty.dequantize(&self.mmap[t.offset..t.offset + bytes], &mut out);
         Ok(match (t.unpermute_heads, t.shape.as_slice()) {

@@ -41,9 +41,21 @@ impl GgmlType {
     /// The ggml name of a type id (for messages), including unsupported ones.
     pub fn name_of(id: u32) -> String {
         let known = [
-            (0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (6, "Q5_0"), (7, "Q5_1"), (8, "Q8_0"),
-            (9, "Q8_1"), (10, "Q2_K"), (11, "Q3_K"), (12, "Q4_K"), (13, "Q5_K"), (14, "Q6_K"),
-            (15, "Q8_K"), (30, "BF16"),
+            (0, "F32"),
+            (1, "F16"),
+            (2, "Q4_0"),
+            (3, "Q4_1"),
+            (6, "Q5_0"),
+            (7, "Q5_1"),
+            (8, "Q8_0"),
+            (9, "Q8_1"),
+            (10, "Q2_K"),
+            (11, "Q3_K"),
+            (12, "Q4_K"),
+            (13, "Q5_K"),
+            (14, "Q6_K"),
+            (15, "Q8_K"),
+            (30, "BF16"),
         ];
         known.iter().find(|(i, _)| *i == id).map(|(_, n)| (*n).to_string()).unwrap_or(format!("type {id}"))
     }

@@ -24,8 +24,7 @@ pub struct HubOptions {
     pub progress: bool,
 }
 
-const OPTIONAL_FILES: [&str; 4] =
-    ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"];
+const OPTIONAL_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"];
 
 /// Whether `reference` looks like a hub id (`owner/name`) rather than a local path.
 pub fn looks_like_hub_id(reference: &str) -> bool {
@@ -56,9 +55,7 @@ pub fn download_model(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
     let repo = api_repo(repo_id, RepoType::Model, options)?;
     let info = repo.info().map_err(|e| Error::Hub(format!("{repo_id}: listing files: {e}")))?;
     let files: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
-    let get = |file: &str| {
-        repo.get(file).map_err(|e| Error::Hub(format!("{repo_id}: downloading `{file}`: {e}")))
-    };
+    let get = |file: &str| repo.get(file).map_err(|e| Error::Hub(format!("{repo_id}: downloading `{file}`: {e}")));
     if !files.iter().any(|f| f == "config.json") {
         return Err(Error::Hub(format!("{repo_id}: the repository has no config.json")));
     }
@@ -71,8 +68,7 @@ pub fn download_model(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
     if files.iter().any(|f| f == "model.safetensors.index.json") {
         let index = get("model.safetensors.index.json")?;
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::format(&index, format!("invalid JSON: {e}")))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::format(&index, format!("invalid JSON: {e}")))?;
         let mut shards: Vec<String> = json
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -98,9 +94,7 @@ pub fn download_model(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
 /// # Errors
 /// [`Error::Hub`] naming the repository and file.
 pub fn download_file(repo_id: &str, repo_type: RepoType, file: &str, options: &HubOptions) -> Result<PathBuf> {
-    api_repo(repo_id, repo_type, options)?
-        .get(file)
-        .map_err(|e| Error::Hub(format!("{repo_id}: downloading `{file}`: {e}")))
+    api_repo(repo_id, repo_type, options)?.get(file).map_err(|e| Error::Hub(format!("{repo_id}: downloading `{file}`: {e}")))
 }
 
 #[cfg(test)]

@@ -26,13 +26,9 @@ impl Shard {
         // SAFETY: the file is opened read-only and only read through this map; as with any
         // memory map, a concurrent writer truncating the file is outside our control.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header, metadata) = SafeTensors::read_metadata(&mmap)
-            .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
-        let tensors = metadata
-            .tensors()
-            .into_iter()
-            .map(|(name, info)| (name, info.clone()))
-            .collect();
+        let (header, metadata) =
+            SafeTensors::read_metadata(&mmap).map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+        let tensors = metadata.tensors().into_iter().map(|(name, info)| (name, info.clone())).collect();
         Ok(Self { path: path.to_path_buf(), mmap, data_start: 8 + header, tensors })
     }
 
@@ -68,19 +64,13 @@ impl SafetensorsSource {
     /// shard that does not hold it.
     pub fn open_index(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(path, format!("invalid JSON: {e}")))?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::format(path, "missing `weight_map` object"))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))?;
+        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::format(path, "missing `weight_map` object"))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut files: Vec<String> = Vec::new();
         let mut index = BTreeMap::new();
         for (name, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| Error::format(path, format!("`weight_map.{name}` is not a file name")))?;
+            let file = file.as_str().ok_or_else(|| Error::format(path, format!("`weight_map.{name}` is not a file name")))?;
             let at = match files.iter().position(|f| f == file) {
                 Some(i) => i,
                 None => {
@@ -162,10 +152,9 @@ impl WeightSource for SafetensorsSource {
             Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-                .collect(),
+            Dtype::F64 => {
+                bytes.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect()
+            }
             other => {
                 return Err(Error::Dtype { path: shard.path.clone(), name: name.into(), dtype: dtype_name(other) });
             }

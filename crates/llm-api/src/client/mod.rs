@@ -14,8 +14,7 @@ pub use retry::RetryPolicy;
 
 use crate::json_answer::truncate;
 use crate::wire::{
-    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ResponseFormat, StreamOptions,
-    WireMessage, parse_finish_reason,
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ResponseFormat, StreamOptions, WireMessage, parse_finish_reason,
 };
 use crate::{Completion, CompletionOptions, Embedder, Error, Llm, Message, Result, TokenLogprob};
 
@@ -94,10 +93,7 @@ pub struct OpenAiClient {
 
 impl std::fmt::Debug for OpenAiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiClient")
-            .field("config", &self.config)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
+        f.debug_struct("OpenAiClient").field("config", &self.config).field("api_key", &self.api_key.as_ref().map(|_| "<redacted>")).finish()
     }
 }
 
@@ -109,17 +105,12 @@ impl OpenAiClient {
     pub fn new(config: OpenAiConfig) -> Result<Self> {
         let base = config.base_url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Config(format!(
-                "base_url `{}` must start with http:// or https://",
-                config.base_url
-            )));
+            return Err(Error::Config(format!("base_url `{}` must start with http:// or https://", config.base_url)));
         }
         if config.model.trim().is_empty() {
             return Err(Error::Config("model must not be empty".into()));
         }
-        let api_key = std::env::var(&config.api_key_env)
-            .ok()
-            .filter(|k| !k.trim().is_empty());
+        let api_key = std::env::var(&config.api_key_env).ok().filter(|k| !k.trim().is_empty());
         let agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(config.connect_timeout))
@@ -127,12 +118,7 @@ impl OpenAiClient {
             .timeout_recv_response(Some(config.read_timeout))
             .build()
             .new_agent();
-        Ok(Self {
-            config,
-            base,
-            api_key,
-            agent,
-        })
+        Ok(Self { config, base, api_key, agent })
     }
 
     /// The configuration this client was built from.
@@ -156,20 +142,11 @@ impl OpenAiClient {
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let mut response = request
-            .call()
-            .map_err(|e| self.transport_error(&url, e).0)?;
+        let mut response = request.call().map_err(|e| self.transport_error(&url, e).0)?;
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| self.transport_error(&url, e).0)?;
+        let text = response.body_mut().read_to_string().map_err(|e| self.transport_error(&url, e).0)?;
         if !(200..300).contains(&status) {
-            return Err(Error::Http {
-                url,
-                status,
-                body: truncate(&text, MAX_ERROR_BODY),
-            });
+            return Err(Error::Http { url, status, body: truncate(&text, MAX_ERROR_BODY) });
         }
         #[derive(serde::Deserialize)]
         struct Entry {
@@ -197,10 +174,7 @@ impl OpenAiClient {
         let policy = &self.config.retry;
         let mut attempt = 0u32;
         loop {
-            let mut request = self
-                .agent
-                .post(&url)
-                .header("Content-Type", "application/json");
+            let mut request = self.agent.post(&url).header("Content-Type", "application/json");
             if let Some(key) = &self.api_key {
                 request = request.header("Authorization", format!("Bearer {key}"));
             }
@@ -212,11 +186,7 @@ impl OpenAiClient {
                     }
                     let retry_after = retry_after_header(&response);
                     let text = response.body_mut().read_to_string().unwrap_or_default();
-                    let error = Error::Http {
-                        url: url.clone(),
-                        status,
-                        body: truncate(&text, MAX_ERROR_BODY),
-                    };
+                    let error = Error::Http { url: url.clone(), status, body: truncate(&text, MAX_ERROR_BODY) };
                     if !retry::is_retryable_status(status) {
                         return Err(error);
                     }
@@ -249,73 +219,33 @@ impl OpenAiClient {
                     _ => self.config.read_timeout,
                 }
                 .as_secs_f64();
-                (
-                    Error::Timeout {
-                        url: url.to_string(),
-                        seconds,
-                    },
-                    true,
-                )
+                (Error::Timeout { url: url.to_string(), seconds }, true)
             }
             ureq::Error::Io(io) => self.io_error(url, &io),
-            other => (
-                Error::Transport {
-                    url: url.to_string(),
-                    message: other.to_string(),
-                },
-                false,
-            ),
+            other => (Error::Transport { url: url.to_string(), message: other.to_string() }, false),
         }
     }
 
     /// Maps an I/O failure (also inside a body read) to an error and whether to retry.
     fn io_error(&self, url: &str, io: &std::io::Error) -> (Error, bool) {
         match io.kind() {
-            ErrorKind::TimedOut | ErrorKind::WouldBlock => (
-                Error::Timeout {
-                    url: url.to_string(),
-                    seconds: self.config.read_timeout.as_secs_f64(),
-                },
-                true,
-            ),
-            ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::UnexpectedEof
-            | ErrorKind::BrokenPipe => (
-                Error::Transport {
-                    url: url.to_string(),
-                    message: io.to_string(),
-                },
-                true,
-            ),
-            _ => (
-                Error::Transport {
-                    url: url.to_string(),
-                    message: io.to_string(),
-                },
-                false,
-            ),
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                (Error::Timeout { url: url.to_string(), seconds: self.config.read_timeout.as_secs_f64() }, true)
+            }
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe => {
+                (Error::Transport { url: url.to_string(), message: io.to_string() }, true)
+            }
+            _ => (Error::Transport { url: url.to_string(), message: io.to_string() }, false),
         }
     }
 
-    fn chat_request<'a>(
-        &'a self,
-        messages: &'a [Message],
-        options: &'a CompletionOptions,
-        stream: bool,
-    ) -> Result<Vec<u8>> {
+    fn chat_request<'a>(&'a self, messages: &'a [Message], options: &'a CompletionOptions, stream: bool) -> Result<Vec<u8>> {
         if messages.is_empty() {
             return Err(Error::InvalidRequest("`messages` must not be empty".into()));
         }
         let request = ChatRequest {
             model: &self.config.model,
-            messages: messages
-                .iter()
-                .map(|m| WireMessage {
-                    role: m.role.as_str(),
-                    content: &m.content,
-                })
-                .collect(),
+            messages: messages.iter().map(|m| WireMessage { role: m.role.as_str(), content: &m.content }).collect(),
             max_tokens: options.max_tokens,
             temperature: options.temperature,
             top_p: options.top_p,
@@ -328,30 +258,19 @@ impl OpenAiClient {
                     kind: "json_schema",
                     json_schema: Some(serde_json::json!({"name": "answer", "strict": true, "schema": schema})),
                 }),
-                None => options.json_mode.then_some(ResponseFormat {
-                    kind: "json_object",
-                    json_schema: None,
-                }),
+                None => options.json_mode.then_some(ResponseFormat { kind: "json_object", json_schema: None }),
             },
             stream,
-            stream_options: stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
+            stream_options: stream.then_some(StreamOptions { include_usage: true }),
         };
-        serde_json::to_vec(&request)
-            .map_err(|e| Error::InvalidRequest(format!("cannot encode request: {e}")))
+        serde_json::to_vec(&request).map_err(|e| Error::InvalidRequest(format!("cannot encode request: {e}")))
     }
 }
 
 /// The `Retry-After` header in whole seconds, when present and numeric.
 fn retry_after_header(response: &Response<ureq::Body>) -> Option<Duration> {
     let value = response.headers().get("retry-after")?.to_str().ok()?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 
 impl Llm for OpenAiClient {
@@ -363,34 +282,22 @@ impl Llm for OpenAiClient {
         let body = self.chat_request(messages, options, false)?;
         let url = self.url("/chat/completions");
         let mut response = self.post("/chat/completions", &body)?;
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| match e {
-                ureq::Error::Io(io) => self.io_error(&url, &io).0,
-                other => self.transport_error(&url, other).0,
-            })?;
+        let text = response.body_mut().with_config().limit(64 * 1024 * 1024).read_to_string().map_err(|e| match e {
+            ureq::Error::Io(io) => self.io_error(&url, &io).0,
+            other => self.transport_error(&url, other).0,
+        })?;
         let parsed: ChatResponse = serde_json::from_str(&text).map_err(|e| Error::Malformed {
             what: format!("chat completion response from {url}"),
             detail: e.to_string(),
             answer: truncate(&text, MAX_ERROR_BODY),
         })?;
-        let choice = parsed
-            .choices
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Malformed {
-                what: format!("chat completion response from {url}"),
-                detail: "`choices` is empty".into(),
-                answer: truncate(&text, MAX_ERROR_BODY),
-            })?;
+        let choice = parsed.choices.into_iter().next().ok_or_else(|| Error::Malformed {
+            what: format!("chat completion response from {url}"),
+            detail: "`choices` is empty".into(),
+            answer: truncate(&text, MAX_ERROR_BODY),
+        })?;
         let logprobs = match options.top_logprobs {
-            Some(_) => choice
-                .logprobs
-                .and_then(|l| l.content)
-                .map(|c| c.into_iter().map(TokenLogprob::from).collect()),
+            Some(_) => choice.logprobs.and_then(|l| l.content).map(|c| c.into_iter().map(TokenLogprob::from).collect()),
             None => None,
         };
         Ok(Completion {
@@ -410,22 +317,13 @@ impl Llm for OpenAiClient {
         let body = self.chat_request(messages, options, true)?;
         let url = self.url("/chat/completions");
         let response = self.post("/chat/completions", &body)?;
-        stream::read_chat_stream(
-            response.into_body().into_reader(),
-            &url,
-            options,
-            on_text,
-            |io| self.io_error(&url, io).0,
-        )
+        stream::read_chat_stream(response.into_body().into_reader(), &url, options, on_text, |io| self.io_error(&url, io).0)
     }
 }
 
 impl Embedder for OpenAiClient {
     fn name(&self) -> String {
-        self.config
-            .embedding_model
-            .clone()
-            .unwrap_or_else(|| self.config.model.clone())
+        self.config.embedding_model.clone().unwrap_or_else(|| self.config.model.clone())
     }
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
@@ -433,52 +331,31 @@ impl Embedder for OpenAiClient {
             return Ok(Vec::new());
         }
         let model = Embedder::name(self);
-        let request = EmbeddingRequest {
-            model: &model,
-            input: texts,
-            encoding_format: "float",
-        };
-        let body = serde_json::to_vec(&request)
-            .map_err(|e| Error::InvalidRequest(format!("cannot encode request: {e}")))?;
+        let request = EmbeddingRequest { model: &model, input: texts, encoding_format: "float" };
+        let body = serde_json::to_vec(&request).map_err(|e| Error::InvalidRequest(format!("cannot encode request: {e}")))?;
         let url = self.url("/embeddings");
         let mut response = self.post("/embeddings", &body)?;
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(256 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| match e {
-                ureq::Error::Io(io) => self.io_error(&url, &io).0,
-                other => self.transport_error(&url, other).0,
-            })?;
+        let text = response.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string().map_err(|e| match e {
+            ureq::Error::Io(io) => self.io_error(&url, &io).0,
+            other => self.transport_error(&url, other).0,
+        })?;
         let malformed = |detail: String| Error::Malformed {
             what: format!("embeddings response from {url}"),
             detail,
             answer: truncate(&text, MAX_ERROR_BODY),
         };
-        let mut parsed: EmbeddingResponse =
-            serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+        let mut parsed: EmbeddingResponse = serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
         if parsed.data.len() != texts.len() {
-            return Err(malformed(format!(
-                "{} vectors for {} inputs",
-                parsed.data.len(),
-                texts.len()
-            )));
+            return Err(malformed(format!("{} vectors for {} inputs", parsed.data.len(), texts.len())));
         }
         parsed.data.sort_by_key(|d| d.index);
         let dim = parsed.data[0].embedding.len();
         for (i, d) in parsed.data.iter().enumerate() {
             if d.index != i {
-                return Err(malformed(format!(
-                    "`data[{i}].index` is {}, expected {i}",
-                    d.index
-                )));
+                return Err(malformed(format!("`data[{i}].index` is {}, expected {i}", d.index)));
             }
             if d.embedding.len() != dim {
-                return Err(malformed(format!(
-                    "`data[{i}].embedding` has {} values, expected {dim}",
-                    d.embedding.len()
-                )));
+                return Err(malformed(format!("`data[{i}].embedding` has {} values, expected {dim}", d.embedding.len())));
             }
         }
         Ok(parsed.data.into_iter().map(|d| d.embedding).collect())
@@ -491,43 +368,31 @@ mod tests {
 
     #[test]
     fn rejects_a_base_url_without_scheme() {
-        let err =
-            OpenAiClient::new(OpenAiConfig::new("localhost:8080/v1", "m")).expect_err("bad url");
-        assert!(
-            err.to_string().contains("base_url `localhost:8080/v1`"),
-            "{err}"
-        );
+        let err = OpenAiClient::new(OpenAiConfig::new("localhost:8080/v1", "m")).expect_err("bad url");
+        assert!(err.to_string().contains("base_url `localhost:8080/v1`"), "{err}");
     }
 
     #[test]
     fn api_key_comes_only_from_the_named_variable() {
-        let config = OpenAiConfig::new("http://127.0.0.1:1/v1", "m")
-            .with_api_key_env("KINDLING_TEST_SURELY_UNSET_KEY_VAR");
+        let config = OpenAiConfig::new("http://127.0.0.1:1/v1", "m").with_api_key_env("KINDLING_TEST_SURELY_UNSET_KEY_VAR");
         let client = OpenAiClient::new(config).expect("client");
         assert!(!client.has_api_key());
         // PATH is always set: naming it as the key variable makes it the key.
-        let client = OpenAiClient::new(
-            OpenAiConfig::new("http://127.0.0.1:1/v1", "m").with_api_key_env("PATH"),
-        )
-        .expect("client");
+        let client = OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "m").with_api_key_env("PATH")).expect("client");
         assert!(client.has_api_key());
         assert!(!format!("{client:?}").contains(&std::env::var("PATH").unwrap_or_default()));
     }
 
     #[test]
     fn empty_messages_are_refused_before_any_call() {
-        let client =
-            OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "m")).expect("client");
-        let err = client
-            .complete(&[], &CompletionOptions::default())
-            .expect_err("empty");
+        let client = OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "m")).expect("client");
+        let err = client.complete(&[], &CompletionOptions::default()).expect_err("empty");
         assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
     }
 
     #[test]
     fn request_body_carries_every_option() {
-        let client =
-            OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "judge")).expect("client");
+        let client = OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "judge")).expect("client");
         let options = CompletionOptions {
             max_tokens: 7,
             temperature: 0.5,
@@ -538,9 +403,7 @@ mod tests {
             json_mode: true,
             json_schema: None,
         };
-        let body = client
-            .chat_request(&[Message::user("hi")], &options, true)
-            .expect("body");
+        let body = client.chat_request(&[Message::user("hi")], &options, true).expect("body");
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["model"], "judge");
         assert_eq!(v["messages"][0]["role"], "user");

@@ -24,22 +24,14 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_retries: 3,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            jitter: 0.25,
-        }
+        Self { max_retries: 3, initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30), jitter: 0.25 }
     }
 }
 
 impl RetryPolicy {
     /// No retries at all.
     pub fn none() -> Self {
-        Self {
-            max_retries: 0,
-            ..Self::default()
-        }
+        Self { max_retries: 0, ..Self::default() }
     }
 
     /// The wait before retry number `attempt + 1`, given a uniform sample `u` in `[0, 1)`.
@@ -68,11 +60,7 @@ pub(crate) fn is_retryable_status(status: u16) -> bool {
 /// A uniform sample in `[0, 1)` from the process's hash randomness (good enough for jitter).
 fn uniform_sample() -> f64 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -81,12 +69,7 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_retries: 5,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(1000),
-            jitter: 0.5,
-        }
+        RetryPolicy { max_retries: 5, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(1000), jitter: 0.5 }
     }
 
     #[test]
@@ -112,19 +95,10 @@ mod tests {
     #[test]
     fn retry_after_wins_but_is_capped() {
         let p = policy();
-        assert_eq!(
-            p.next_delay(0, Some(Duration::from_millis(300))),
-            Duration::from_millis(300)
-        );
-        assert_eq!(
-            p.next_delay(0, Some(Duration::from_secs(60))),
-            Duration::from_millis(1000)
-        );
+        assert_eq!(p.next_delay(0, Some(Duration::from_millis(300))), Duration::from_millis(300));
+        assert_eq!(p.next_delay(0, Some(Duration::from_secs(60))), Duration::from_millis(1000));
         let d = p.next_delay(2, None);
-        assert!(
-            d >= Duration::from_millis(400) && d <= Duration::from_millis(600),
-            "{d:?}"
-        );
+        assert!(d >= Duration::from_millis(400) && d <= Duration::from_millis(600), "{d:?}");
     }
 
     #[test]

@@ -38,17 +38,13 @@ pub(crate) fn read_chat_stream(
         if payload == "[DONE]" {
             break;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(payload).map_err(|e| Error::Malformed {
-                what: format!("stream event from {url}"),
-                detail: e.to_string(),
-                answer: truncate(payload, 2000),
-            })?;
+        let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| Error::Malformed {
+            what: format!("stream event from {url}"),
+            detail: e.to_string(),
+            answer: truncate(payload, 2000),
+        })?;
         if let Some(error) = value.get("error") {
-            let message = error
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("unknown error");
+            let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("unknown error");
             return Err(Error::Model(format!("{url}: stream failed: {message}")));
         }
         let chunk: ChatChunk = serde_json::from_value(value).map_err(|e| Error::Malformed {
@@ -78,12 +74,7 @@ pub(crate) fn read_chat_stream(
         }
     }
     let logprobs = (options.top_logprobs.is_some() && saw_logprobs).then_some(logprobs);
-    Ok(Completion {
-        text,
-        logprobs,
-        finish_reason,
-        usage,
-    })
+    Ok(Completion { text, logprobs, finish_reason, usage })
 }
 
 #[cfg(test)]
@@ -91,10 +82,7 @@ mod tests {
     use super::*;
 
     fn io(e: &std::io::Error) -> Error {
-        Error::Transport {
-            url: "u".into(),
-            message: e.to_string(),
-        }
+        Error::Transport { url: "u".into(), message: e.to_string() }
     }
 
     #[test]
@@ -123,55 +111,28 @@ mod tests {
         assert_eq!(pieces, ["Hel", "lo"]);
         assert_eq!(completion.text, "Hello");
         assert_eq!(completion.finish_reason, FinishReason::Length);
-        assert_eq!(
-            completion.usage,
-            Usage {
-                prompt_tokens: 3,
-                completion_tokens: 2
-            }
-        );
+        assert_eq!(completion.usage, Usage { prompt_tokens: 3, completion_tokens: 2 });
         assert_eq!(completion.logprobs, None);
     }
 
     #[test]
     fn callback_can_stop_early() {
         let body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\n";
-        let completion = read_chat_stream(
-            body.as_bytes(),
-            "u",
-            &CompletionOptions::default(),
-            &mut |_| false,
-            io,
-        )
-        .expect("stream");
+        let completion = read_chat_stream(body.as_bytes(), "u", &CompletionOptions::default(), &mut |_| false, io).expect("stream");
         assert_eq!(completion.text, "a");
     }
 
     #[test]
     fn an_error_event_fails_the_call() {
         let body = "data: {\"error\":{\"message\":\"model crashed\"}}\n\n";
-        let err = read_chat_stream(
-            body.as_bytes(),
-            "u",
-            &CompletionOptions::default(),
-            &mut |_| true,
-            io,
-        )
-        .expect_err("error event");
+        let err = read_chat_stream(body.as_bytes(), "u", &CompletionOptions::default(), &mut |_| true, io).expect_err("error event");
         assert!(err.to_string().contains("model crashed"), "{err}");
     }
 
     #[test]
     fn garbage_event_is_malformed() {
         let body = "data: {not json\n\n";
-        let err = read_chat_stream(
-            body.as_bytes(),
-            "u",
-            &CompletionOptions::default(),
-            &mut |_| true,
-            io,
-        )
-        .expect_err("garbage");
+        let err = read_chat_stream(body.as_bytes(), "u", &CompletionOptions::default(), &mut |_| true, io).expect_err("garbage");
         assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
     }
 }

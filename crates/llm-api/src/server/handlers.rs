@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::request::{BadRequest, ChatCall, body_object, chat_call, embed_call};
 use crate::wire::{
-    ChatChunk, ChunkChoice, EmbeddingResponse, WireDelta, WireEmbedding, WireLogprobs,
-    WireTokenLogprob, WireUsage, finish_reason_str, response_from_completion,
+    ChatChunk, ChunkChoice, EmbeddingResponse, WireDelta, WireEmbedding, WireLogprobs, WireTokenLogprob, WireUsage, finish_reason_str,
+    response_from_completion,
 };
 use crate::{Completion, Embedder, Error, Llm};
 
@@ -32,11 +32,7 @@ pub(crate) struct AppState {
 
 impl AppState {
     fn completion_id(&self) -> String {
-        format!(
-            "chatcmpl-{:x}-{}",
-            self.created,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("chatcmpl-{:x}-{}", self.created, self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -50,12 +46,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn server(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "server_error",
-            message: message.into(),
-            param: None,
-        }
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "server_error", message: message.into(), param: None }
     }
 
     fn body(&self) -> serde_json::Value {
@@ -65,24 +56,14 @@ impl ApiError {
 
 impl From<BadRequest> for ApiError {
     fn from(b: BadRequest) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
-            message: b.message,
-            param: b.param,
-        }
+        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: b.message, param: b.param }
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
-            Error::InvalidRequest(message) => Self {
-                status: StatusCode::BAD_REQUEST,
-                kind: "invalid_request_error",
-                message,
-                param: None,
-            },
+            Error::InvalidRequest(message) => Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message, param: None },
             other => Self::server(other.to_string()),
         }
     }
@@ -107,17 +88,13 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         kind: "invalid_request_error",
-        message: "unknown endpoint (served: /v1/chat/completions, /v1/models, /v1/embeddings)"
-            .into(),
+        message: "unknown endpoint (served: /v1/chat/completions, /v1/models, /v1/embeddings)".into(),
         param: None,
     }
 }
 
 /// `POST /v1/embeddings`.
-pub(crate) async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub(crate) async fn embeddings(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let Some(embedder) = state.embedder.clone() else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -135,11 +112,7 @@ pub(crate) async fn embeddings(
         data: vectors
             .into_iter()
             .enumerate()
-            .map(|(index, embedding)| WireEmbedding {
-                object: "embedding".into(),
-                index,
-                embedding,
-            })
+            .map(|(index, embedding)| WireEmbedding { object: "embedding".into(), index, embedding })
             .collect(),
         model: state.model_id.clone(),
         usage: Some(WireUsage::default()),
@@ -148,26 +121,14 @@ pub(crate) async fn embeddings(
 }
 
 /// `POST /v1/chat/completions`.
-pub(crate) async fn chat(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub(crate) async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let call = chat_call(&body_object(&body)?, state.default_max_tokens)?;
-    tracing::debug!(
-        messages = call.messages.len(),
-        stream = call.stream,
-        "chat request"
-    );
+    tracing::debug!(messages = call.messages.len(), stream = call.stream, "chat request");
     if call.stream {
         return Ok(stream_chat(state, call).into_response());
     }
     let llm = state.llm.clone();
-    let ChatCall {
-        messages,
-        options,
-        logprobs,
-        ..
-    } = call;
+    let ChatCall { messages, options, logprobs, .. } = call;
     let mut completion = tokio::task::spawn_blocking(move || llm.complete(&messages, &options))
         .await
         .map_err(|e| ApiError::server(format!("model task failed: {e}")))??;
@@ -175,13 +136,7 @@ pub(crate) async fn chat(
         completion.logprobs = None;
     }
     let created = unix_now();
-    Ok(Json(response_from_completion(
-        state.completion_id(),
-        created,
-        &state.model_id,
-        &completion,
-    ))
-    .into_response())
+    Ok(Json(response_from_completion(state.completion_id(), created, &state.model_id, &completion)).into_response())
 }
 
 /// One `chat.completion.chunk` with a single choice.
@@ -197,23 +152,16 @@ fn chunk(id: &str, created: u64, model: &str, choice: ChunkChoice) -> ChatChunk 
 }
 
 fn event(value: &impl serde::Serialize) -> Event {
-    Event::default().data(serde_json::to_string(value).unwrap_or_else(|e| {
-        json!({"error": {"message": format!("cannot encode chunk: {e}"), "type": "server_error"}}).to_string()
-    }))
+    Event::default().data(
+        serde_json::to_string(value)
+            .unwrap_or_else(|e| json!({"error": {"message": format!("cannot encode chunk: {e}"), "type": "server_error"}}).to_string()),
+    )
 }
 
 /// The final chunks of a stream: finish reason (+ logprobs), usage when asked, `[DONE]`.
-fn closing_events(
-    id: &str,
-    created: u64,
-    model: &str,
-    call: &ChatCall,
-    completion: &Completion,
-) -> Vec<Event> {
+fn closing_events(id: &str, created: u64, model: &str, call: &ChatCall, completion: &Completion) -> Vec<Event> {
     let logprobs = match (&completion.logprobs, call.logprobs) {
-        (Some(l), true) => Some(WireLogprobs {
-            content: Some(l.iter().map(WireTokenLogprob::from).collect()),
-        }),
+        (Some(l), true) => Some(WireLogprobs { content: Some(l.iter().map(WireTokenLogprob::from).collect()) }),
         _ => None,
     };
     let last = ChunkChoice {
@@ -224,17 +172,8 @@ fn closing_events(
     };
     let mut events = vec![event(&chunk(id, created, model, last))];
     if call.include_usage {
-        let mut usage_chunk = chunk(
-            id,
-            created,
-            model,
-            ChunkChoice {
-                index: 0,
-                delta: WireDelta::default(),
-                logprobs: None,
-                finish_reason: None,
-            },
-        );
+        let mut usage_chunk =
+            chunk(id, created, model, ChunkChoice { index: 0, delta: WireDelta::default(), logprobs: None, finish_reason: None });
         usage_chunk.choices.clear();
         usage_chunk.usage = Some(completion.usage.into());
         events.push(event(&usage_chunk));
@@ -250,37 +189,14 @@ fn stream_chat(state: Arc<AppState>, call: ChatCall) -> impl IntoResponse {
     let created = unix_now();
     tokio::task::spawn_blocking(move || {
         let model = state.model_id.as_str();
-        let text_chunk = |delta: WireDelta| {
-            event(&chunk(
-                &id,
-                created,
-                model,
-                ChunkChoice {
-                    index: 0,
-                    delta,
-                    logprobs: None,
-                    finish_reason: None,
-                },
-            ))
-        };
-        let opening = text_chunk(WireDelta {
-            role: Some("assistant".into()),
-            content: Some(String::new()),
-        });
+        let text_chunk =
+            |delta: WireDelta| event(&chunk(&id, created, model, ChunkChoice { index: 0, delta, logprobs: None, finish_reason: None }));
+        let opening = text_chunk(WireDelta { role: Some("assistant".into()), content: Some(String::new()) });
         if tx.blocking_send(opening).is_err() {
             return;
         }
-        let mut on_text = |piece: &str| {
-            tx.blocking_send(text_chunk(WireDelta {
-                role: None,
-                content: Some(piece.to_string()),
-            }))
-            .is_ok()
-        };
-        match state
-            .llm
-            .complete_streaming(&call.messages, &call.options, &mut on_text)
-        {
+        let mut on_text = |piece: &str| tx.blocking_send(text_chunk(WireDelta { role: None, content: Some(piece.to_string()) })).is_ok();
+        match state.llm.complete_streaming(&call.messages, &call.options, &mut on_text) {
             Ok(completion) => {
                 for e in closing_events(&id, created, model, &call, &completion) {
                     if tx.blocking_send(e).is_err() {
@@ -294,15 +210,11 @@ fn stream_chat(state: Arc<AppState>, call: ChatCall) -> impl IntoResponse {
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
-    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx)) });
     Sse::new(stream)
 }
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

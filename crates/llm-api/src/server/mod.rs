@@ -36,12 +36,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Serves `llm` as `model_id`, without embeddings, with 512 default max tokens.
     pub fn new(llm: Arc<dyn Llm>, model_id: impl Into<String>) -> Self {
-        Self {
-            llm,
-            embedder: None,
-            model_id: model_id.into(),
-            default_max_tokens: 512,
-        }
+        Self { llm, embedder: None, model_id: model_id.into(), default_max_tokens: 512 }
     }
 
     /// Also serves `/v1/embeddings` with `embedder`.
@@ -94,9 +89,7 @@ impl ServerHandle {
     pub fn shutdown(mut self) -> Result<()> {
         self.signal();
         match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .map_err(|_| Error::Model("server thread panicked".into()))?,
+            Some(thread) => thread.join().map_err(|_| Error::Model("server thread panicked".into()))?,
             None => Ok(()),
         }
     }
@@ -115,11 +108,8 @@ impl Drop for ServerHandle {
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| Error::Config(format!("cannot bind {addr}: {e}")))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::Config(format!("cannot configure {addr}: {e}")))?;
+    let listener = TcpListener::bind(addr).map_err(|e| Error::Config(format!("cannot bind {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| Error::Config(format!("cannot configure {addr}: {e}")))?;
     Ok(listener)
 }
 
@@ -130,24 +120,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::Config(format!("cannot start the async runtime: {e}")))
 }
 
-async fn run(
-    listener: TcpListener,
-    config: ServerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+async fn run(listener: TcpListener, config: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    let addr = listener.local_addr().map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, model = %config.model_id, "serving the OpenAI-compatible API");
     axum::serve(listener, router(config))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::Transport {
-            url: addr.to_string(),
-            message: e.to_string(),
-        })
+        .map_err(|e| Error::Transport { url: addr.to_string(), message: e.to_string() })
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves on a background thread until the handle
@@ -157,9 +137,7 @@ async fn run(
 /// [`Error::Config`] when the address cannot be bound or the runtime cannot start.
 pub fn spawn_server(config: ServerConfig, addr: SocketAddr) -> Result<ServerHandle> {
     let listener = bind(addr)?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
+    let local_addr = listener.local_addr().map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
     let runtime = runtime()?;
     let (tx, rx) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -170,23 +148,14 @@ pub fn spawn_server(config: ServerConfig, addr: SocketAddr) -> Result<ServerHand
             }))
         })
         .map_err(|e| Error::Config(format!("cannot start the server thread: {e}")))?;
-    Ok(ServerHandle {
-        local_addr,
-        shutdown: Some(tx),
-        thread: Some(thread),
-    })
+    Ok(ServerHandle { local_addr, shutdown: Some(tx), thread: Some(thread) })
 }
 
 /// Serves on the calling thread until Ctrl-C (SIGINT) or SIGTERM, then shuts down gracefully.
 ///
 /// # Errors
 /// [`Error::Config`] when the address cannot be bound; [`Error::Transport`] when serving fails.
-pub fn serve(
-    llm: Arc<dyn Llm>,
-    embedder: Option<Arc<dyn Embedder>>,
-    model_id: impl Into<String>,
-    addr: SocketAddr,
-) -> Result<()> {
+pub fn serve(llm: Arc<dyn Llm>, embedder: Option<Arc<dyn Embedder>>, model_id: impl Into<String>, addr: SocketAddr) -> Result<()> {
     let mut config = ServerConfig::new(llm, model_id);
     config.embedder = embedder;
     serve_config(config, addr, |_| {})
@@ -199,9 +168,7 @@ pub fn serve(
 /// [`Error::Config`] when the address cannot be bound; [`Error::Transport`] when serving fails.
 pub fn serve_config(config: ServerConfig, addr: SocketAddr, on_bound: impl FnOnce(SocketAddr)) -> Result<()> {
     let listener = bind(addr)?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
+    let local = listener.local_addr().map_err(|e| Error::Config(format!("bound address unknown: {e}")))?;
     on_bound(local);
     runtime()?.block_on(run(listener, config, shutdown_signal()))
 }

@@ -17,10 +17,7 @@ impl BadRequest {
     fn field(param: impl Into<String>, message: impl Into<String>) -> Self {
         let param = param.into();
         let message = format!("`{param}`: {}", message.into());
-        Self {
-            param: Some(param),
-            message,
-        }
+        Self { param: Some(param), message }
     }
 }
 
@@ -45,16 +42,11 @@ type Checked<T> = std::result::Result<T, BadRequest>;
 
 /// The request body as a JSON object.
 pub(crate) fn body_object(body: &[u8]) -> Checked<Map<String, Value>> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| BadRequest {
-        param: None,
-        message: format!("request body is not valid JSON: {e}"),
-    })?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| BadRequest { param: None, message: format!("request body is not valid JSON: {e}") })?;
     match value {
         Value::Object(map) => Ok(map),
-        _ => Err(BadRequest {
-            param: None,
-            message: "request body must be a JSON object".into(),
-        }),
+        _ => Err(BadRequest { param: None, message: "request body must be a JSON object".into() }),
     }
 }
 
@@ -66,16 +58,10 @@ fn number(map: &Map<String, Value>, key: &str, min: f64, max: f64) -> Checked<Op
             if x.is_finite() && x >= min && x <= max {
                 Ok(Some(x))
             } else {
-                Err(BadRequest::field(
-                    key,
-                    format!("must be between {min} and {max}, got {n}"),
-                ))
+                Err(BadRequest::field(key, format!("must be between {min} and {max}, got {n}")))
             }
         }
-        Some(other) => Err(BadRequest::field(
-            key,
-            format!("must be a number, got {other}"),
-        )),
+        Some(other) => Err(BadRequest::field(key, format!("must be a number, got {other}"))),
     }
 }
 
@@ -84,15 +70,9 @@ fn integer(map: &Map<String, Value>, key: &str, min: u64, max: u64) -> Checked<O
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(x) if x >= min && x <= max => Ok(Some(x)),
-            _ => Err(BadRequest::field(
-                key,
-                format!("must be an integer between {min} and {max}, got {n}"),
-            )),
+            _ => Err(BadRequest::field(key, format!("must be an integer between {min} and {max}, got {n}"))),
         },
-        Some(other) => Err(BadRequest::field(
-            key,
-            format!("must be an integer, got {other}"),
-        )),
+        Some(other) => Err(BadRequest::field(key, format!("must be an integer, got {other}"))),
     }
 }
 
@@ -100,10 +80,7 @@ fn boolean(map: &Map<String, Value>, key: &str) -> Checked<Option<bool>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(BadRequest::field(
-            key,
-            format!("must be true or false, got {other}"),
-        )),
+        Some(other) => Err(BadRequest::field(key, format!("must be true or false, got {other}"))),
     }
 }
 
@@ -128,10 +105,7 @@ fn content_text(value: &Value, path: &str) -> Checked<String> {
             Ok(text)
         }
         Value::Null => Ok(String::new()),
-        other => Err(BadRequest::field(
-            path,
-            format!("must be a string or an array of text parts, got {other}"),
-        )),
+        other => Err(BadRequest::field(path, format!("must be a string or an array of text parts, got {other}"))),
     }
 }
 
@@ -140,10 +114,7 @@ fn messages(map: &Map<String, Value>) -> Checked<Vec<Message>> {
         Some(Value::Array(list)) if !list.is_empty() => list,
         Some(Value::Array(_)) => return Err(BadRequest::field("messages", "must not be empty")),
         Some(other) => {
-            return Err(BadRequest::field(
-                "messages",
-                format!("must be an array, got {other}"),
-            ));
+            return Err(BadRequest::field("messages", format!("must be an array, got {other}")));
         }
         None => return Err(BadRequest::field("messages", "is required")),
     };
@@ -161,10 +132,7 @@ fn messages(map: &Map<String, Value>) -> Checked<Vec<Message>> {
                     ));
                 }
                 None => {
-                    return Err(BadRequest::field(
-                        format!("messages[{i}].role"),
-                        "is required",
-                    ));
+                    return Err(BadRequest::field(format!("messages[{i}].role"), "is required"));
                 }
             };
             let path = format!("messages[{i}].content");
@@ -184,17 +152,10 @@ fn stop_sequences(map: &Map<String, Value>) -> Checked<Vec<String>> {
         Some(Value::Array(list)) if list.len() <= 4 => list
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                s.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| BadRequest::field(format!("stop[{i}]"), "must be a string"))
-            })
+            .map(|(i, s)| s.as_str().map(str::to_string).ok_or_else(|| BadRequest::field(format!("stop[{i}]"), "must be a string")))
             .collect(),
         Some(Value::Array(_)) => Err(BadRequest::field("stop", "takes at most 4 sequences")),
-        Some(other) => Err(BadRequest::field(
-            "stop",
-            format!("must be a string or an array of strings, got {other}"),
-        )),
+        Some(other) => Err(BadRequest::field("stop", format!("must be a string or an array of strings, got {other}"))),
     }
 }
 
@@ -204,15 +165,9 @@ fn json_mode(map: &Map<String, Value>) -> Checked<bool> {
         Some(Value::Object(format)) => match format.get("type").and_then(Value::as_str) {
             Some("text") => Ok(false),
             Some("json_object" | "json_schema") => Ok(true),
-            _ => Err(BadRequest::field(
-                "response_format.type",
-                "must be `text`, `json_object` or `json_schema`",
-            )),
+            _ => Err(BadRequest::field("response_format.type", "must be `text`, `json_object` or `json_schema`")),
         },
-        Some(other) => Err(BadRequest::field(
-            "response_format",
-            format!("must be an object, got {other}"),
-        )),
+        Some(other) => Err(BadRequest::field("response_format", format!("must be an object, got {other}"))),
     }
 }
 
@@ -249,44 +204,32 @@ pub(crate) fn chat_call(map: &Map<String, Value>, default_max_tokens: usize) -> 
     let logprobs = boolean(map, "logprobs")?.unwrap_or(false);
     let top_logprobs = integer(map, "top_logprobs", 0, 20)?;
     if top_logprobs.is_some() && !logprobs {
-        return Err(BadRequest::field(
-            "top_logprobs",
-            "requires `logprobs` to be true",
-        ));
+        return Err(BadRequest::field("top_logprobs", "requires `logprobs` to be true"));
     }
     let stream = boolean(map, "stream")?.unwrap_or(false);
     let include_usage = match map.get("stream_options") {
         None | Some(Value::Null) => false,
         Some(Value::Object(o)) => boolean(o, "include_usage")
-            .map_err(|_| {
-                BadRequest::field("stream_options.include_usage", "must be true or false")
-            })?
+            .map_err(|_| BadRequest::field("stream_options.include_usage", "must be true or false"))?
             .unwrap_or(false),
         Some(_) => return Err(BadRequest::field("stream_options", "must be an object")),
     };
     let defaults = CompletionOptions::default();
     let options = CompletionOptions {
         max_tokens: max_tokens.map_or(default_max_tokens, |n| n as usize),
-        temperature: number(map, "temperature", 0.0, 2.0)?
-            .map_or(defaults.temperature, |t| t as f32),
+        temperature: number(map, "temperature", 0.0, 2.0)?.map_or(defaults.temperature, |t| t as f32),
         top_p: number(map, "top_p", 0.0, 1.0)?.map_or(defaults.top_p, |p| p as f32),
         seed: match map.get("seed") {
             Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
                 (Some(u), _) => Some(u),
                 (None, Some(i)) => Some(i as u64),
                 _ => {
-                    return Err(BadRequest::field(
-                        "seed",
-                        format!("must be an integer, got {n}"),
-                    ));
+                    return Err(BadRequest::field("seed", format!("must be an integer, got {n}")));
                 }
             },
             None | Some(Value::Null) => None,
             Some(other) => {
-                return Err(BadRequest::field(
-                    "seed",
-                    format!("must be an integer, got {other}"),
-                ));
+                return Err(BadRequest::field("seed", format!("must be an integer, got {other}")));
             }
         },
         stop: stop_sequences(map)?,
@@ -297,13 +240,7 @@ pub(crate) fn chat_call(map: &Map<String, Value>, default_max_tokens: usize) -> 
     if options.top_p == 0.0 {
         return Err(BadRequest::field("top_p", "must be greater than 0"));
     }
-    Ok(ChatCall {
-        messages,
-        options,
-        logprobs,
-        stream,
-        include_usage,
-    })
+    Ok(ChatCall { messages, options, logprobs, stream, include_usage })
 }
 
 /// Validates an embeddings request.
@@ -311,28 +248,18 @@ pub(crate) fn embed_call(map: &Map<String, Value>) -> Checked<EmbedCall> {
     if let Some(format) = map.get("encoding_format").and_then(Value::as_str)
         && format != "float"
     {
-        return Err(BadRequest::field(
-            "encoding_format",
-            format!("`{format}` is not supported (float)"),
-        ));
+        return Err(BadRequest::field("encoding_format", format!("`{format}` is not supported (float)")));
     }
     let input = match map.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(list)) if !list.is_empty() => list
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                s.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| BadRequest::field(format!("input[{i}]"), "must be a string"))
-            })
+            .map(|(i, s)| s.as_str().map(str::to_string).ok_or_else(|| BadRequest::field(format!("input[{i}]"), "must be a string")))
             .collect::<Checked<Vec<_>>>()?,
         Some(Value::Array(_)) => return Err(BadRequest::field("input", "must not be empty")),
         Some(other) => {
-            return Err(BadRequest::field(
-                "input",
-                format!("must be a string or an array of strings, got {other}"),
-            ));
+            return Err(BadRequest::field("input", format!("must be a string or an array of strings, got {other}")));
         }
         None => return Err(BadRequest::field("input", "is required")),
     };
@@ -384,46 +311,16 @@ mod tests {
         let cases = [
             (json!({}), "messages"),
             (json!({"messages": []}), "messages"),
-            (
-                json!({"messages": [{"role": "tool", "content": "x"}]}),
-                "messages[0].role",
-            ),
-            (
-                json!({"messages": [{"role": "user"}]}),
-                "messages[0].content",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "temperature": 3}),
-                "temperature",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "temperature": "hot"}),
-                "temperature",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "top_logprobs": 2}),
-                "top_logprobs",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "logprobs": true, "top_logprobs": 21}),
-                "top_logprobs",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "max_tokens": 0}),
-                "max_tokens",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "stop": [1]}),
-                "stop[0]",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "n": 2}),
-                "n",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "q"}], "response_format": {"type": "xml"}}),
-                "response_format.type",
-            ),
+            (json!({"messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
+            (json!({"messages": [{"role": "user"}]}), "messages[0].content"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "temperature": 3}), "temperature"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "temperature": "hot"}), "temperature"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "top_logprobs": 2}), "top_logprobs"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "logprobs": true, "top_logprobs": 21}), "top_logprobs"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "max_tokens": 0}), "max_tokens"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "stop": [1]}), "stop[0]"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "n": 2}), "n"),
+            (json!({"messages": [{"role": "user", "content": "q"}], "response_format": {"type": "xml"}}), "response_format.type"),
             (
                 json!({"messages": [{"role": "user", "content": "q"}], "response_format": {"type": "json_schema"}}),
                 "response_format.json_schema",
@@ -456,8 +353,7 @@ mod tests {
     fn embeddings_input_forms() {
         let one = embed_call(json!({"input": "a"}).as_object().expect("object")).expect("valid");
         assert_eq!(one.input, vec!["a".to_string()]);
-        let err =
-            embed_call(json!({"input": ["a", 2]}).as_object().expect("object")).expect_err("bad");
+        let err = embed_call(json!({"input": ["a", 2]}).as_object().expect("object")).expect_err("bad");
         assert_eq!(err.param.as_deref(), Some("input[1]"));
         let err = body_object(b"[1]").expect_err("not an object");
         assert_eq!(err.param, None);

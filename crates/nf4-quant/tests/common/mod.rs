@@ -8,9 +8,7 @@ use safetensors::{Dtype, SafeTensors};
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 /// Reads a fixture file (panics with its path if absent: fixtures are committed).
@@ -26,36 +24,24 @@ pub fn parse(bytes: &[u8]) -> SafeTensors<'_> {
 
 /// Raw bytes of a tensor.
 pub fn raw<'a>(st: &'a SafeTensors<'a>, name: &str) -> &'a [u8] {
-    st.tensor(name)
-        .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"))
-        .data()
+    st.tensor(name).unwrap_or_else(|e| panic!("fixture tensor {name}: {e}")).data()
 }
 
 /// An F32 tensor.
 pub fn f32s(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
     assert_eq!(t.dtype(), Dtype::F32, "{name}");
-    t.data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// A 16-bit tensor as raw bit patterns.
 pub fn u16s(st: &SafeTensors<'_>, name: &str) -> Vec<u16> {
-    raw(st, name)
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect()
+    raw(st, name).chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
 }
 
 /// A U8 tensor.
 pub fn u8s(st: &SafeTensors<'_>, name: &str) -> Vec<u8> {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"));
     assert_eq!(t.dtype(), Dtype::U8, "{name}");
     t.data().to_vec()
 }
@@ -69,11 +55,7 @@ pub fn hf_lookup<'a>(st: &'a SafeTensors<'a>) -> impl FnMut(&str) -> Option<HfTe
             Dtype::F32 => HfDType::F32,
             _ => return None,
         };
-        Some(HfTensorView {
-            dtype,
-            shape: t.shape().to_vec(),
-            data: t.data(),
-        })
+        Some(HfTensorView { dtype, shape: t.shape().to_vec(), data: t.data() })
     }
 }
 

@@ -43,10 +43,7 @@ fn split_words(split: &str) -> Vec<String> {
 /// # Errors
 /// A message listing the data files when none belongs to the split.
 pub(crate) fn split_files(files: &[String], split: &str) -> std::result::Result<Vec<String>, String> {
-    let data: Vec<&String> = files
-        .iter()
-        .filter(|f| !f.split('/').any(|part| part.starts_with('.')) && file_kind(f).is_some())
-        .collect();
+    let data: Vec<&String> = files.iter().filter(|f| !f.split('/').any(|part| part.starts_with('.')) && file_kind(f).is_some()).collect();
     if data.is_empty() {
         return Err(format!("no .parquet, .jsonl or .json files among {} file(s)", files.len()));
     }
@@ -90,10 +87,7 @@ pub(crate) fn download_split(repo_id: &str, split: &str, options: &HubOptions) -
     let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
     let chosen = split_files(&files, split).map_err(hub_error)?;
     tracing::info!(repo = repo_id, split, files = chosen.len(), "downloading hub dataset");
-    chosen
-        .iter()
-        .map(|file| repo.get(file).map_err(|e| hub_error(format!("downloading `{file}`: {e}"))))
-        .collect()
+    chosen.iter().map(|file| repo.get(file).map_err(|e| hub_error(format!("downloading `{file}`: {e}")))).collect()
 }
 
 #[cfg(test)]
@@ -113,7 +107,10 @@ mod tests {
             "data/train-00001-of-00002.parquet",
             "data/test-00000-of-00001.parquet",
         ]);
-        assert_eq!(split_files(&files, "train").expect("train"), names(&["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]));
+        assert_eq!(
+            split_files(&files, "train").expect("train"),
+            names(&["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"])
+        );
         assert_eq!(split_files(&files, "test").expect("test"), names(&["data/test-00000-of-00001.parquet"]));
         let err = split_files(&files, "validation").expect_err("no validation");
         assert!(err.contains("data/test-00000-of-00001.parquet"), "{err}");

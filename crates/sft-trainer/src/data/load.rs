@@ -89,7 +89,11 @@ pub fn load_dataset(config: &DatasetConfig, tokenizer: &Tokenizer, options: &Loa
     if options.max_seq_length == 0 {
         return Err(Error::Config("max_seq_length must be at least 1".into()));
     }
-    let eos_id = tokenizer.eos_ids.first().copied().ok_or_else(|| Error::Tokenizer("the tokenizer has no EOS token (trl appends it to text rows and pads with it)".into()))?;
+    let eos_id = tokenizer
+        .eos_ids
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Tokenizer("the tokenizer has no EOS token (trl appends it to text rows and pads with it)".into()))?;
     let eos_text = token_text(tokenizer, eos_id)?;
     let mut loader = SourceLoader { config, tokenizer, options, eos_text, report: SkipReport::default(), files: Vec::new() };
 
@@ -202,7 +206,9 @@ impl SourceLoader<'_> {
                 // A file whose rows are all unparsable still reports them row by row.
                 None if json_rows.as_ref().is_some_and(|r| !r.is_empty() && columns.is_empty()) => RowFormat::Text,
                 None if json_rows.as_ref().is_some_and(Vec::is_empty) => RowFormat::Auto,
-                None => return Err(Error::UnknownShape { path: path.to_path_buf(), text_field: text_field.clone(), available: available() }),
+                None => {
+                    return Err(Error::UnknownShape { path: path.to_path_buf(), text_field: text_field.clone(), available: available() });
+                }
             },
             known => known,
         };
@@ -218,7 +224,13 @@ impl SourceLoader<'_> {
         Ok((rows, format))
     }
 
-    fn example(&self, raw: &RawRow, format: RowFormat, templating: Option<&Templating>, encoder: &Encoder<'_>) -> std::result::Result<Example, Problem> {
+    fn example(
+        &self,
+        raw: &RawRow,
+        format: RowFormat,
+        templating: Option<&Templating>,
+        encoder: &Encoder<'_>,
+    ) -> std::result::Result<Example, Problem> {
         let fields = match &raw.content {
             RowContent::Fields(fields) => fields,
             RowContent::Invalid(reason, detail) => return Err((*reason, detail.clone())),
@@ -231,7 +243,9 @@ impl SourceLoader<'_> {
             (Sample::Messages(messages), Some(t)) if encoder.completion_only_loss() => {
                 encoder.pair(&t.renderer.render_pair(&messages, &t.options).map_err(template_error)?)
             }
-            (Sample::Messages(messages), Some(t)) => encoder.conversation(&t.renderer.render(&messages, &t.options).map_err(template_error)?),
+            (Sample::Messages(messages), Some(t)) => {
+                encoder.conversation(&t.renderer.render(&messages, &t.options).map_err(template_error)?)
+            }
             (_, None) => Err((SkipReason::Template, "no chat template prepared".into())),
         }
     }
@@ -255,7 +269,11 @@ impl SourceLoader<'_> {
                 source: model.ok_or_else(|| Error::Config("`template = \"model\"` but the model has no chat template".into()))?,
             },
             "jinja" => ChatTemplate::Jinja {
-                source: self.config.chat_template.clone().ok_or_else(|| Error::Config("`template = \"jinja\"` needs `chat_template`".into()))?,
+                source: self
+                    .config
+                    .chat_template
+                    .clone()
+                    .ok_or_else(|| Error::Config("`template = \"jinja\"` needs `chat_template`".into()))?,
             },
             name => ChatTemplate::from_name(name)?,
         };

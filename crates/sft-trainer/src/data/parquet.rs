@@ -6,11 +6,11 @@
 use std::fs::File;
 use std::path::Path;
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_array::Array;
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -50,10 +50,7 @@ pub(crate) fn columns(path: &Path) -> Result<Vec<String>> {
 pub(crate) fn read(path: &Path, columns: &[String], limit: Option<usize>) -> Result<Vec<RawRow>> {
     let builder = builder(path)?;
     let schema = builder.schema().clone();
-    let indices = columns
-        .iter()
-        .map(|c| schema.index_of(c).map_err(|e| parquet_error(path, e)))
-        .collect::<Result<Vec<usize>>>()?;
+    let indices = columns.iter().map(|c| schema.index_of(c).map_err(|e| parquet_error(path, e))).collect::<Result<Vec<usize>>>()?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
     if let Some(limit) = limit {
@@ -65,9 +62,8 @@ pub(crate) fn read(path: &Path, columns: &[String], limit: Option<usize>) -> Res
         let batch = batch.map_err(|e| parquet_error(path, e))?;
         let mut per_column = Vec::with_capacity(columns.len());
         for name in columns {
-            let array = batch
-                .column_by_name(name)
-                .ok_or_else(|| parquet_error(path, format!("column `{name}` missing from a record batch")))?;
+            let array =
+                batch.column_by_name(name).ok_or_else(|| parquet_error(path, format!("column `{name}` missing from a record batch")))?;
             per_column.push(cells(array.as_ref()));
         }
         for i in 0..batch.num_rows() {
@@ -114,7 +110,8 @@ fn json_at(array: &dyn Array, i: usize) -> std::result::Result<Value, (SkipReaso
             .map_err(|e| (SkipReason::NotUtf8, format!("invalid UTF-8 at byte {} of a nested value", e.utf8_error().valid_up_to())))
     };
     let float = |f: f64| Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null);
-    let list = |values: &dyn Array| (0..values.len()).map(|j| json_at(values, j)).collect::<std::result::Result<Vec<_>, _>>().map(Value::Array);
+    let list =
+        |values: &dyn Array| (0..values.len()).map(|j| json_at(values, j)).collect::<std::result::Result<Vec<_>, _>>().map(Value::Array);
     Ok(match array.data_type() {
         DataType::Null => Value::Null,
         DataType::Boolean => Value::Bool(array.as_boolean().value(i)),

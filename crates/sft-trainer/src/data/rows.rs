@@ -111,8 +111,8 @@ pub(crate) fn read_json(path: &Path, limit: Option<usize>) -> Result<JsonRows> {
         path: path.to_path_buf(),
         detail: format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
     })?;
-    let items: Vec<Value> = serde_json::from_str(text)
-        .map_err(|e| Error::Json { path: path.to_path_buf(), detail: format!("invalid JSON: {e}") })?;
+    let items: Vec<Value> =
+        serde_json::from_str(text).map_err(|e| Error::Json { path: path.to_path_buf(), detail: format!("invalid JSON: {e}") })?;
     let mut out = JsonRows { columns: Vec::new(), rows: Vec::with_capacity(items.len()) };
     for (row, item) in items.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
         let content = object_content(item, &mut out.columns);

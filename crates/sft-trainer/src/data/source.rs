@@ -61,7 +61,8 @@ pub(crate) fn resolve(reference: &str, split: &str, hub_options: &HubOptions) ->
     }
     if reference.contains(['*', '?', '[']) {
         let entries = glob::glob(reference).map_err(|e| missing(reference, format!("bad glob pattern: {e}")))?;
-        let mut files: Vec<PathBuf> = entries.filter_map(std::result::Result::ok).filter(|p| p.is_file() && path_kind(p).is_some()).collect();
+        let mut files: Vec<PathBuf> =
+            entries.filter_map(std::result::Result::ok).filter(|p| p.is_file() && path_kind(p).is_some()).collect();
         files.sort();
         if files.is_empty() {
             return Err(missing(reference, "the glob matches no .parquet, .json or .jsonl files"));

@@ -82,11 +82,8 @@ impl<'a> Encoder<'a> {
 
     /// A language-modeling text row.
     pub(crate) fn text(&self, text: &str) -> Result<Example, Problem> {
-        let ids = if text.ends_with(&self.eos_text) {
-            self.encode(text, true)?
-        } else {
-            self.encode(&format!("{text}{}", self.eos_text), true)?
-        };
+        let ids =
+            if text.ends_with(&self.eos_text) { self.encode(text, true)? } else { self.encode(&format!("{text}{}", self.eos_text), true)? };
         let ids = match self.prepend_bos {
             Some(bos) => std::iter::once(bos).chain(ids).collect(),
             None => ids,

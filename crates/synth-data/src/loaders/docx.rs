@@ -21,35 +21,19 @@ const OLE_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 /// # Errors
 /// [`Error::Encrypted`] or [`Error::Corrupt`], naming the file.
 pub fn extract(bytes: &[u8], path: &Path) -> Result<String> {
-    let corrupt = |detail: String| Error::Corrupt {
-        path: path.to_path_buf(),
-        format: "DOCX",
-        detail,
-    };
+    let corrupt = |detail: String| Error::Corrupt { path: path.to_path_buf(), format: "DOCX", detail };
     if bytes.starts_with(&OLE_MAGIC) {
-        let marker: Vec<u8> = "EncryptedPackage"
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect();
+        let marker: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes).collect();
         if bytes.windows(marker.len()).any(|w| w == marker.as_slice()) {
-            return Err(Error::Encrypted {
-                path: path.to_path_buf(),
-                format: "DOCX",
-            });
+            return Err(Error::Encrypted { path: path.to_path_buf(), format: "DOCX" });
         }
-        return Err(corrupt(
-            "an OLE compound file (a legacy .doc?), not a DOCX zip".into(),
-        ));
+        return Err(corrupt("an OLE compound file (a legacy .doc?), not a DOCX zip".into()));
     }
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
-    let mut entry = archive
-        .by_name("word/document.xml")
-        .map_err(|_| corrupt("zip archive has no word/document.xml, so it is not a DOCX".into()))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
+    let mut entry =
+        archive.by_name("word/document.xml").map_err(|_| corrupt("zip archive has no word/document.xml, so it is not a DOCX".into()))?;
     let mut xml = String::new();
-    entry
-        .read_to_string(&mut xml)
-        .map_err(|e| corrupt(format!("word/document.xml: {e}")))?;
+    entry.read_to_string(&mut xml).map_err(|e| corrupt(format!("word/document.xml: {e}")))?;
     body_text(&xml).map_err(|e| corrupt(format!("word/document.xml: {e}")))
 }
 
@@ -59,9 +43,7 @@ fn body_text(xml: &str) -> std::result::Result<String, String> {
     let mut out = String::new();
     let mut in_text = false;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("XML error at byte {}: {e}", reader.error_position()))?;
+        let event = reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.error_position()))?;
         match event {
             Event::Start(e) if e.name().as_ref() == "w:t" => in_text = true,
             Event::End(e) => match e.name().as_ref() {
@@ -102,12 +84,7 @@ fn body_text(xml: &str) -> std::result::Result<String, String> {
         }
     }
     // One blank line between paragraphs reads better and chunks the same.
-    Ok(out
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n\n"))
+    Ok(out.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n\n"))
 }
 
 #[cfg(test)]
@@ -120,8 +97,7 @@ mod tests {
         {
             let mut w = zip::ZipWriter::new(&mut buf);
             for (name, body) in entries {
-                w.start_file(*name, zip::write::SimpleFileOptions::default())
-                    .expect("start");
+                w.start_file(*name, zip::write::SimpleFileOptions::default()).expect("start");
                 w.write_all(body.as_bytes()).expect("write");
             }
             w.finish().expect("finish");
@@ -143,10 +119,7 @@ mod tests {
     fn zip_without_document_is_not_docx() {
         let bytes = zip_with(&[("hello.txt", "hi")]);
         let err = extract(&bytes, Path::new("plain.docx")).expect_err("no document.xml");
-        assert!(
-            err.to_string().contains("plain.docx") && err.to_string().contains("word/document.xml"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("plain.docx") && err.to_string().contains("word/document.xml"), "{err}");
     }
 
     #[test]
@@ -155,19 +128,13 @@ mod tests {
         bytes.extend(vec![0u8; 64]);
         bytes.extend("EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes));
         let err = extract(&bytes, Path::new("secret.docx")).expect_err("encrypted");
-        assert!(
-            matches!(err, Error::Encrypted { .. }) && err.to_string().contains("secret.docx"),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Encrypted { .. }) && err.to_string().contains("secret.docx"), "{err}");
     }
 
     #[test]
     fn broken_xml_is_corrupt() {
         let bytes = zip_with(&[("word/document.xml", "<w:document><w:p><w:t>oops</w:x>")]);
         let err = extract(&bytes, Path::new("bad.docx")).expect_err("bad xml");
-        assert!(
-            matches!(err, Error::Corrupt { .. }) && err.to_string().contains("bad.docx"),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Corrupt { .. }) && err.to_string().contains("bad.docx"), "{err}");
     }
 }

@@ -12,16 +12,11 @@ pub fn to_plain_text(markdown: &str) -> String {
     // One counter per open list: `Some(n)` for ordered lists.
     let mut lists: Vec<Option<u64>> = Vec::new();
     let mut first_cell = true;
-    let options =
-        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     for event in Parser::new_ext(markdown, options) {
         match event {
-            Event::Start(
-                Tag::Heading { .. } | Tag::Paragraph | Tag::CodeBlock(_) | Tag::BlockQuote(_),
-            ) => block_break(&mut out),
-            Event::End(
-                TagEnd::Heading(_) | TagEnd::Paragraph | TagEnd::CodeBlock | TagEnd::Table,
-            ) => {
+            Event::Start(Tag::Heading { .. } | Tag::Paragraph | Tag::CodeBlock(_) | Tag::BlockQuote(_)) => block_break(&mut out),
+            Event::End(TagEnd::Heading(_) | TagEnd::Paragraph | TagEnd::CodeBlock | TagEnd::Table) => {
                 out.push('\n');
             }
             Event::Start(Tag::List(start)) => {
@@ -54,10 +49,7 @@ pub fn to_plain_text(markdown: &str) -> String {
                 }
                 first_cell = false;
             }
-            Event::Text(text)
-            | Event::Code(text)
-            | Event::InlineMath(text)
-            | Event::DisplayMath(text) => out.push_str(&text),
+            Event::Text(text) | Event::Code(text) | Event::InlineMath(text) | Event::DisplayMath(text) => out.push_str(&text),
             Event::SoftBreak => out.push(' '),
             Event::HardBreak | Event::Rule => out.push('\n'),
             Event::TaskListMarker(done) => out.push_str(if done { "[x] " } else { "[ ] " }),
@@ -114,10 +106,7 @@ mod tests {
     fn headings_paragraphs_lists_and_links() {
         let md = "# Tides\n\nThe *moon* pulls\nthe sea. See [NOAA](https://noaa.gov).\n\n## Causes\n\n- gravity\n- rotation\n\n1. first\n2. second\n\n<div>raw</div>\n";
         let text = to_plain_text(md);
-        assert_eq!(
-            text,
-            "Tides\n\nThe moon pulls the sea. See NOAA.\n\nCauses\n\n- gravity\n- rotation\n\n1. first\n2. second"
-        );
+        assert_eq!(text, "Tides\n\nThe moon pulls the sea. See NOAA.\n\nCauses\n\n- gravity\n- rotation\n\n1. first\n2. second");
     }
 
     #[test]

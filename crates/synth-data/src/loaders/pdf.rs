@@ -17,29 +17,17 @@ use crate::{Error, Result};
 /// [`Error::Corrupt`] (not a PDF, damaged, or the extractor failed) or [`Error::Encrypted`],
 /// naming the file.
 pub fn extract(bytes: &[u8], path: &Path) -> Result<String> {
-    let corrupt = |detail: String| Error::Corrupt {
-        path: path.to_path_buf(),
-        format: "PDF",
-        detail,
-    };
-    if !bytes.starts_with(b"%PDF-")
-        && !bytes[..bytes.len().min(1024)]
-            .windows(5)
-            .any(|w| w == b"%PDF-")
-    {
+    let corrupt = |detail: String| Error::Corrupt { path: path.to_path_buf(), format: "PDF", detail };
+    if !bytes.starts_with(b"%PDF-") && !bytes[..bytes.len().min(1024)].windows(5).any(|w| w == b"%PDF-") {
         return Err(corrupt("no %PDF- header".into()));
     }
     let guarded = catch_unwind(AssertUnwindSafe(|| -> Result<String> {
         let mut doc = Document::load_mem(bytes).map_err(|e| corrupt(e.to_string()))?;
         if doc.is_encrypted() && doc.decrypt("").is_err() {
-            return Err(Error::Encrypted {
-                path: path.to_path_buf(),
-                format: "PDF",
-            });
+            return Err(Error::Encrypted { path: path.to_path_buf(), format: "PDF" });
         }
         let mut text = String::new();
-        output_doc(&doc, &mut PlainTextOutput::new(&mut text))
-            .map_err(|e| corrupt(e.to_string()))?;
+        output_doc(&doc, &mut PlainTextOutput::new(&mut text)).map_err(|e| corrupt(e.to_string()))?;
         Ok(text)
     }));
     let text = guarded.map_err(|panic| {
@@ -79,22 +67,12 @@ mod tests {
     #[test]
     fn non_pdf_bytes_are_corrupt() {
         let err = extract(b"hello, not a pdf", Path::new("fake.pdf")).expect_err("not pdf");
-        assert!(
-            matches!(err, Error::Corrupt { .. }) && err.to_string().contains("fake.pdf"),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Corrupt { .. }) && err.to_string().contains("fake.pdf"), "{err}");
     }
 
     #[test]
     fn truncated_pdf_is_corrupt() {
-        let err = extract(
-            b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog",
-            Path::new("cut.pdf"),
-        )
-        .expect_err("cut");
-        assert!(
-            matches!(err, Error::Corrupt { .. }) && err.to_string().contains("cut.pdf"),
-            "{err}"
-        );
+        let err = extract(b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog", Path::new("cut.pdf")).expect_err("cut");
+        assert!(matches!(err, Error::Corrupt { .. }) && err.to_string().contains("cut.pdf"), "{err}");
     }
 }

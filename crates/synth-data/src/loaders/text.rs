@@ -9,29 +9,16 @@ use crate::{Error, Result};
 /// # Errors
 /// [`Error::Encoding`] naming the file and the first bad byte offset.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<String> {
-    let bad = |detail: String| Error::Encoding {
-        path: path.to_path_buf(),
-        detail,
-    };
+    let bad = |detail: String| Error::Encoding { path: path.to_path_buf(), detail };
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
-        return std::str::from_utf8(rest)
-            .map(str::to_string)
-            .map_err(|e| bad(e.to_string()));
+        return std::str::from_utf8(rest).map(str::to_string).map_err(|e| bad(e.to_string()));
     }
     let utf16 = |rest: &[u8], le: bool| -> Result<String> {
         if !rest.len().is_multiple_of(2) {
             return Err(bad("UTF-16 text has an odd number of bytes".into()));
         }
-        let units = rest.chunks_exact(2).map(|b| {
-            if le {
-                u16::from_le_bytes([b[0], b[1]])
-            } else {
-                u16::from_be_bytes([b[0], b[1]])
-            }
-        });
-        char::decode_utf16(units)
-            .collect::<std::result::Result<String, _>>()
-            .map_err(|e| bad(format!("invalid UTF-16: {e}")))
+        let units = rest.chunks_exact(2).map(|b| if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) });
+        char::decode_utf16(units).collect::<std::result::Result<String, _>>().map_err(|e| bad(format!("invalid UTF-16: {e}")))
     };
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
         return utf16(rest, true);
@@ -39,9 +26,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<String> {
     if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
         return utf16(rest, false);
     }
-    std::str::from_utf8(bytes)
-        .map(str::to_string)
-        .map_err(|e| bad(e.to_string()))
+    std::str::from_utf8(bytes).map(str::to_string).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]

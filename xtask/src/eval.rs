@@ -307,6 +307,34 @@ mod tests {
         Args::try_parse_from(argv).expect("args")
     }
 
+    /// A local judge decodes under each metric's answer schema, so each must be in the subset
+    /// local generation supports, and a well-formed answer must fit it.
+    #[test]
+    fn every_judge_schema_constrains_local_generation() {
+        use llama_model::json_schema::{CompiledSchema, SchemaPrefix};
+        let answers = [
+            ("statements", r#"{"statements": ["The store opens at 9."]}"#),
+            ("opinions", r#"{"opinions": []}"#),
+            ("evaluation steps", r#"{"steps": ["Read the question.", "Check the answer."]}"#),
+            ("relevancy verdicts", r#"{"verdicts": [{"verdict": "idk", "reason": ""}, {"verdict": "no", "reason": "off topic"}]}"#),
+            ("opinion verdicts", r#"{"verdicts": [{"verdict": "yes", "reason": "a stereotype"}]}"#),
+            ("reason", r#"{"reason": "The score is 0.50 because ..."}"#),
+            ("score", r#"{"score": 7, "reason": "Mostly right."}"#),
+        ];
+        let schemas = eval::schemas::all();
+        assert_eq!(schemas.len(), answers.len());
+        for ((step, schema), (named, answer)) in schemas.into_iter().zip(answers) {
+            assert_eq!(step, named);
+            let compiled = std::sync::Arc::new(CompiledSchema::compile(&schema).unwrap_or_else(|e| panic!("{step}: {e}")));
+            let mut p = SchemaPrefix::new(compiled.clone());
+            assert!(p.push_all(answer.as_bytes()) && p.is_complete(), "{step}: {answer}");
+            // And a wrong verdict word or a fractional score does not.
+            let mut p = SchemaPrefix::new(compiled);
+            let wrong = answer.replace("\"idk\"", "\"maybe\"").replace("\"yes\"", "\"sure\"").replace(": 7,", ": 7.5,");
+            assert_eq!(p.push_all(wrong.as_bytes()) && p.is_complete(), wrong == answer, "{step}: {wrong}");
+        }
+    }
+
     #[test]
     fn min_pass_rate_must_be_a_rate() {
         assert_eq!(parse_rate("0.75").expect("rate"), 0.75);

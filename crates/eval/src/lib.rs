@@ -35,6 +35,7 @@ pub mod metric;
 pub mod metrics;
 pub mod report;
 pub mod runner;
+pub mod schemas;
 pub mod summary;
 pub mod test_case;
 pub mod testing;

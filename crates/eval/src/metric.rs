@@ -3,6 +3,7 @@
 use llm_api::{Completion, CompletionOptions, Llm, Message};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::{Error, Param, Result, TestCase};
 
@@ -116,16 +117,29 @@ pub fn default_judge_options() -> CompletionOptions {
 const JUDGE_SYSTEM: &str = "You are a meticulous evaluator of AI assistant answers. You reply with a single JSON object and nothing else.";
 
 /// Asks `judge` one question and parses its JSON answer; errors carry the metric and step.
+///
+/// The answer's `schema` goes with the question (structured outputs, see [`crate::schemas`]);
+/// a judge whose endpoint refuses the request (HTTP 400/422, as servers without
+/// `json_schema` support answer) is asked again in plain JSON mode.
 pub(crate) fn ask_json<T: DeserializeOwned>(
     judge: &dyn Llm,
     options: &CompletionOptions,
     metric: &str,
     step: &str,
     prompt: String,
+    schema: Value,
 ) -> Result<(T, Completion)> {
     let wrap = |source| Error::Judge { metric: metric.to_string(), step: step.to_string(), source };
     let messages = [Message::system(JUDGE_SYSTEM), Message::user(prompt)];
-    let completion = judge.complete(&messages, options).map_err(wrap)?;
+    let structured = CompletionOptions { json_mode: true, json_schema: Some(schema), ..options.clone() };
+    let completion = match judge.complete(&messages, &structured) {
+        Err(llm_api::Error::Http { status: 400 | 422, url, body }) => {
+            tracing::warn!(metric, step, %url, %body, "the judge refused a JSON schema; asking again in JSON mode");
+            judge.complete(&messages, &CompletionOptions { json_mode: true, json_schema: None, ..options.clone() })
+        }
+        other => other,
+    }
+    .map_err(wrap)?;
     tracing::debug!(metric, step, answer = %completion.text, "judge answered");
     let value = llm_api::parse_json_answer::<T>(&completion.text).map_err(wrap)?;
     Ok((value, completion))
@@ -153,9 +167,14 @@ pub(crate) fn bullet_list(items: &[String]) -> String {
 pub(crate) struct Verdict {
     /// `yes`, `no` (or `idk` for relevancy), as the judge wrote it.
     pub verdict: String,
-    /// Why, when given.
-    #[serde(default)]
+    /// Why, when given (an empty reason, as a schema-bound judge writes for verdicts that
+    /// need none, counts as none).
+    #[serde(default, deserialize_with = "non_blank")]
     pub reason: Option<String>,
+}
+
+fn non_blank<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|r| !r.trim().is_empty()))
 }
 
 impl Verdict {
@@ -195,6 +214,41 @@ pub(crate) fn verdict_lines(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_reasons_are_none() {
+        let v: Verdicts = serde_json::from_str(
+            r#"{"verdicts": [{"verdict": "yes", "reason": " "}, {"verdict": "no", "reason": "off topic"}, {"verdict": "idk"}]}"#,
+        )
+        .expect("parses");
+        let reasons: Vec<Option<&str>> = v.verdicts.iter().map(|v| v.reason.as_deref()).collect();
+        assert_eq!(reasons, [None, Some("off topic"), None]);
+    }
+
+    #[test]
+    fn a_judge_refusing_the_schema_is_asked_again_in_json_mode() {
+        use crate::testing::{ScriptedLlm, text};
+        let judge = ScriptedLlm::from_fn(|_, o| match &o.json_schema {
+            Some(_) => {
+                Err(llm_api::Error::Http { url: "http://judge/v1/chat/completions".into(), status: 400, body: "response_format".into() })
+            }
+            None => Ok(text(r#"{"reason": "fine"}"#)),
+        });
+        let (r, _) = ask_json::<ReasonAnswer>(&judge, &default_judge_options(), "m", "reason", "why?".into(), crate::schemas::reason())
+            .expect("answer");
+        assert_eq!(r.reason, "fine");
+        let calls = judge.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].1.json_schema, Some(crate::schemas::reason()));
+        assert!(calls[1].1.json_schema.is_none() && calls[1].1.json_mode);
+
+        // Other failures are not retried.
+        let judge = ScriptedLlm::from_fn(|_, _| Err(llm_api::Error::Http { url: "u".into(), status: 500, body: String::new() }));
+        assert!(
+            ask_json::<ReasonAnswer>(&judge, &default_judge_options(), "m", "reason", "why?".into(), crate::schemas::reason()).is_err()
+        );
+        assert_eq!(judge.calls().len(), 1);
+    }
 
     #[test]
     fn directions() {

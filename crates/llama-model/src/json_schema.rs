@@ -4,8 +4,8 @@
 //!
 //! The subset: `object` with `properties` (every property is written, with no others: OpenAI's
 //! strict mode; in the order of `required` when it is given, which must then list them all, else
-//! in key order), `array` with `items`, `string`, `number`, `integer`,
-//! `boolean`. Whitespace is allowed where JSON allows it. Anything else is refused with the
+//! in key order), `array` with `items`, `string` (optionally with an `enum` of strings), `number`,
+//! `integer`, `boolean`. Whitespace is allowed where JSON allows it. Anything else is refused with the
 //! schema path of the part that is not supported.
 
 use std::sync::Arc;
@@ -22,6 +22,8 @@ enum Node {
     /// The items' node.
     Array(usize),
     Str,
+    /// One of these JSON strings (quotes included), sorted; JSON-encoded strings are prefix-free.
+    Enum(Vec<Vec<u8>>),
     Num {
         integer: bool,
     },
@@ -51,6 +53,7 @@ impl CompiledSchema {
             Some(Value::String(t)) => t.as_str(),
             Some(other) => return Err(format!("{path}.type: must be one type name, got {other}")),
             None if map.contains_key("properties") => "object",
+            None if map.contains_key("enum") => "string",
             None => return Err(format!("{path}: no `type`")),
         };
         let id = self.nodes.len();
@@ -95,7 +98,23 @@ impl CompiledSchema {
                 let items = map.get("items").ok_or_else(|| format!("{path}: an array needs `items`"))?;
                 (Node::Array(self.add(items, &format!("{path}.items"))?), 2)
             }
-            "string" => (Node::Str, 2),
+            "string" => match map.get("enum") {
+                None => (Node::Str, 2),
+                Some(Value::Array(values)) if !values.is_empty() => {
+                    let mut alternatives = values
+                        .iter()
+                        .map(|v| match v {
+                            Value::String(_) => serde_json::to_vec(v).map_err(|e| format!("{path}.enum: {e}")),
+                            other => Err(format!("{path}.enum: only strings are supported, got {other}")),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    alternatives.sort();
+                    alternatives.dedup();
+                    let min = alternatives.iter().map(Vec::len).min().unwrap_or(2);
+                    (Node::Enum(alternatives), min)
+                }
+                Some(other) => return Err(format!("{path}.enum: must be a non-empty array of strings, got {other}")),
+            },
             "number" => (Node::Num { integer: false }, 1),
             "integer" => (Node::Num { integer: true }, 1),
             "boolean" => (Node::Bool, 4),
@@ -137,9 +156,22 @@ enum Frame {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Leaf {
-    Str { escape: bool, hex: u8 },
-    Num { part: NumPart, integer: bool },
+    Str {
+        escape: bool,
+        hex: u8,
+    },
+    Num {
+        part: NumPart,
+        integer: bool,
+    },
     Lit(&'static [u8]),
+    /// `len` bytes of an enum value read; alternatives `lo..hi` (sorted) still agree with them.
+    Enum {
+        node: usize,
+        len: usize,
+        lo: usize,
+        hi: usize,
+    },
 }
 
 /// A prefix checker for documents of one [`CompiledSchema`]: feed bytes, it says whether they
@@ -185,6 +217,7 @@ impl SchemaPrefix {
             (Node::Object(_), b'{') => self.stack.push(Frame::Obj { node, next: 0, at: ObjAt::BeforeKey }),
             (Node::Array(_), b'[') => self.stack.push(Frame::Arr { node, at: ArrAt::FirstOrEnd }),
             (Node::Str, b'"') => self.leaf = Some(Leaf::Str { escape: false, hex: 0 }),
+            (Node::Enum(alternatives), b'"') => self.leaf = Some(Leaf::Enum { node, len: 1, lo: 0, hi: alternatives.len() }),
             (Node::Num { integer }, _) => match NumPart::start(b) {
                 Some(part) => self.leaf = Some(Leaf::Num { part, integer: *integer }),
                 None => return false,
@@ -328,6 +361,22 @@ impl SchemaPrefix {
                 self.value_done();
                 self.push(b)
             }
+            Leaf::Enum { node, len, lo, hi } => {
+                let Node::Enum(alternatives) = &self.schema.nodes[node] else { return false };
+                // Sorted alternatives sharing the first `len` bytes: those with byte `b` next
+                // form a contiguous run.
+                let agrees = |i: &usize| alternatives[*i].get(len) == Some(&b);
+                let Some(first) = (lo..hi).find(agrees) else { return false };
+                let end = (first..hi).find(|i| !agrees(i)).unwrap_or(hi);
+                if alternatives[first].len() == len + 1 {
+                    // The closing quote: prefix-freeness leaves this alternative alone.
+                    self.leaf = None;
+                    self.value_done();
+                } else {
+                    self.leaf = Some(Leaf::Enum { node, len: len + 1, lo: first, hi: end });
+                }
+                true
+            }
             Leaf::Lit(rest) => {
                 if rest.first() != Some(&b) {
                     return false;
@@ -359,6 +408,10 @@ impl SchemaPrefix {
             Some(Leaf::Num { part: NumPart::Minus | NumPart::Dot | NumPart::E | NumPart::ESign, .. }) => 1,
             Some(Leaf::Num { .. }) | None => 0,
             Some(Leaf::Lit(rest)) => rest.len(),
+            Some(Leaf::Enum { node, len, lo, hi }) => match &s.nodes[node] {
+                Node::Enum(alternatives) => alternatives[lo..hi].iter().map(|a| a.len() - len).min().unwrap_or(0),
+                _ => unreachable!("an enum leaf"),
+            },
         };
         n += self.pending.map_or(0, |p| s.min_len[p]);
         for frame in &self.stack {
@@ -459,6 +512,38 @@ mod tests {
     }
 
     #[test]
+    fn enums_allow_exactly_their_strings() {
+        let s = Arc::new(
+            CompiledSchema::compile(&json!({
+                "type": "object",
+                "properties": {"verdict": {"type": "string", "enum": ["yes", "no", "idk", "n\"o"]}, "tag": {"enum": ["a", "ab"]}},
+                "required": ["verdict", "tag"]
+            }))
+            .expect("compiles"),
+        );
+        let accepts = |doc: &str| {
+            let mut p = SchemaPrefix::new(s.clone());
+            p.push_all(doc.as_bytes()) && p.is_complete()
+        };
+        for doc in [r#"{"verdict": "yes", "tag": "a"}"#, r#"{"verdict":"idk","tag":"ab"}"#, r#"{"verdict": "n\"o", "tag": "ab"}"#] {
+            assert!(accepts(doc), "{doc}");
+        }
+        for doc in [
+            r#"{"verdict": "ye", "tag": "a"}"#,
+            r#"{"verdict": "yess", "tag": "a"}"#,
+            r#"{"verdict": "maybe", "tag": "a"}"#,
+            r#"{"verdict": "no", "tag": "b"}"#,
+        ] {
+            assert!(!accepts(doc), "{doc}");
+        }
+        assert_eq!(s.min_document_len(), r#"{"verdict":"no","tag":"a"}"#.len());
+        let mut p = SchemaPrefix::new(s.clone());
+        assert!(p.push_all(br#"{"verdict": "i"#));
+        assert_eq!(p.bytes_to_close(), r#"dk","tag":"a"}"#.len());
+        assert!(!p.clone().push(b'x') && p.push_all(br#"dk", "tag": "ab"}"#) && p.is_complete());
+    }
+
+    #[test]
     fn without_required_the_keys_come_in_key_order() {
         let s = CompiledSchema::compile(&json!({"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "integer"}}}))
             .expect("compiles");
@@ -474,6 +559,8 @@ mod tests {
             (json!({"type": "array"}), "$: an array needs `items`"),
             (json!({"type": ["string", "null"]}), "$.type: must be one type name"),
             (json!("string"), "$: a schema must be an object"),
+            (json!({"type": "string", "enum": ["a", 1]}), "$.enum: only strings are supported, got 1"),
+            (json!({"type": "string", "enum": []}), "$.enum: must be a non-empty array of strings"),
             (
                 json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a"]}),
                 "$.required: every property must be required (strict mode); `b` is not",

@@ -9,6 +9,7 @@ use llm_api::{CompletionOptions, Llm};
 use serde::Deserialize;
 
 use crate::metric::{ReasonAnswer, Verdict, Verdicts, ask_json, bullet_list, check_required, default_judge_options, verdict_lines};
+use crate::schemas;
 use crate::{Direction, Metric, MetricResult, Param, Result, TestCase};
 
 /// The Answer Relevancy metric.
@@ -134,13 +135,20 @@ impl Metric for AnswerRelevancy {
         let name = self.name();
         check_required(self, case)?;
         let options = &self.judge_options;
-        let (answer, _) = ask_json::<Statements>(judge, options, &name, "statements", statements_prompt(&case.actual_output))?;
+        let (answer, _) = ask_json::<Statements>(
+            judge,
+            options,
+            &name,
+            "statements",
+            statements_prompt(&case.actual_output),
+            schemas::string_list("statements"),
+        )?;
         let statements: Vec<String> = answer.statements.into_iter().filter(|s| !s.trim().is_empty()).collect();
         let verdicts = if statements.is_empty() {
             Vec::new()
         } else {
             let prompt = verdicts_prompt(&case.input, &statements);
-            ask_json::<Verdicts>(judge, options, &name, "verdicts", prompt)?.0.verdicts
+            ask_json::<Verdicts>(judge, options, &name, "verdicts", prompt, schemas::verdicts(&["yes", "no", "idk"]))?.0.verdicts
         };
         let threshold = self.threshold();
         let score = score(&verdicts, self.strict_mode, threshold);
@@ -151,7 +159,7 @@ impl Metric for AnswerRelevancy {
                 .map(|v| v.reason.clone().unwrap_or_else(|| "(no reason given)".into()))
                 .collect();
             let prompt = reason_prompt(&case.input, score, &irrelevant);
-            Some(ask_json::<ReasonAnswer>(judge, options, &name, "reason", prompt)?.0.reason)
+            Some(ask_json::<ReasonAnswer>(judge, options, &name, "reason", prompt, schemas::reason())?.0.reason)
         } else {
             None
         };

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::geval_score::weighted_score;
 use crate::metric::{ask_json, bullet_list, check_required, default_judge_options, nonsense};
+use crate::schemas;
 use crate::test_case::join_titles;
 use crate::{Direction, Error, Metric, MetricResult, Param, Result, TestCase};
 
@@ -123,7 +124,8 @@ impl GEval {
         }
         let criteria = self.criteria.as_deref().unwrap_or_default();
         let prompt = steps_prompt(criteria, &join_titles(&self.params));
-        let (answer, completion) = ask_json::<Steps>(judge, &self.json_options(None), &self.name(), "evaluation steps", prompt)?;
+        let (answer, completion) =
+            ask_json::<Steps>(judge, &self.json_options(None), &self.name(), "evaluation steps", prompt, schemas::string_list("steps"))?;
         let steps: Vec<String> = answer.steps.into_iter().filter(|s| !s.trim().is_empty()).collect();
         if steps.is_empty() {
             return Err(nonsense(&self.name(), "evaluation steps", "the judge gave no steps".into(), &completion.text));
@@ -200,7 +202,8 @@ impl Metric for GEval {
         let params = join_titles(&self.params);
         let prompt = score_prompt(&steps, &case_text(&self.params, case), &params, self.strict_mode);
         let logprobs = (!self.strict_mode && self.top_logprobs > 0).then_some(self.top_logprobs);
-        let (answer, completion) = ask_json::<ScoreReason>(judge, &self.json_options(logprobs), &name, "score", prompt)?;
+        let (answer, completion) =
+            ask_json::<ScoreReason>(judge, &self.json_options(logprobs), &name, "score", prompt, schemas::score_reason())?;
         let max = if self.strict_mode { 1.0 } else { SCORE_MAX };
         if !(0.0..=max).contains(&answer.score) {
             return Err(nonsense(&name, "score", format!("score {} is outside 0..={max}", answer.score), &completion.text));

@@ -12,6 +12,7 @@ use llm_api::{CompletionOptions, Llm};
 use serde::Deserialize;
 
 use crate::metric::{ReasonAnswer, Verdict, Verdicts, ask_json, bullet_list, check_required, verdict_lines};
+use crate::schemas;
 use crate::{Direction, Metric, MetricResult, Result, TestCase};
 
 /// What makes an opinion a "yes" for one metric: the prompts' wording.
@@ -91,12 +92,20 @@ pub(crate) fn measure(
 ) -> Result<MetricResult> {
     let name = metric.name();
     check_required(metric, case)?;
-    let (answer, _) = ask_json::<Opinions>(judge, options, &name, "opinions", opinions_prompt(&case.actual_output))?;
+    let (answer, _) =
+        ask_json::<Opinions>(judge, options, &name, "opinions", opinions_prompt(&case.actual_output), schemas::string_list("opinions"))?;
     let opinions: Vec<String> = answer.opinions.into_iter().filter(|o| !o.trim().is_empty()).collect();
     let verdicts = if opinions.is_empty() {
         Vec::new()
     } else {
-        let (v, _) = ask_json::<Verdicts>(judge, options, &name, "verdicts", verdicts_prompt(flavour, &opinions))?;
+        let (v, _) = ask_json::<Verdicts>(
+            judge,
+            options,
+            &name,
+            "verdicts",
+            verdicts_prompt(flavour, &opinions),
+            schemas::verdicts(&["yes", "no"]),
+        )?;
         if v.verdicts.len() != opinions.len() {
             tracing::warn!(metric = %name, opinions = opinions.len(), verdicts = v.verdicts.len(), "verdict count differs from opinion count");
         }
@@ -110,7 +119,7 @@ pub(crate) fn measure(
             .filter(|v| v.normalized() == "yes")
             .map(|v| v.reason.clone().unwrap_or_else(|| "(no reason given)".into()))
             .collect();
-        let (r, _) = ask_json::<ReasonAnswer>(judge, options, &name, "reason", reason_prompt(flavour, score, &reasons))?;
+        let (r, _) = ask_json::<ReasonAnswer>(judge, options, &name, "reason", reason_prompt(flavour, score, &reasons), schemas::reason())?;
         Some(r.reason)
     } else {
         None

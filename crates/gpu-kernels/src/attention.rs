@@ -5,7 +5,9 @@
 //! the bottom-right corner (query `i` of `s` sees keys `j ≤ i + (t − s)` of `t`), so it also holds
 //! for new queries appended to `t − s` cached positions. The softmax runs in f32 whatever the
 //! operands' dtype (as HF's eager attention does); the probabilities are cast back before the
-//! second product. The `[b·h, s, t]` score matrix is materialized (no flash tiling).
+//! second product. An explicit boolean mask (`true` = hidden) replaces or adds to the causal one,
+//! e.g. the block-diagonal causal mask of packed sequences. The `[b·h, s, t]` score matrix is
+//! materialized (no flash tiling).
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Int, Tensor};
@@ -13,15 +15,16 @@ use burn::tensor::{Bool, DType, Int, Tensor};
 use crate::gemm::bmm;
 
 /// Attention of `q` over `k`/`v` (one key/value head per query head; repeat grouped heads
-/// first), causal when `causal`.
+/// first), causal when `causal`, hiding what `mask` hides.
 ///
 /// # Shapes
 /// - q: `[batch, heads, s, d]`, k: `[batch, heads, t, d]`, v: `[batch, heads, t, d_v]`
+/// - mask: `[batch, heads, s, t]`, `true` = hidden (every row must leave a key visible)
 /// - output: `[batch, heads, s, d_v]`
 ///
 /// # Panics
 /// If the shapes disagree, or `causal` with `s > t`.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: Option<Tensor<4, Bool>>) -> Tensor<4> {
     let [b, h, s, d] = q.dims();
     let [kb, kh, t, kd] = k.dims();
     let [vb, vh, vt, dv] = v.dims();
@@ -38,6 +41,13 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tens
     } else {
         scores
     };
+    let scores = match mask {
+        Some(m) => {
+            assert_eq!(m.dims(), [b, h, s, t], "attention: mask {:?} for scores [{b}, {h}, {s}, {t}]", m.dims());
+            scores.mask_fill(m.reshape([b * h, s, t]), f32::NEG_INFINITY)
+        }
+        None => scores,
+    };
     let probs = softmax(scores, 2).cast(dtype);
     bmm(probs, v.reshape([b * h, t, dv]), false, false).reshape([b, h, s, dv])
 }
@@ -53,12 +63,35 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_mask_hides_what_it_says() {
+        let device = Device::flex();
+        let r = |len: usize, d: usize| Tensor::<4>::random([2, 3, len, d], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (r(5, 8), r(5, 8), r(5, 4));
+        // Two packed causal segments per row: positions 0..2 and 2..5 in row 0, 0..4 and 4..5 in row 1.
+        let starts = [[0, 0, 2, 2, 2], [0, 0, 0, 0, 4]];
+        let hidden: Vec<bool> = (0..2).flat_map(|row| (0..5).flat_map(move |i| (0..5).map(move |j| j > i || j < starts[row][i]))).collect();
+        let mask = Tensor::<3, Bool>::from_data(burn::tensor::TensorData::new(hidden, [2, 5, 5]), &device)
+            .unsqueeze_dim::<4>(1)
+            .expand([2, 3, 5, 5]);
+        let got = attention(q.clone(), k.clone(), v.clone(), false, Some(mask.clone()));
+        let want = burn::tensor::module::attention(
+            q,
+            k,
+            v,
+            Some(mask),
+            None,
+            AttentionModuleOptions { scale: None, softcap: None, is_causal: false },
+        );
+        got.into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    }
+
+    #[test]
     fn matches_burns_attention_with_and_without_the_mask_and_after_a_cache() {
         let device = Device::flex();
         for (s, t, causal) in [(5, 5, true), (5, 5, false), (3, 7, true), (1, 6, false)] {
             let r = |len: usize, d: usize| Tensor::<4>::random([2, 3, len, d], Distribution::Normal(0.0, 1.0), &device);
             let (q, k, v) = (r(s, 8), r(t, 8), r(t, 4));
-            let got = attention(q.clone(), k.clone(), v.clone(), causal);
+            let got = attention(q.clone(), k.clone(), v.clone(), causal, None);
             assert_eq!(got.dims(), [2, 3, s, 4]);
             got.into_data().assert_approx_eq::<f32>(&reference(q, k, v, causal).into_data(), Tolerance::rel_abs(1e-5, 1e-5));
         }
@@ -73,7 +106,11 @@ mod tests {
         let run = |fast: bool| {
             let lift = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &device).require_grad();
             let (q, k, v) = (lift(&q0), lift(&k0), lift(&v0));
-            let o = if fast { attention(q.clone(), k.clone(), v.clone(), true) } else { reference(q.clone(), k.clone(), v.clone(), true) };
+            let o = if fast {
+                attention(q.clone(), k.clone(), v.clone(), true, None)
+            } else {
+                reference(q.clone(), k.clone(), v.clone(), true)
+            };
             let grads = (o * Tensor::from_data(w.to_data(), &device)).sum().backward();
             [q, k, v].map(|x| x.grad(&grads).expect("grad").into_data())
         };

@@ -263,7 +263,7 @@ fn attention_and_its_gradients_match_the_cpu() {
     let run = |device: &Device| {
         let lift = |d: &TensorData| Tensor::<4>::from_data(d.clone(), device).require_grad();
         let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
-        let o = gpu_kernels::attention(q.clone(), k.clone(), v.clone(), true);
+        let o = gpu_kernels::attention(q.clone(), k.clone(), v.clone(), true, None);
         let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
         let host = |t: Tensor<4>| {
             t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>()

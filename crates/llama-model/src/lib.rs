@@ -15,6 +15,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod nn;
+pub mod packing;
 pub mod quantized;
 pub mod weights;
 

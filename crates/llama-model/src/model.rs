@@ -56,12 +56,43 @@ impl Llama {
         let mut h = self.embed_tokens.forward(tokens);
         for (i, block) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
-            h = block.forward(h, &rope, layer_cache);
+            h = block.forward(h, &rope, None, layer_cache);
         }
         if let Some(c) = cache {
             c.len += len;
         }
         self.norm.forward(h)
+    }
+
+    /// Hidden states of packed rows: `positions` (row-major `[batch, len]`) restart at 0 where
+    /// each sequence starts; every sequence is rotated by its own positions and attends only to
+    /// itself ([`crate::packing`]), so it gets the states it would get alone.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, len]`, positions: `batch · len` entries
+    /// - output: `[batch, len, d]`
+    ///
+    /// # Panics
+    /// If `positions` does not fit `tokens` or is not a valid packing.
+    pub fn forward_hidden_packed(&self, tokens: Tensor<2, Int>, positions: &[i64]) -> Tensor<3> {
+        let dims = tokens.dims();
+        let device = tokens.device();
+        let rope = RopeTables::at_positions(&self.inv_freq, positions, dims, &device);
+        let mask = crate::packing::segment_mask(positions, dims, &device);
+        let mut h = self.embed_tokens.forward(tokens);
+        for block in &self.layers {
+            h = block.forward(h, &rope, Some(&mask), None);
+        }
+        self.norm.forward(h)
+    }
+
+    /// Logits of packed rows (see [`Llama::forward_hidden_packed`]).
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, len]`, positions: `batch · len` entries
+    /// - output: `[batch, len, vocab]`
+    pub fn forward_packed(&self, tokens: Tensor<2, Int>, positions: &[i64]) -> Tensor<3> {
+        self.logits(self.forward_hidden_packed(tokens, positions))
     }
 
     /// Vocabulary logits for hidden states.

@@ -96,6 +96,11 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
     x ^ (x >> 33)
 }
 
+/// The model's logits for a batch; packed rows keep their sequences apart.
+fn logits(model: &Llama, ids: Tensor<2, Int>, batch: &Batch) -> Tensor<3> {
+    if batch.packed { model.forward_packed(ids, &batch.position_ids) } else { model.forward(ids, None) }
+}
+
 fn trainable(model: &Llama) -> Vec<Tensor<2>> {
     model.projections().into_iter().filter_map(|(_, p)| p.lora.as_ref()).flat_map(|l| [l.a.val(), l.b.val()]).collect()
 }
@@ -302,10 +307,10 @@ impl Trainer {
                 let _draws = (world > 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
                 let stream = (micro * world + self.collective.rank()) as u64;
                 self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, stream));
-                self.model.forward(ids, None)
+                logits(&self.model, ids, batch)
             } else {
                 // Nothing random: leave the RNG alone (another rank may be drawing from it).
-                self.model.forward(ids, None)
+                logits(&self.model, ids, batch)
             };
             let loss = causal_lm_loss_sum(logits, labels).div_scalar(step_tokens as f64);
             let value: f32 = loss.clone().into_scalar();
@@ -355,7 +360,7 @@ impl Trainer {
             let picked: Vec<&Example> = chunk.iter().collect();
             let batch = collate(&picked, self.setup.pad_id);
             let (ids, labels) = self.tensors(&batch, &device);
-            let loss: f32 = causal_lm_loss(model.forward(ids, None), labels).into_scalar();
+            let loss: f32 = causal_lm_loss(logits(&model, ids, &batch), labels).into_scalar();
             weighted += loss as f64 * batch.num_loss_tokens as f64;
             count += batch.num_loss_tokens;
         }

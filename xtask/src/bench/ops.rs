@@ -55,10 +55,10 @@ fn apply(op: &str, qkv: [Tensor<4>; 3]) -> Result<Vec<f32>> {
     let causal = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
     match op {
         "bmm" => host(gpu_kernels::bmm(q.reshape([b * h, s, d]), k.reshape([b * h, s, d]), false, true)),
-        "attention" => host(gpu_kernels::attention(q, k, v, true)),
+        "attention" => host(gpu_kernels::attention(q, k, v, true, None)),
         "attention-backward" => {
             let (q, k, v) = (q.require_grad(), k.require_grad(), v.require_grad());
-            let grads = gpu_kernels::attention(q.clone(), k, v, true).sum().backward();
+            let grads = gpu_kernels::attention(q.clone(), k, v, true, None).sum().backward();
             host(q.grad(&grads).ok_or_else(|| anyhow::anyhow!("no gradient"))?)
         }
         "burn-attention" => host(attention(q, k, v, None, None, causal)),

@@ -5,9 +5,9 @@
 //! `o = softmax(q·kᵀ/√d_h + causal) · v`, heads concatenated, then `W_o`.
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
 use lora::Projection;
 
 use super::cache::LayerCache;
@@ -33,12 +33,14 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Attends over the cached positions (if any) and the new ones, causally.
+    /// Attends over the cached positions (if any) and the new ones, causally; or, with `mask`
+    /// (`true` = hidden, already causal, e.g. [`crate::packing::segment_mask`]), as it says.
     ///
     /// # Shapes
     /// - x: `[batch, len, d]`
+    /// - mask: `[batch, 1, len, len]` (no cache)
     /// - output: `[batch, len, d]`
-    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut LayerCache>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, dh]).swap_dims(1, 2);
@@ -50,13 +52,16 @@ impl Attention {
             None => (k, v),
         };
         let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
+        let t = k.dims()[2];
+        let mask = mask.map(|m| m.clone().expand([b, h, s, t]));
+        let causal = mask.is_none() && s > 1;
         let o = if gpu_kernels::is_cuda(&q.device()) {
             // cuBLASLt products and burn's element-wise kernels: burn's own attention and batched
             // matmul select CubeCL kernels that fail to launch on the H200 (docs/cuda.md).
-            gpu_kernels::attention(q, k, v, s > 1)
+            gpu_kernels::attention(q, k, v, causal, mask)
         } else {
-            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: s > 1 };
-            attention(q, k, v, None, None, options)
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+            attention(q, k, v, mask, None, options)
         };
         let o = o.swap_dims(1, 2).reshape([b, s, h * dh]);
         self.o_proj.forward(o)

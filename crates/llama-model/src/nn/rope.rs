@@ -43,26 +43,36 @@ pub fn inv_freq(config: &LlamaConfig) -> Vec<f32> {
     }
 }
 
-/// `cos` and `sin` tables for positions `start..start + len`, each `[len, head_dim]`.
+/// `cos` and `sin` tables: `[1, len, head_dim]` for the positions `start..start + len` of every
+/// row, or `[batch, len, head_dim]` for per-token positions (packed sequences).
 #[derive(Debug, Clone)]
 pub struct RopeTables {
-    /// `cos(angle)`, `[len, head_dim]`.
-    pub cos: Tensor<2>,
-    /// `sin(angle)`, `[len, head_dim]`.
-    pub sin: Tensor<2>,
+    /// `cos(angle)`, `[rows, len, head_dim]`.
+    pub cos: Tensor<3>,
+    /// `sin(angle)`, `[rows, len, head_dim]`.
+    pub sin: Tensor<3>,
 }
 
 impl RopeTables {
-    /// Tables for positions `start..start + len`.
+    /// Tables for positions `start..start + len`, shared by every row.
     pub fn new(inv_freq: &[f32], start: usize, len: usize, device: &Device) -> Self {
+        let positions: Vec<i64> = (start..start + len).map(|p| p as i64).collect();
+        Self::at_positions(inv_freq, &positions, [1, len], device)
+    }
+
+    /// Tables for the given positions, row-major `[rows, len]`.
+    ///
+    /// # Panics
+    /// If `positions` does not hold `rows · len` entries.
+    pub fn at_positions(inv_freq: &[f32], positions: &[i64], [rows, len]: [usize; 2], device: &Device) -> Self {
+        assert_eq!(positions.len(), rows * len, "RoPE: {} positions for [{rows}, {len}]", positions.len());
         let half = inv_freq.len();
         let d = 2 * half;
-        let mut cos = vec![0f32; len * d];
-        let mut sin = vec![0f32; len * d];
-        for p in 0..len {
-            let pos = (start + p) as f32;
+        let mut cos = vec![0f32; rows * len * d];
+        let mut sin = vec![0f32; rows * len * d];
+        for (p, &pos) in positions.iter().enumerate() {
             for (i, &f) in inv_freq.iter().enumerate() {
-                let angle = pos * f;
+                let angle = pos as f32 * f;
                 let (s, c) = angle.sin_cos();
                 for j in [i, i + half] {
                     cos[p * d + j] = c;
@@ -71,8 +81,8 @@ impl RopeTables {
             }
         }
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, [len, d]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [len, d]), device),
+            cos: Tensor::from_data(TensorData::new(cos, [rows, len, d]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [rows, len, d]), device),
         }
     }
 
@@ -87,8 +97,8 @@ impl RopeTables {
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.clone().narrow(3, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let cos = self.cos.clone().unsqueeze::<4>();
-        let sin = self.sin.clone().unsqueeze::<4>();
+        let cos = self.cos.clone().unsqueeze_dim::<4>(1);
+        let sin = self.sin.clone().unsqueeze_dim::<4>(1);
         x * cos + rotated * sin
     }
 }

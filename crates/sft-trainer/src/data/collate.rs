@@ -49,6 +49,10 @@ pub struct Batch {
     pub num_tokens: usize,
     /// Labels that enter the shifted loss: `labels[.., 1..] != -100`.
     pub num_loss_tokens: usize,
+    /// Whether a row holds several sequences (a BFD block): the model must then rotate by
+    /// `position_ids` and keep each sequence's attention to itself
+    /// (`llama_model::Llama::forward_packed`).
+    pub packed: bool,
 }
 
 /// Pads `examples` into a batch as wide as the longest one.
@@ -73,6 +77,7 @@ pub fn collate_with(examples: &[&Example], pad_id: u32, pad_to_multiple_of: Opti
         seq_len,
         num_tokens: 0,
         num_loss_tokens: 0,
+        packed: examples.iter().any(|e| e.seq_lengths.len() > 1),
     };
     for (row, example) in examples.iter().enumerate() {
         let base = row * seq_len;
@@ -117,6 +122,7 @@ mod tests {
         let batch = collate_with(&[&block], 0, Some(4));
         assert_eq!(batch.seq_len, 8);
         assert_eq!(batch.position_ids, vec![0, 1, 0, 1, 2, 0, 0, 0]);
+        assert!(batch.packed && !collate(&[&Example::all_learned(vec![1, 2])], 0).packed);
         assert_eq!(batch.labels, vec![-100, 2, -100, 4, 5, -100, -100, -100]);
         assert_eq!(batch.num_loss_tokens, 3);
     }

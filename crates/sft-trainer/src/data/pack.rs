@@ -6,9 +6,10 @@
 //! (the oldest such block on ties), else into a new block. Blocks keep their sequences'
 //! lengths ([`Example::seq_lengths`]); trl then trains padding-free, with position ids that
 //! restart at each sequence and no attention across sequences (FlashAttention varlen). Our
-//! collator gives the restarting position ids and masks the label at each sequence start (see
-//! [`crate::data::collate`]); a model that only applies a causal mask still lets a sequence
-//! attend to the earlier ones in its block. **`bfd_split`** splits long sequences into
+//! collator gives the restarting position ids, masks the label at each sequence start and marks
+//! the batch packed (see [`crate::data::collate`]); the trainer then runs
+//! `Llama::forward_packed`, which rotates by those positions and keeps each sequence's
+//! attention to itself, so a sequence trains as it would alone. **`bfd_split`** splits long sequences into
 //! block-sized fragments instead of truncating them. **`wrapped`** concatenates everything and
 //! cuts blocks regardless of boundaries (no `seq_lengths`). Since the EOS is appended to each
 //! text row before tokenization, sequences in a block are separated by EOS.

@@ -14,12 +14,17 @@ fn xtask() -> Command {
 
 /// A word-level tokenizer over `<unk> <s> </s> n3 … n95` (ids 0..96, the tiny model's vocab).
 fn write_tokenizer(dir: &Path) -> PathBuf {
+    write_tokenizer_at(dir, "tokenizer.json", 0)
+}
+
+/// The same words with their ids moved up by `offset` (`offset > 0`: not the tiny model's).
+fn write_tokenizer_at(dir: &Path, name: &str, offset: u32) -> PathBuf {
     let mut vocab = serde_json::Map::new();
     for (i, t) in ["<unk>", "<s>", "</s>"].iter().enumerate() {
         vocab.insert(t.to_string(), i.into());
     }
     for i in 3..96 {
-        vocab.insert(format!("n{i}"), i.into());
+        vocab.insert(format!("n{i}"), (i + offset).into());
     }
     let special = |id: u32, content: &str| serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
     let json = serde_json::json!({
@@ -29,7 +34,7 @@ fn write_tokenizer(dir: &Path) -> PathBuf {
         "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": false},
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
     });
-    let path = dir.join("tokenizer.json");
+    let path = dir.join(name);
     std::fs::write(&path, json.to_string()).expect("tokenizer");
     path
 }
@@ -185,6 +190,8 @@ fn bad_inputs_are_named() {
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").expect("empty");
     fails_with(dir.path(), &[&format!("dataset.source={}", empty.display())], "empty.jsonl");
+    let foreign = write_tokenizer_at(dir.path(), "foreign-tokenizer.json", 100);
+    fails_with(dir.path(), &[&format!("tokenizer.path={}", foreign.display())], "foreign-tokenizer.json gives token id");
 }
 
 #[test]

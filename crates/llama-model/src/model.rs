@@ -52,8 +52,8 @@ impl Llama {
         let [_, len] = tokens.dims();
         let device = tokens.device();
         let start = cache.as_ref().map_or(0, |c| c.len);
-        let rope = RopeTables::new(&self.inv_freq, start, len, &device);
         let mut h = self.embed_tokens.forward(tokens);
+        let rope = RopeTables::new(&self.inv_freq, start, len, &device).in_dtype(h.dtype());
         for (i, block) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             h = block.forward(h, &rope, None, layer_cache);
@@ -77,9 +77,9 @@ impl Llama {
     pub fn forward_hidden_packed(&self, tokens: Tensor<2, Int>, positions: &[i64]) -> Tensor<3> {
         let dims = tokens.dims();
         let device = tokens.device();
-        let rope = RopeTables::at_positions(&self.inv_freq, positions, dims, &device);
         let mask = crate::packing::segment_mask(positions, dims, &device);
         let mut h = self.embed_tokens.forward(tokens);
+        let rope = RopeTables::at_positions(&self.inv_freq, positions, dims, &device).in_dtype(h.dtype());
         for block in &self.layers {
             h = block.forward(h, &rope, Some(&mask), None);
         }

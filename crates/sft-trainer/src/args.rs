@@ -66,7 +66,8 @@ pub struct TrainingArgs {
     pub seed: u64,
     /// Compute in bf16 where the backend has it.
     pub bf16: bool,
-    /// Recompute activations in the backward pass, layer by layer.
+    /// The recipe's gradient checkpointing switch: read and kept, not applied yet (layer
+    /// recomputation is not implemented; burn's op-level checkpointing measured more memory).
     pub gradient_checkpointing: bool,
     /// Longest sequence (`None` = trl's default: the model's, capped at 1024).
     pub max_seq_length: Option<usize>,

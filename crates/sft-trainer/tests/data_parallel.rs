@@ -1,20 +1,18 @@
 //! Two simulated data-parallel ranks (threads, gradients summed through host memory) train the
 //! same adapter as one rank with twice the batch.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::Device;
-use llama_model::{Llama, LlamaConfig, LoadOptions, adapters, load, weights};
+use std::path::Path;
+
+use burn::tensor::{DType, Device};
+use llama_model::{Llama, adapters};
 use lora::{LoraConfig, TargetModules};
 use sft_trainer::data::Example;
 use sft_trainer::parallel::ThreadRank;
-use sft_trainer::{RunSetup, ScheduleKind, Trainer, TrainingArgs};
+use sft_trainer::{RunSetup, Trainer};
 
-fn tiny_model(device: &Device) -> Llama {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
-    let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
-    load(weights::open(&dir).expect("weights").as_ref(), &config, &LoadOptions::f32(device)).expect("model")
-}
+use common::{tiny_model, tiny_setup};
 
 fn examples() -> Vec<Example> {
     (0..16)
@@ -27,32 +25,14 @@ fn examples() -> Vec<Example> {
 }
 
 fn setup(out: &Path, batch: usize, dropout: f64) -> RunSetup {
-    RunSetup {
-        args: TrainingArgs {
-            max_steps: Some(4),
-            per_device_train_batch_size: batch,
-            learning_rate: 1e-2,
-            lr_scheduler_type: ScheduleKind::Constant,
-            group_by_length: false,
-            logging_steps: 1,
-            save_steps: 4,
-            ..TrainingArgs::default()
-        },
-        lora: LoraConfig {
-            r: 4,
-            alpha: 8.0,
-            dropout,
-            target_modules: TargetModules::parse("all-linear").expect("t"),
-            ..LoraConfig::default()
-        },
-        base_model_name: "tiny".into(),
-        output_dir: out.to_path_buf(),
-        pad_id: 2,
-        train: examples(),
-        eval: Vec::new(),
-        resume: false,
-        stop_after: None,
-    }
+    let mut setup = tiny_setup(out, examples());
+    setup.args.max_steps = Some(4);
+    setup.args.per_device_train_batch_size = batch;
+    setup.args.learning_rate = 1e-2;
+    setup.args.save_steps = 4;
+    setup.lora.dropout = dropout;
+    setup.lora.target_modules = TargetModules::parse("all-linear").expect("targets");
+    setup
 }
 
 fn adapter_values(model: &Llama) -> Vec<f32> {
@@ -75,8 +55,9 @@ fn train_group(root: &Path, world: usize, batch: usize, dropout: f64) -> Vec<(Ve
                 let out = root.join(format!("rank{r}"));
                 s.spawn(move || {
                     let device = Device::flex().autodiff();
-                    let mut t =
-                        Trainer::new(tiny_model(&device), setup(&out, batch, dropout)).expect("trainer").with_collective(Box::new(rank));
+                    let mut t = Trainer::new(tiny_model(&device, DType::F32), setup(&out, batch, dropout))
+                        .expect("trainer")
+                        .with_collective(Box::new(rank));
                     let summary = t.train(|_, _, _| {}).expect("train");
                     (summary.losses, adapter_values(t.model()))
                 })
@@ -90,7 +71,7 @@ fn train_group(root: &Path, world: usize, batch: usize, dropout: f64) -> Vec<(Ve
 fn two_ranks_at_batch_two_equal_one_rank_at_batch_four() {
     let dir = tempfile::tempdir().expect("tmp");
     let device = Device::flex().autodiff();
-    let mut single = Trainer::new(tiny_model(&device), setup(&dir.path().join("single"), 4, 0.0)).expect("trainer");
+    let mut single = Trainer::new(tiny_model(&device, DType::F32), setup(&dir.path().join("single"), 4, 0.0)).expect("trainer");
     let one = single.train(|_, _, _| {}).expect("train");
     let reference = adapter_values(single.model());
 

@@ -1,50 +1,19 @@
 //! A BFD block trains on exactly what its sequences would give unpacked: the first step's loss
 //! of one packed block equals that of the same sequences as a padded batch.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::Device;
-use llama_model::{Llama, LlamaConfig, LoadOptions, load, weights};
-use lora::{LoraConfig, TargetModules};
+use std::path::Path;
+
+use burn::tensor::{DType, Device};
+use sft_trainer::Trainer;
 use sft_trainer::data::Example;
-use sft_trainer::{RunSetup, ScheduleKind, Trainer, TrainingArgs};
 
-fn tiny_model(device: &Device) -> Llama {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
-    let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
-    load(weights::open(&dir).expect("weights").as_ref(), &config, &LoadOptions::f32(device)).expect("model")
-}
+use common::{tiny_model, tiny_setup};
 
 fn first_loss(out: &Path, train: Vec<Example>) -> f64 {
-    let batch = train.len();
-    let setup = RunSetup {
-        args: TrainingArgs {
-            max_steps: Some(1),
-            per_device_train_batch_size: batch,
-            learning_rate: 1e-3,
-            lr_scheduler_type: ScheduleKind::Constant,
-            group_by_length: false,
-            logging_steps: 1,
-            save_steps: 100,
-            ..TrainingArgs::default()
-        },
-        lora: LoraConfig {
-            r: 4,
-            alpha: 8.0,
-            dropout: 0.0,
-            target_modules: TargetModules::parse("q_proj,v_proj").expect("t"),
-            ..LoraConfig::default()
-        },
-        base_model_name: "tiny".into(),
-        output_dir: out.to_path_buf(),
-        pad_id: 2,
-        train,
-        eval: Vec::new(),
-        resume: false,
-        stop_after: None,
-    };
     let device = Device::flex().autodiff();
-    let mut trainer = Trainer::new(tiny_model(&device), setup).expect("trainer");
+    let mut trainer = Trainer::new(tiny_model(&device, DType::F32), tiny_setup(out, train)).expect("trainer");
     trainer.train(|_, _, _| {}).expect("train").losses[0].1
 }
 

@@ -85,6 +85,9 @@ pub struct Args {
     /// Keep AdamW states in host memory in the synthetic `train` run.
     #[arg(long)]
     pub paged: bool,
+    /// burn's balanced gradient checkpointing in the synthetic `train` run.
+    #[arg(long)]
+    pub checkpointing: bool,
     /// Data-parallel ranks for the synthetic `train` run (one GPU each).
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
@@ -131,6 +134,7 @@ pub fn run(args: Args) -> Result<()> {
                     warmup: args.warmup,
                     steps: args.steps,
                     paged: args.paged,
+                    checkpointing: args.checkpointing,
                     devices: args.devices,
                 };
                 emit(&args, synthetic::train(&run)?)
@@ -203,6 +207,7 @@ fn parity(args: &Args) -> Result<()> {
     use burn::tensor::{Int, Tensor, TensorData};
     use llama_model::weights::WeightSource;
     let root = &args.fixtures;
+    let mut failures = Vec::new();
     for case in ["gqa", "llama3_rope", "tied"] {
         let dir = root.join(case);
         let config = llama_model::LlamaConfig::from_hf_file(dir.join("config.json"))?;
@@ -229,20 +234,33 @@ fn parity(args: &Args) -> Result<()> {
             let ours = logits(args.backend, quant.as_ref())?;
             eprintln!("parity: {case} done in {:.1?}", t.elapsed());
             let cpu = logits(Backend::Cpu, quant.as_ref())?;
+            let base = if quant.is_some() { "nf4" } else { "dense" };
+            let vs_cpu = rel(&ours, &cpu);
+            if !(vs_cpu <= PARITY_TOLERANCE) {
+                failures.push(format!("{case} {base}: relative error vs the CPU {vs_cpu:.2e}"));
+            }
             emit(
                 args,
                 serde_json::json!({
                     "suite": "parity", "backend": format!("{:?}", args.backend).to_lowercase(), "case": case,
-                    "base": if quant.is_some() { "nf4" } else { "dense" }, "dtype": format!("{:?}", args.backend.dtype()),
-                    "relative_error_vs_cpu_f32": rel(&ours, &cpu),
+                    "base": base, "dtype": format!("{:?}", args.backend.dtype()),
+                    "relative_error_vs_cpu_f32": vs_cpu,
                     "relative_error_vs_hf_f32": quant.is_none().then(|| rel(&ours, &theirs)),
                     "finite": ours.iter().all(|v| v.is_finite()),
                 }),
             )?;
         }
     }
+    if !failures.is_empty() {
+        bail!("parity above {PARITY_TOLERANCE:.0e} (or not finite):\n{}", failures.join("\n"));
+    }
     Ok(())
 }
+
+/// Largest relative error of a backend's logits against the CPU's f32 ones that `parity`
+/// accepts: bf16 rounding through the tiny models' layers measures ≈ 1e-2 on the CPU backend
+/// (`llama-model/tests/bf16.rs`).
+const PARITY_TOLERANCE: f64 = 3e-2;
 
 /// Batch-1 greedy decoding of the random checkpoint with an NF4 base (the anchor's `decode`).
 fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {

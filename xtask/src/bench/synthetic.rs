@@ -29,6 +29,8 @@ pub struct TrainRun<'a> {
     pub warmup: usize,
     /// Timed steps.
     pub steps: usize,
+    /// burn's balanced gradient checkpointing (memory-bound ops recomputed in the backward pass).
+    pub checkpointing: bool,
     /// Keep AdamW states in host memory.
     pub paged: bool,
     /// Data-parallel ranks, one device each (`batch` sequences per rank).
@@ -72,6 +74,7 @@ fn train_rank(
     collective: Option<Box<dyn sft_trainer::parallel::Collective>>,
 ) -> Result<serde_json::Value> {
     let device = run.backend.device_at(rank)?.autodiff();
+    let device = if run.checkpointing { device.gradient_checkpointing() } else { device };
     let config = LlamaConfig::from_hf_file(run.model_dir.join("config.json"))?;
     let t0 = Instant::now();
     let source = weights::open(run.model_dir)?;
@@ -137,7 +140,7 @@ fn train_rank(
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
     Ok(serde_json::json!({
         "suite": "train", "backend": format!("{:?}", run.backend).to_lowercase(), "targets": run.targets,
-        "batch": run.batch, "seq": run.seq, "devices": run.devices.max(1), "trainable_params": trainable, "load_s": load_s,
+        "batch": run.batch, "seq": run.seq, "gradient_checkpointing": run.checkpointing, "devices": run.devices.max(1), "trainable_params": trainable, "load_s": load_s,
         "step_s_median": median, "step_s_min": sorted.first(), "step_s_max": sorted.last(),
         "tokens_per_s": (run.batch * run.seq * run.devices.max(1)) as f64 / median,
         "pool_reserved_peak_gib": peak as f64 / (1u64 << 30) as f64,

@@ -60,10 +60,10 @@ pub fn run(args: Args) -> Result<()> {
 
     // 1–3. Device, quantization, model.
     let backend = cfg.run.backend;
-    let mut device = backend.device()?.autodiff();
-    if cfg.training.gradient_checkpointing && backend != crate::backend::Backend::Cpu {
-        device = device.gradient_checkpointing();
-    }
+    // `training.gradient_checkpointing` is not applied: burn's op-level (balanced) checkpointing
+    // measured more memory and no speed gain on the 8B shape (docs/benchmarks.md), and layer
+    // recomputation is not implemented yet.
+    let device = backend.device()?.autodiff();
     let reference = assets::resolve(&cfg.model.name)?.to_string_lossy().into_owned();
     let mut open = OpenOptions::new(&device);
     open.load.dtype = compute_dtype(&cfg, backend);
@@ -100,6 +100,8 @@ pub fn run(args: Args) -> Result<()> {
         if r.skipped.is_empty() { String::new() } else { format!(" {:?}", r.skipped) },
         r.truncated
     );
+
+    check_token_ids(&loaded.train, &loaded.eval, pad_id, files.config.vocab_size, &cfg)?;
 
     // 6–7. LoRA and training.
     let setup = RunSetup {
@@ -204,4 +206,29 @@ fn try_model(model: &llama_model::Llama, tokenizer: &llama_model::Tokenizer, cfg
     let out = generate(&model, &ids, &options, |_| true)?;
     let answer = tokenizer.decode(&out.tokens, true)?;
     Ok(format!("{text}{answer}"))
+}
+
+/// Every token id the run feeds the model (and the pad id) must have an embedding row: a
+/// tokenizer that does not belong to the model fails here, naming both, not deep in a kernel.
+fn check_token_ids(
+    train: &[sft_trainer::data::Example],
+    eval: &[sft_trainer::data::Example],
+    pad_id: u32,
+    vocab_size: usize,
+    cfg: &FinetuneConfig,
+) -> Result<()> {
+    let worst = train.iter().chain(eval).enumerate().flat_map(|(i, e)| e.input_ids.iter().map(move |&t| (t, i))).max_by_key(|&(t, _)| t);
+    let tokenizer = cfg.tokenizer.path.as_ref().map_or_else(|| "the model's own".to_string(), |p| p.display().to_string());
+    if let Some((id, row)) = worst.filter(|&(t, _)| t as usize >= vocab_size) {
+        bail!(
+            "tokenizer {tokenizer} gives token id {id} (example {row} of {}) but model {} has {vocab_size} embeddings: \
+             use the model's own tokenizer",
+            cfg.dataset.source,
+            cfg.model.name
+        );
+    }
+    if pad_id as usize >= vocab_size {
+        bail!("tokenizer {tokenizer}: pad id {pad_id} is outside model {}'s {vocab_size} embeddings", cfg.model.name);
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! repeated), and `rope(x) = x·cos + rotate_half(x)·sin` with
 //! `rotate_half([x₁, x₂]) = [−x₂, x₁]` over the two halves of the head.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::config::{LlamaConfig, RopeScaling};
 
@@ -84,6 +84,15 @@ impl RopeTables {
             cos: Tensor::from_data(TensorData::new(cos, [rows, len, d]), device),
             sin: Tensor::from_data(TensorData::new(sin, [rows, len, d]), device),
         }
+    }
+
+    /// The tables in the activations' dtype (built in f32; HF casts them the same way), since
+    /// every element-wise op must see one dtype on both sides.
+    pub fn in_dtype(self, dtype: DType) -> Self {
+        if self.cos.dtype() == dtype {
+            return self;
+        }
+        Self { cos: self.cos.cast(dtype), sin: self.sin.cast(dtype) }
     }
 
     /// Rotates `x`.

@@ -5,14 +5,10 @@
 #   3. single ops at the tiny and 8B attention shapes (ours, then burn's attention and matmul)
 #   4. the 8B QLoRA training step (q,v r64, 4×512)
 #   bash scripts/gpu/run_diagnose.sh .device/bench
-set -uo pipefail
 DIR=${1:-.device/bench}
-OUT=${OUT:-/tmp/kindling-out}
-mkdir -p "$OUT" /tmp/kb
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for f in "$DIR"/*.gz; do gunzip -c "$f" > "/tmp/kb/$(basename "$f" .gz)"; done
-chmod +x /tmp/kb/*
-stage() { local name=$1 limit=$2; shift 2; echo "== $name ($(date +%T))"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?; tail -6 "$OUT/$name.log"; echo "$name exit: $rc" | tee -a "$OUT/stages.txt"; }
+STAGE_TAIL=6
+source "$(dirname "$0")/lib.sh"
+unpack "$DIR"
 X=/tmp/kb/xtask
 stage gk-new 45 /tmp/kb/cuda --test-threads=1 strided_batched attention_and
 stage parity 45 $X bench --suite parity --device cuda --out "$OUT/bench.jsonl"

@@ -4,15 +4,11 @@
 # parquet (carried in .device/assets), a bounded number of steps, the adapter saved, then loaded
 # by peft onto the same base.
 #   bash scripts/gpu/run_finetune.sh .device/bench .device/assets [STEPS]
-set -uo pipefail
 DIR=${1:-.device/bench}
 ASSETS=${2:-.device/assets}
 STEPS=${3:-20}
-OUT=${OUT:-/tmp/kindling-out}
-mkdir -p "$OUT" /tmp/kb
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for f in "$DIR"/*.gz; do gunzip -c "$f" > "/tmp/kb/$(basename "$f" .gz)"; done
-chmod +x /tmp/kb/*
+source "$(dirname "$0")/lib.sh"
+unpack "$DIR"
 BASE=/tmp/l3-8b-rand
 RUN=/tmp/runs/llama3-8b-qlora
 python3 scripts/gpu/random_llama3.py $BASE 2>&1 | grep -v Warning | tee "$OUT/checkpoint.log"

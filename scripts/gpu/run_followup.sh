@@ -1,29 +1,16 @@
 #!/usr/bin/env bash
 # The follow-up device call after run_session.sh: the two training workloads with burn's balanced
-# gradient checkpointing, a decode (GPU busy % from nvidia-smi), the decode's per-kernel GPU times (Nsight Compute, a few tokens), and
-# the Python anchor's training workloads again in the same call.
+# gradient checkpointing, a decode (GPU busy % from nvidia-smi), the decode's per-kernel GPU
+# times (Nsight Compute, a few tokens), and the Python anchor's training workloads again in the
+# same call.
 #   bash scripts/gpu/run_followup.sh .device/bench .device/anchors
 # Results: $OUT/bench.jsonl, $OUT/anchor.jsonl, $OUT/ncu.csv, $OUT/stages.txt, $OUT/smi.csv
 # (timestamp, memory used, GPU busy % every 200 ms).
-set -uo pipefail
 DIR=${1:-.device/bench}
 ANCHORS=${2:-.device/anchors}
-OUT=${OUT:-/tmp/kindling-out}
-BUDGET=${BUDGET:-570}
-START=$(date +%s)
-mkdir -p "$OUT" /tmp/kb
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for f in "$DIR"/*.gz; do gunzip -c "$f" > "/tmp/kb/$(basename "$f" .gz)"; done
-chmod +x /tmp/kb/*
-nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 200 > "$OUT/smi.csv" 2>/dev/null &
-SMI=$!
-left() { echo $((BUDGET - ($(date +%s) - START))); }
-stage() {
-  local name=$1 limit=$2; shift 2
-  echo "== $name ($(date +%T), $(left) s left)"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
-  tail -3 "$OUT/$name.log"; echo "$name exit: $rc ($(date +%T))" | tee -a "$OUT/stages.txt"; return $rc
-}
+source "$(dirname "$0")/lib.sh"
+unpack "$DIR"
+sample_gpu
 X=/tmp/kb/xtask
 M=/tmp/kindling-l3-8b
 stage ckpt-seed 150 $X bench --suite train --device cuda --shape llama3-8b --model-dir $M --checkpointing \
@@ -41,5 +28,5 @@ if [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
   export PYTHONPATH=$PWD/$ANCHORS/site
   stage anchor "$(left)" bash "$ANCHORS/run_all.sh" "$OUT" seed all || true
 fi
-kill $SMI 2>/dev/null
+stop_sampling
 cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/anchor.jsonl" 2>/dev/null; wc -l "$OUT/ncu.csv" 2>/dev/null

@@ -4,26 +4,11 @@
 #   bash scripts/gpu/run_session.sh .device/bench .device/anchors
 # Results: $OUT/bench.jsonl (ours), $OUT/anchor.jsonl (Python), $OUT/stages.txt, $OUT/smi.csv
 # (GPU memory and busy % every 200 ms), one log per stage.
-set -uo pipefail
 DIR=${1:-.device/bench}
 ANCHORS=${2:-.device/anchors}
-OUT=${OUT:-/tmp/kindling-out}
-BUDGET=${BUDGET:-570}
-START=$(date +%s)
-mkdir -p "$OUT" /tmp/kb
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-for f in "$DIR"/*.gz; do gunzip -c "$f" > "/tmp/kb/$(basename "$f" .gz)"; done
-chmod +x /tmp/kb/*
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
-nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 200 > "$OUT/smi.csv" 2>/dev/null &
-SMI=$!
-left() { echo $((BUDGET - ($(date +%s) - START))); }
-stage() {
-  local name=$1 limit=$2; shift 2
-  echo "== $name ($(date +%T), $(left) s left)"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
-  tail -4 "$OUT/$name.log"; echo "$name exit: $rc ($(date +%T))" | tee -a "$OUT/stages.txt"; return $rc
-}
+source "$(dirname "$0")/lib.sh"
+unpack "$DIR"
+sample_gpu
 X=/tmp/kb/xtask
 M=/tmp/kindling-l3-8b
 stage gk-tests 60 /tmp/kb/cuda --test-threads=1 || true
@@ -42,5 +27,5 @@ if [ $SEED_RC -eq 0 ]; then
     stage anchor "$(left)" bash "$ANCHORS/run_all.sh" "$OUT" seed all decode || true
   fi
 fi
-kill $SMI 2>/dev/null
+stop_sampling
 cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/anchor.jsonl" 2>/dev/null

@@ -53,7 +53,7 @@ impl Llama {
         let device = tokens.device();
         let start = cache.as_ref().map_or(0, |c| c.len);
         let mut h = self.embed_tokens.forward(tokens);
-        let rope = RopeTables::new(&self.inv_freq, start, len, &device).in_dtype(h.dtype());
+        let rope = RopeTables::new(&self.inv_freq, start, len, &device, h.dtype());
         for (i, block) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
             h = block.forward(h, &rope, None, layer_cache);
@@ -79,7 +79,7 @@ impl Llama {
         let device = tokens.device();
         let mask = crate::packing::segment_mask(positions, dims, &device);
         let mut h = self.embed_tokens.forward(tokens);
-        let rope = RopeTables::at_positions(&self.inv_freq, positions, dims, &device).in_dtype(h.dtype());
+        let rope = RopeTables::at_positions(&self.inv_freq, positions, dims, &device, h.dtype());
         for block in &self.layers {
             h = block.forward(h, &rope, Some(&mask), None);
         }

@@ -3,18 +3,15 @@
 //! packed rows and LoRA gradients. Every binary op must see one dtype on both sides (burn's GPU
 //! kernels read the right operand in the left one's dtype; Flex asserts it in debug builds).
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
-use llama_model::weights::safetensors::SafetensorsSource;
 use llama_model::weights::{self, WeightSource};
 use llama_model::{GenerateOptions, Llama, LlamaConfig, LoadOptions, adapters, generate, load_quantized};
 use lora::{LoraConfig, TargetModules};
 use nf4_quant::QuantConfig;
 
-fn fixture(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_parity").join(case)
-}
+use common::{expected, fixture, input_ids, relative_error};
 
 fn bf16_model(case: &str, quant: Option<&QuantConfig>, device: &Device) -> (Llama, LlamaConfig) {
     let dir = fixture(case);
@@ -24,33 +21,15 @@ fn bf16_model(case: &str, quant: Option<&QuantConfig>, device: &Device) -> (Llam
     (load_quantized(source.as_ref(), &config, &options, quant).expect("model"), config)
 }
 
-fn input_ids(case: &str, device: &Device) -> Tensor<2, Int> {
-    let expected = SafetensorsSource::open_file(&fixture(case).join("expected.safetensors")).expect("expected");
-    let (_, shape, bytes) = expected.read_raw("input_ids").expect("input_ids");
-    let ids: Vec<i64> = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-    Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), device)
-}
-
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.cast(DType::F32).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
-}
-
-/// `‖a − b‖ / ‖b‖` in f64.
-fn relative_error(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (diff / norm).sqrt()
 }
 
 #[test]
 fn bf16_logits_match_transformers_within_bf16_precision() {
     let device = Device::flex();
     for case in ["gqa", "llama3_rope", "tied"] {
-        let theirs = SafetensorsSource::open_file(&fixture(case).join("expected.safetensors"))
-            .expect("expected")
-            .read_f32("logits")
-            .expect("logits");
+        let theirs = expected(case).read_f32("logits").expect("logits");
         let (model, _) = bf16_model(case, None, &device);
         let logits = model.forward(input_ids(case, &device), None);
         assert_eq!(logits.dtype(), DType::BF16, "{case}: activations stay in bf16");

@@ -2,20 +2,13 @@
 //! (fixtures: `tests/fixtures/hf_parity/make_fixture.py`), on the CPU and, with the `wgpu`
 //! feature, on the first wgpu adapter (CI: Mesa's software Vulkan, lavapipe).
 
-use std::path::PathBuf;
+mod common;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use llama_model::weights::{self, WeightSource};
 use llama_model::{GenerateOptions, LlamaConfig, LoadOptions, generate, load};
 
-fn fixture(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_parity").join(case)
-}
-
-fn expected_i64(src: &dyn WeightSource, name: &str) -> (Vec<usize>, Vec<i64>) {
-    let (_, shape, bytes) = src.read_raw(name).expect("expected tensor");
-    (shape, bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
-}
+use common::{expected, expected_i64, fixture, input_ids, relative_error};
 
 fn check_case(case: &str) {
     check_case_on(case, &Device::flex());
@@ -27,17 +20,11 @@ fn check_case_on(case: &str, device: &Device) {
     let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
     let source = weights::open(&dir).expect("weights");
     let model = load(source.as_ref(), &config, &LoadOptions::f32(&device)).expect("model");
-    let expected = weights::safetensors::SafetensorsSource::open_file(&dir.join("expected.safetensors")).expect("expected");
+    let expected = expected(case);
 
-    let (shape, ids) = expected_i64(&expected, "input_ids");
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
-    let ours = model.forward(tokens, None).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+    let ours = model.forward(input_ids(case, &device), None).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
     let theirs = expected.read_f32("logits").expect("logits");
-    assert_eq!(ours.len(), theirs.len());
-    // Relative error ‖ours − theirs‖ / ‖theirs‖ over all logits, in f64.
-    let diff: f64 = ours.iter().zip(&theirs).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let norm: f64 = theirs.iter().map(|b| (*b as f64).powi(2)).sum();
-    let rel = (diff / norm).sqrt();
+    let rel = relative_error(&ours, &theirs);
     let max_err = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     eprintln!("{case}: relative error {rel:.2e}, max |Δlogit| {max_err:.2e}");
     assert!(rel < 1e-4, "{case}: relative error {rel:.2e} (max |Δlogit| {max_err:.2e})");

@@ -1,7 +1,7 @@
 //! Packed rows: each sequence of a packed row gets the logits it gets alone (its own positions,
 //! no attention across sequences), in f32 on the tiny GQA model of the HF parity fixtures.
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData, Tolerance};
 use llama_model::{LlamaConfig, LoadOptions, load, weights};
@@ -9,7 +9,7 @@ use llama_model::{LlamaConfig, LoadOptions, load, weights};
 #[test]
 fn packed_sequences_get_the_logits_they_get_alone() {
     let device = Device::flex();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_parity/gqa");
+    let dir = common::fixture("gqa");
     let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
     let model = load(weights::open(&dir).expect("weights").as_ref(), &config, &LoadOptions::f32(&device)).expect("model");
 

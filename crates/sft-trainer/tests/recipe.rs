@@ -1,20 +1,16 @@
 //! The recipe on a tiny random model (the `gqa` fixture of llama-model): a fixed-seed run whose
 //! losses are snapshotted, and an interrupted-then-resumed run that repeats it exactly.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::Device;
-use llama_model::{Llama, LlamaConfig, LoadOptions, load, weights};
+use std::path::Path;
+
+use burn::tensor::{DType, Device};
 use lora::{LoraConfig, TargetModules};
 use sft_trainer::data::Example;
 use sft_trainer::{RunSetup, ScheduleKind, Trainer, TrainingArgs};
 
-fn tiny_model(device: &Device) -> Llama {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
-    let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
-    let source = weights::open(&dir).expect("weights");
-    load(source.as_ref(), &config, &LoadOptions::f32(device)).expect("model")
-}
+use common::tiny_model;
 
 /// 24 sequences of 5..=16 tokens that count up from a start token by a stride of 1, 2 or 3 (a
 /// rule the model can learn and apply to held-out rows); the last third of each is the
@@ -65,7 +61,7 @@ fn setup(out: &Path, resume: bool, stop_after: Option<usize>) -> RunSetup {
 
 fn run(out: &Path, resume: bool, stop_after: Option<usize>) -> sft_trainer::RunSummary {
     let device = Device::flex().autodiff();
-    let mut trainer = Trainer::new(tiny_model(&device), setup(out, resume, stop_after)).expect("trainer");
+    let mut trainer = Trainer::new(tiny_model(&device, DType::F32), setup(out, resume, stop_after)).expect("trainer");
     trainer.train(|_, _, _| {}).expect("train")
 }
 
@@ -104,7 +100,7 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     s.args.lr_scheduler_type = ScheduleKind::Constant;
     s.args.save_steps = 1;
     let device = Device::flex().autodiff();
-    let mut trainer = Trainer::new(tiny_model(&device), s).expect("trainer");
+    let mut trainer = Trainer::new(tiny_model(&device, DType::F32), s).expect("trainer");
     let err = trainer.train(|_, _, _| {}).expect_err("the loss must blow up");
     let sft_trainer::Error::NonFinite { step, loss } = err else { panic!("expected NonFinite, got {err}") };
     assert!(!loss.is_finite());

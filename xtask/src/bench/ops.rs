@@ -1,7 +1,7 @@
 //! `bench --suite ops --op NAME`: one layer operation on the chosen backend, in its compute dtype,
 //! at the tiny fixtures' and at Llama-3-8B's attention shapes, compared with the CPU in f32.
 //! For finding which kernel of a backend fails or hangs (run each op in its own process under a
-//! host timeout, as `scripts/gpu/run_bench.sh` does).
+//! host timeout, as `scripts/gpu/run_diagnose.sh` does).
 
 use std::time::Instant;
 

@@ -47,7 +47,7 @@ const PARTIAL: usize = 64;
 fn mean_of_squares<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     let d = dims[D - 1];
-    if d % PARTIAL != 0 || d < 16 * PARTIAL {
+    if !d.is_multiple_of(PARTIAL) || d < 16 * PARTIAL {
         return x.square().mean_dim(D - 1);
     }
     let rows = dims[..D - 1].iter().product::<usize>();

@@ -54,17 +54,19 @@ pub struct RopeTables {
 }
 
 impl RopeTables {
-    /// Tables for positions `start..start + len`, shared by every row.
-    pub fn new(inv_freq: &[f32], start: usize, len: usize, device: &Device) -> Self {
+    /// Tables for positions `start..start + len`, shared by every row, in `dtype`.
+    pub fn new(inv_freq: &[f32], start: usize, len: usize, device: &Device, dtype: DType) -> Self {
         let positions: Vec<i64> = (start..start + len).map(|p| p as i64).collect();
-        Self::at_positions(inv_freq, &positions, [1, len], device)
+        Self::at_positions(inv_freq, &positions, [1, len], device, dtype)
     }
 
-    /// Tables for the given positions, row-major `[rows, len]`.
+    /// Tables for the given positions, row-major `[rows, len]`, computed in f32 and stored in
+    /// `dtype`, the activations' (as HF casts them): every element-wise op must see one dtype on
+    /// both sides.
     ///
     /// # Panics
     /// If `positions` does not hold `rows · len` entries.
-    pub fn at_positions(inv_freq: &[f32], positions: &[i64], [rows, len]: [usize; 2], device: &Device) -> Self {
+    pub fn at_positions(inv_freq: &[f32], positions: &[i64], [rows, len]: [usize; 2], device: &Device, dtype: DType) -> Self {
         assert_eq!(positions.len(), rows * len, "RoPE: {} positions for [{rows}, {len}]", positions.len());
         let half = inv_freq.len();
         let d = 2 * half;
@@ -80,19 +82,8 @@ impl RopeTables {
                 }
             }
         }
-        Self {
-            cos: Tensor::from_data(TensorData::new(cos, [rows, len, d]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [rows, len, d]), device),
-        }
-    }
-
-    /// The tables in the activations' dtype (built in f32; HF casts them the same way), since
-    /// every element-wise op must see one dtype on both sides.
-    pub fn in_dtype(self, dtype: DType) -> Self {
-        if self.cos.dtype() == dtype {
-            return self;
-        }
-        Self { cos: self.cos.cast(dtype), sin: self.sin.cast(dtype) }
+        let table = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [rows, len, d]).convert_dtype(dtype), (device, dtype));
+        Self { cos: table(cos), sin: table(sin) }
     }
 
     /// Rotates `x`.
@@ -132,7 +123,7 @@ mod tests {
     fn position_zero_is_identity() {
         let device = Device::flex();
         let config = presets::tiny();
-        let tables = RopeTables::new(&inv_freq(&config), 0, 1, &device);
+        let tables = RopeTables::new(&inv_freq(&config), 0, 1, &device, DType::F32);
         let x = Tensor::<4>::random([1, 2, 1, config.head_dim], burn::tensor::Distribution::Default, &device);
         let y = tables.apply(x.clone());
         y.into_data().assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-7));

@@ -1,0 +1,32 @@
+# Shared by the device scripts (source it): the carried binaries unpacked into /tmp/kb, GPU
+# memory and busy % sampled into $OUT/smi.csv, and stages with their own time limits, each
+# logging to $OUT/<name>.log and appending its exit status to $OUT/stages.txt.
+#   unpack DIR; sample_gpu; stage NAME LIMIT_S CMD...; stop_sampling; left (seconds of BUDGET)
+set -uo pipefail
+OUT=${OUT:-/tmp/kindling-out}
+BUDGET=${BUDGET:-570}
+START=$(date +%s)
+mkdir -p "$OUT" /tmp/kb
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+
+unpack() {
+  for f in "$1"/*.gz; do gunzip -c "$f" > "/tmp/kb/$(basename "$f" .gz)"; done
+  chmod +x /tmp/kb/*
+}
+
+sample_gpu() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
+  nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 200 > "$OUT/smi.csv" 2>/dev/null &
+  SMI=$!
+}
+
+stop_sampling() { kill "${SMI:-}" 2>/dev/null; }
+
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+
+stage() {
+  local name=$1 limit=$2; shift 2
+  echo "== $name ($(date +%T), $(left) s left)"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
+  tail -"${STAGE_TAIL:-4}" "$OUT/$name.log"; echo "$name exit: $rc ($(date +%T))" | tee -a "$OUT/stages.txt"; return $rc
+}

@@ -1,12 +1,14 @@
 # Shared by the device scripts (source it): the carried binaries unpacked into /tmp/kb, GPU
 # memory and busy % sampled into $OUT/smi.csv, and stages with their own time limits, each
-# logging to $OUT/<name>.log and appending its exit status to $OUT/stages.txt.
-#   unpack DIR; sample_gpu; stage NAME LIMIT_S CMD...; stop_sampling; left (seconds of BUDGET)
+# logging to $LOGS/<name>.log and appending its exit status to $OUT/stages.txt. Only a few
+# files come back from $OUT, so `finish` packs the stage logs into $OUT/logs.tgz.
+#   unpack DIR; sample_gpu; stage NAME LIMIT_S CMD...; finish; left (seconds of BUDGET)
 set -uo pipefail
 OUT=${OUT:-/tmp/kindling-out}
 BUDGET=${BUDGET:-570}
 START=$(date +%s)
-mkdir -p "$OUT" /tmp/kb
+LOGS=${LOGS:-/tmp/kindling-logs}
+mkdir -p "$OUT" "$LOGS" /tmp/kb
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 
 unpack() {
@@ -22,11 +24,16 @@ sample_gpu() {
 
 stop_sampling() { kill "${SMI:-}" 2>/dev/null; }
 
+finish() {
+  stop_sampling
+  tar czf "$OUT/logs.tgz" -C "$LOGS" . 2>/dev/null
+}
+
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 
 stage() {
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T), $(left) s left)"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
-  tail -"${STAGE_TAIL:-4}" "$OUT/$name.log"; echo "$name exit: $rc ($(date +%T))" | tee -a "$OUT/stages.txt"; return $rc
+  timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?
+  tail -"${STAGE_TAIL:-4}" "$LOGS/$name.log"; echo "$name exit: $rc ($(date +%T))" | tee -a "$OUT/stages.txt"; return $rc
 }

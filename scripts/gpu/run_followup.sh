@@ -28,5 +28,5 @@ if [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
   export PYTHONPATH=$PWD/$ANCHORS/site
   stage anchor "$(left)" bash "$ANCHORS/run_all.sh" "$OUT" seed all || true
 fi
-stop_sampling
+finish
 cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/anchor.jsonl" 2>/dev/null; wc -l "$OUT/ncu.csv" 2>/dev/null

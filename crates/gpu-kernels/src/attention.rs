@@ -1,5 +1,5 @@
 //! Scaled dot-product attention from two batched GEMMs and a softmax, so that on CUDA it runs on
-//! cuBLASLt (through [`bmm`]) and burn's element-wise kernels only.
+//! cuBLASLt (through [`bmm`]) and one softmax kernel each way ([`crate::softmax`]).
 //!
 //! `o = softmax(q·kᵀ/√d + M) · v` per batch entry and head, with `M` the causal mask aligned at
 //! the bottom-right corner (query `i` of `s` sees keys `j ≤ i + (t − s)` of `t`), so it also holds
@@ -9,8 +9,7 @@
 //! e.g. the block-diagonal causal mask of packed sequences. The `[b·h, s, t]` score matrix is
 //! materialized (no flash tiling).
 
-use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, DType, Int, Tensor};
+use burn::tensor::{Bool, Tensor};
 
 use crate::gemm::bmm;
 
@@ -30,25 +29,15 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: O
     let [vb, vh, vt, dv] = v.dims();
     assert!((kb, kh, kd) == (b, h, d) && (vb, vh, vt) == (b, h, t), "attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
     assert!(!causal || s <= t, "attention: causal with {s} queries over {t} keys");
-    let dtype = q.dtype();
-    let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true).cast(DType::F32).mul_scalar(1.0 / (d as f64).sqrt());
-    let scores = if causal && s > 1 {
-        let device = scores.device();
-        let rows = Tensor::<1, Int>::arange(0..s as i64, &device).reshape([s, 1]).add_scalar((t - s) as i64);
-        let cols = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
-        let future: Tensor<2, Bool> = rows.lower(cols);
-        scores.mask_fill(future.unsqueeze_dim::<3>(0).expand([b * h, s, t]), f32::NEG_INFINITY)
-    } else {
-        scores
-    };
-    let scores = match mask {
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true);
+    let probs = match mask {
+        None => crate::softmax::scaled_softmax(scores, scale, causal),
         Some(m) => {
             assert_eq!(m.dims(), [b, h, s, t], "attention: mask {:?} for scores [{b}, {h}, {s}, {t}]", m.dims());
-            scores.mask_fill(m.reshape([b * h, s, t]), f32::NEG_INFINITY)
+            crate::softmax::portable_scaled_softmax(scores, scale, causal, Some(m.reshape([b * h, s, t])))
         }
-        None => scores,
     };
-    let probs = softmax(scores, 2).cast(dtype);
     bmm(probs, v.reshape([b * h, t, dv]), false, false).reshape([b, h, s, dv])
 }
 

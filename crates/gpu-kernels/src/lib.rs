@@ -8,6 +8,15 @@
 //!   double-quantized) to a dense weight, by one CubeCL kernel on CUDA.
 //! - [`nf4_linear`]: `x · Wᵀ` for a packed weight whose backward dequantizes again instead of
 //!   keeping the dense weight alive (QLoRA's memory budget).
+//! - [`rms_norm`], [`rope_heads`], [`scaled_softmax`], [`swiglu`]: the layer's element-wise
+//!   chains (RMSNorm, RoPE with the head transpose, attention's scaled causal softmax, the MLP
+//!   gate), one kernel forward and one backward each on CUDA.
+//! - [`cross_entropy`]: per-row cross-entropy over a large vocabulary that never materializes
+//!   f32 logits (one kernel each way on CUDA).
+//! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
+//!   counter hash in the backward instead of kept (CUDA training).
+//! - [`adamw_update`] / [`squared_norm`]: AdamW's update and the gradients' squared norm, one
+//!   kernel per parameter tensor on CUDA.
 //!
 //! # Invariant
 //! Every function computes the same mathematical result on every device: the CUDA paths are
@@ -23,16 +32,29 @@
 #![warn(missing_docs)]
 
 pub mod attention;
+pub mod cross_entropy;
+pub mod dropout;
 mod error;
 pub mod gemm;
 pub mod linear;
 pub mod nf4;
+pub mod norm;
+pub mod optim;
+pub mod rope;
+pub mod softmax;
+pub mod swiglu;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
 pub use attention::attention;
+pub use cross_entropy::cross_entropy;
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, is_cuda};
 pub use linear::{linear, portable_linear};
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};
+pub use norm::rms_norm;
+pub use optim::{AdamWStep, adamw_update, squared_norm};
+pub use rope::rope_heads;
+pub use softmax::scaled_softmax;
+pub use swiglu::swiglu;

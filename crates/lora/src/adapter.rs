@@ -57,9 +57,15 @@ impl LoraAdapter {
     /// - output: `[..., out]`
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let (dtype, a) = (x.dtype(), self.a.val());
-        let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });
-        let h = crate::matmul::linear(x, a);
-        let y = crate::matmul::linear(h, self.b.val()).mul_scalar(self.scaling);
+        // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
+        // moves to its input), and no mask is kept for the backward.
+        let y = match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, a.dtype()) {
+            Some(scaled) => crate::matmul::linear(crate::matmul::linear(scaled, a), self.b.val()),
+            None => {
+                let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });
+                crate::matmul::linear(crate::matmul::linear(x, a), self.b.val()).mul_scalar(self.scaling)
+            }
+        };
         if y.dtype() == dtype { y } else { y.cast(dtype) }
     }
 

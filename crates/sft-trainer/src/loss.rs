@@ -2,9 +2,9 @@
 //!
 //! Position `t` predicts token `t + 1`: with logits `z: [b, s, V]` and labels `y: [b, s]`
 //! (`-100` = ignored), `loss = Σ_{t<s−1, y_{t+1} ≠ −100} −log softmax(z_t)[y_{t+1}] / N`,
-//! `N` the number of counted positions.
+//! `N` the number of counted positions. The per-position terms are `gpu_kernels::cross_entropy`
+//! (on CUDA one kernel each way, never holding the logits in f32).
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
 /// The label value that is not trained on.
@@ -17,15 +17,12 @@ pub const IGNORE_INDEX: i64 = -100;
 /// - logits: `[batch, len, vocab]`, labels: `[batch, len]`
 /// - output: `[1]`
 pub fn causal_lm_loss_sum(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
-    let [b, s, _] = logits.dims();
+    let [b, s, v] = logits.dims();
     assert_eq!(labels.dims(), [b, s], "labels must be [batch, len]");
-    let logits = logits.narrow(1, 0, s - 1);
-    let targets = labels.narrow(1, 1, s - 1);
-    let counted = targets.clone().not_equal_elem(IGNORE_INDEX).float();
-    let index = targets.clamp_min(0).reshape([b, s - 1, 1]);
-    let logp = log_softmax(logits.cast(burn::tensor::DType::F32), 2);
-    let picked = logp.gather(2, index).reshape([b, s - 1]);
-    (picked * counted).sum().neg()
+    // Row t predicts label t + 1; each sequence's last row predicts nothing.
+    let last = labels.clone().narrow(1, 0, 1).full_like(IGNORE_INDEX);
+    let next = Tensor::cat(vec![labels.narrow(1, 1, s - 1), last], 1);
+    gpu_kernels::cross_entropy(logits.reshape([b * s, v]), next.reshape([b * s]), IGNORE_INDEX).sum()
 }
 
 /// Mean next-token cross-entropy over counted positions.

@@ -1,5 +1,6 @@
 //! AdamW with 32-bit states (torch / bitsandbytes `AdamW32bit` math), HF's global-norm gradient
-//! clipping, and an optional "paged" mode that keeps the states in host memory.
+//! clipping, and an optional "paged" mode that keeps the states in host memory. The arithmetic
+//! is `gpu_kernels::optim` (one kernel per tensor on CUDA).
 //!
 //! For a parameter `p` with gradient `g` at step `t` (1-based), rate `η`, decay `λ`:
 //! `p ← p·(1 − ηλ)`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
@@ -7,6 +8,7 @@
 //! Clipping: `N = √Σ‖g‖²`; if `N > c`, every `g ← g · c / (N + 10⁻⁶)`.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use gpu_kernels::{AdamWStep, adamw_update, squared_norm};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -75,11 +77,29 @@ impl AdamW {
     /// # Errors
     /// Host/device transfer failures.
     pub fn update(&mut self, lr: f64, params: Vec<Tensor<2>>, grads: Vec<Tensor<2>>) -> Result<Vec<Tensor<2>>> {
+        self.update_scaled(lr, params, grads, 1.0)
+    }
+
+    /// [`AdamW::update`] with every gradient multiplied by `grad_scale` first (the clipping
+    /// coefficient of [`clip_coefficient`]), inside the update's one kernel per tensor on CUDA.
+    ///
+    /// # Errors
+    /// Host/device transfer failures.
+    pub fn update_scaled(&mut self, lr: f64, params: Vec<Tensor<2>>, grads: Vec<Tensor<2>>, grad_scale: f64) -> Result<Vec<Tensor<2>>> {
         assert_eq!(params.len(), self.moments.len(), "one gradient per parameter");
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
-        let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+        let step = AdamWStep {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            bias_correction1: 1.0 - c.beta1.powi(t),
+            bias_correction2: 1.0 - c.beta2.powi(t),
+            grad_scale,
+        };
         let mut out = Vec::with_capacity(params.len());
         for ((p, g), state) in params.into_iter().zip(grads).zip(self.moments.iter_mut()) {
             let device = p.device();
@@ -90,14 +110,8 @@ impl AdamW {
                     Tensor::from_data(TensorData::new(v.clone(), *shape), &device),
                 ),
             };
-            let g = g.cast(burn::tensor::DType::F32);
-            let m = m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
-            let v = v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
-            let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(c.eps);
-            let dtype = p.dtype();
-            let p32 = p.cast(burn::tensor::DType::F32).mul_scalar(1.0 - lr * c.weight_decay);
-            let p_new = p32 - m.clone().div_scalar(bc1).div(denom).mul_scalar(lr);
-            out.push(p_new.cast(dtype).detach());
+            let (p_new, m, v) = adamw_update(p, g, m, v, &step);
+            out.push(p_new);
             *state = match state {
                 Moments::Device { .. } => Moments::Device { m, v },
                 Moments::Host { shape, .. } => Moments::Host { m: host(m)?, v: host(v)?, shape: *shape },
@@ -149,23 +163,30 @@ impl AdamW {
     }
 }
 
-/// Global L2 norm of the gradients, and the gradients clipped to `max_norm` (HF/torch
-/// `clip_grad_norm_`: scaled by `max_norm / (N + 1e-6)` when `N > max_norm`).
+/// Global L2 norm `N = √Σ‖g‖²` of the gradients and the factor that clips them to `max_norm`
+/// (HF/torch `clip_grad_norm_`: `max_norm / (N + 1e-6)` when `N > max_norm`, else 1). One
+/// device reduction, one read-back.
+///
+/// # Errors
+/// Device transfer failures.
+pub fn clip_coefficient(grads: &[Tensor<2>], max_norm: Option<f64>) -> Result<(f64, f64)> {
+    let sq: f32 = if grads.is_empty() { 0.0 } else { squared_norm(grads).into_scalar() };
+    let norm = (sq as f64).sqrt();
+    let coef = match max_norm {
+        Some(max) if max > 0.0 && norm > max => max / (norm + 1e-6),
+        _ => 1.0,
+    };
+    Ok((norm, coef))
+}
+
+/// Global L2 norm of the gradients, and the gradients clipped to `max_norm` (see
+/// [`clip_coefficient`]).
 ///
 /// # Errors
 /// Device transfer failures.
 pub fn clip_global_norm(grads: Vec<Tensor<2>>, max_norm: Option<f64>) -> Result<(f64, Vec<Tensor<2>>)> {
-    // One device sum, one read-back.
-    let squares: Vec<Tensor<1>> = grads.iter().map(|g| g.clone().cast(burn::tensor::DType::F32).square().sum()).collect();
-    let sq: f32 = if squares.is_empty() { 0.0 } else { Tensor::cat(squares, 0).sum().into_scalar() };
-    let norm = (sq as f64).sqrt();
-    let grads = match max_norm {
-        Some(max) if max > 0.0 && norm > max => {
-            let coef = max / (norm + 1e-6);
-            grads.into_iter().map(|g| g.mul_scalar(coef)).collect()
-        }
-        _ => grads,
-    };
+    let (norm, coef) = clip_coefficient(&grads, max_norm)?;
+    let grads = if coef == 1.0 { grads } else { grads.into_iter().map(|g| g.mul_scalar(coef)).collect() };
     Ok((norm, grads))
 }
 
@@ -213,5 +234,27 @@ mod tests {
         assert!((norm - 5.0).abs() < 1e-9);
         let a = host(clipped[0].clone()).expect("a")[0];
         assert!((a - 3.0 / (5.0 + 1e-6)) as f64 <= 1e-6);
+    }
+
+    #[test]
+    fn scaled_update_equals_clipping_then_updating() {
+        let d = Device::flex();
+        let grads = vec![t(vec![3.0, -1.0], &d), t(vec![4.0, 0.5], &d)];
+        let params = vec![t(vec![0.1, 0.2], &d), t(vec![-0.3, 0.4], &d)];
+        let cfg = AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() };
+        let (norm, coef) = clip_coefficient(&grads, Some(1.0)).expect("coef");
+        let (norm2, clipped) = clip_global_norm(grads.clone(), Some(1.0)).expect("clip");
+        assert_eq!(norm, norm2);
+        assert!(coef < 1.0);
+        let mut a = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, false);
+        let mut b = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, false);
+        let fused = a.update_scaled(0.1, params.clone(), grads, coef).expect("a");
+        let plain = b.update(0.1, params, clipped).expect("b");
+        for (x, y) in fused.into_iter().zip(plain) {
+            let (x, y) = (host(x).expect("x"), host(y).expect("y"));
+            assert!(x.iter().zip(&y).all(|(x, y)| (x - y).abs() <= 1e-6), "{x:?} vs {y:?}");
+        }
+        // Unclipped: the coefficient is exactly 1.
+        assert_eq!(clip_coefficient(&[t(vec![0.1], &d)], Some(1.0)).expect("c").1, 1.0);
     }
 }

@@ -22,7 +22,7 @@ use crate::callback::{Callback, LogRecord};
 use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
 use crate::data::{Batch, Example, collate, epoch_batches};
 use crate::loss::{causal_lm_loss, causal_lm_loss_sum};
-use crate::optim::{AdamW, AdamWConfig, clip_global_norm};
+use crate::optim::{AdamW, AdamWConfig, clip_coefficient};
 use crate::parallel::{Collective, SingleRank};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
@@ -139,6 +139,7 @@ impl Trainer {
         {
             let _turn = STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             device.seed(mix(args.seed, 0, u64::MAX));
+            gpu_kernels::dropout::set_seed(mix(args.seed, 1, u64::MAX));
             llama_model::adapters::attach_lora(&mut model, &setup.lora)?;
         }
         let shapes: Vec<[usize; 2]> = trainable(&model).iter().map(|t| t.dims()).collect();
@@ -336,10 +337,10 @@ impl Trainer {
             loss_total = loss.into_scalar::<f32>() as f64;
         }
         let max_norm = (self.setup.args.max_grad_norm > 0.0).then_some(self.setup.args.max_grad_norm);
-        let (norm, grads) = clip_global_norm(grads, max_norm)?;
+        let (norm, coef) = clip_coefficient(&grads, max_norm)?;
         let lr = self.schedule.lr_at(self.state.step);
         let detached: Vec<Tensor<2>> = params.into_iter().map(|p| p.detach()).collect();
-        let updated = self.optimizer.update(lr, detached, grads)?;
+        let updated = self.optimizer.update_scaled(lr, detached, grads, coef)?;
         set_trainable(&mut self.model, updated);
         Ok((loss_total, norm, lr, tokens))
     }

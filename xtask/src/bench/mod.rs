@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use crate::generate::DEFAULT_MODEL;
 
 mod ops;
+mod profile;
 mod random_model;
 mod synthetic;
 
@@ -88,6 +89,10 @@ pub struct Args {
     /// burn's balanced gradient checkpointing in the synthetic `train` run.
     #[arg(long)]
     pub checkpointing: bool,
+    /// Profile the timed steps of `train`/`decode` on `--shape` (CUDA): kernel launches and
+    /// device time per kernel, GEMMs and the host time around them (slows the run itself).
+    #[arg(long)]
+    pub profile: bool,
     /// Data-parallel ranks for the synthetic `train` run (one GPU each).
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
@@ -135,6 +140,7 @@ pub fn run(args: Args) -> Result<()> {
                     steps: args.steps,
                     paged: args.paged,
                     checkpointing: args.checkpointing,
+                    profile: args.profile,
                     devices: args.devices,
                 };
                 emit(&args, synthetic::train(&run)?)
@@ -279,10 +285,12 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
         top_logprobs: None,
     };
     generate(&model, &ids, &GenerateOptions { max_new_tokens: 8, ..options.clone() }, |_| true)?;
+    let session = profile::start(args.profile)?;
     let start = Instant::now();
     let out = generate(&model, &ids, &options, |_| true)?;
     device.sync().ok();
     let secs = start.elapsed().as_secs_f64();
+    let profile = profile::finish(session, out.tokens.len());
     emit(
         args,
         serde_json::json!({
@@ -290,6 +298,7 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
             "base": "nf4", "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s, "seconds": secs,
             "tokens_per_s": out.tokens.len() as f64 / secs,
             "pool_reserved_gib": device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64),
+            "profile_per_token": profile,
         }),
     )
 }

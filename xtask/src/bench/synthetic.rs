@@ -35,6 +35,8 @@ pub struct TrainRun<'a> {
     pub paged: bool,
     /// Data-parallel ranks, one device each (`batch` sequences per rank).
     pub devices: usize,
+    /// Profile the timed steps (see `profile`).
+    pub profile: bool,
 }
 
 /// Runs it (one thread per device, gradients summed across ranks) and returns rank 0's result.
@@ -121,8 +123,17 @@ fn train_rank(
     let mut losses = Vec::new();
     let mut peak = 0u64;
     let mut last = Instant::now();
+    super::profile::check(run.profile)?;
+    let mut session = (run.warmup == 0 && rank == 0).then(|| super::profile::start(run.profile)).transpose()?;
+    let mut profile = None;
     trainer.train(|step, _, loss| {
         device.sync().ok();
+        if step == total {
+            profile = session.take().and_then(|s| super::profile::finish(s, run.steps));
+        }
+        if step == run.warmup && rank == 0 {
+            session = super::profile::start(run.profile).ok();
+        }
         let now = Instant::now();
         eprintln!("rank {rank}: step {step} in {:.2?} (loss {loss:.4})", now - last);
         if step > run.warmup {
@@ -145,7 +156,7 @@ fn train_rank(
         "tokens_per_s": (run.batch * run.seq * run.devices.max(1)) as f64 / median,
         "pool_reserved_peak_gib": peak as f64 / (1u64 << 30) as f64,
         "base_model_gib": base_mem.map(|b| b as f64 / (1u64 << 30) as f64),
-        "loss_last": losses.last(),
+        "loss_last": losses.last(), "profile_per_step": profile,
     }))
 }
 

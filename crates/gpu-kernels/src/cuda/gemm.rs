@@ -19,6 +19,63 @@ impl GemmBackend for CubeBackend {
         }
     }
 
+    fn rms_norm(x: CubeTensor, w: CubeTensor, eps: f64) -> CubeTensor {
+        super::norm::rms_norm(x, w, None, eps)
+    }
+
+    fn rms_norm_backward(x: CubeTensor, w: CubeTensor, g: CubeTensor, eps: f64) -> CubeTensor {
+        super::norm::rms_norm(x, w, Some(g), eps)
+    }
+
+    fn cross_entropy(logits: CubeTensor, targets: CubeTensor, ignore: i64) -> CubeTensor {
+        super::cross_entropy::cross_entropy(logits, targets, None, ignore)
+    }
+
+    fn cross_entropy_backward(logits: CubeTensor, targets: CubeTensor, grad: CubeTensor, ignore: i64) -> CubeTensor {
+        super::cross_entropy::cross_entropy(logits, targets, Some(grad), ignore)
+    }
+
+    fn dropout(x: CubeTensor, p: f64, scale: f64, seed: u64, dtype: DType) -> CubeTensor {
+        let in_dtype = x.dtype;
+        super::dropout::dropout(x, p, scale, seed, dtype).unwrap_or_else(|| panic!("dropout: unsupported dtypes {in_dtype:?} → {dtype:?}"))
+    }
+
+    fn rope(x: CubeTensor, cos: CubeTensor, sin: CubeTensor, inverse: bool) -> CubeTensor {
+        super::rope::rope(x, cos, sin, inverse)
+    }
+
+    fn scaled_softmax(scores: CubeTensor, scale: f64, causal: bool) -> CubeTensor {
+        super::softmax::softmax(scores, None, scale, causal)
+    }
+
+    fn scaled_softmax_backward(probs: CubeTensor, grad: CubeTensor, scale: f64) -> CubeTensor {
+        super::softmax::softmax(probs, Some(grad), scale, false)
+    }
+
+    fn swiglu(gate: CubeTensor, up: CubeTensor) -> CubeTensor {
+        super::swiglu::swiglu(gate, up, None, false)
+    }
+
+    fn swiglu_backward(gate: CubeTensor, up: CubeTensor, grad: CubeTensor, wrt_up: bool) -> CubeTensor {
+        super::swiglu::swiglu(gate, up, Some(grad), wrt_up)
+    }
+
+    fn nf4_linear(
+        x: CubeTensor,
+        packed: CubeTensor,
+        code: CubeTensor,
+        absmax: CubeTensor,
+        qcodes: CubeTensor,
+        nested_code: CubeTensor,
+        meta: Nf4Meta,
+    ) -> CubeTensor {
+        if let Some(y) = super::nf4_gemv::nf4_gemv(&x, &packed, &code, &absmax, &qcodes, &nested_code, &meta) {
+            return y;
+        }
+        let w = Self::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
+        Self::gemm(x, w, false, true)
+    }
+
     fn nf4_dense(
         packed: CubeTensor,
         code: CubeTensor,
@@ -101,6 +158,7 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
     if m == 0 || n == 0 || batch == 0 {
         return Ok(Some(out));
     }
+    let clock = super::profile::gemm_clock();
     let (pa, pb, pc) = (pin(&a)?, pin(&b)?, pin(&out)?);
     call.a.ptr = pa.ptr;
     call.b.ptr = pb.ptr;
@@ -111,6 +169,7 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
     // call waits for the GEMM before the pins are released and the output is handed to burn.
     unsafe { cublaslt::gemm(ordinal, &call, true) }?;
     drop((pa, pb, pc));
+    super::profile::record_gemm(clock);
     Ok(Some(out))
 }
 

@@ -1,9 +1,19 @@
-//! CUDA-only pieces: cuBLASLt, burn-cuda buffer interop, the NF4 kernel.
+//! CUDA-only pieces: cuBLASLt, burn-cuda buffer interop, the NF4, optimizer and fused layer kernels
+//! (RMSNorm, RoPE, softmax, SwiGLU), the kernel profiler.
 
+pub(crate) mod cross_entropy;
 pub mod cublaslt;
+pub(crate) mod dropout;
 pub(crate) mod gemm;
 pub(crate) mod interop;
 pub(crate) mod nf4;
+pub(crate) mod nf4_gemv;
+pub(crate) mod norm;
+pub(crate) mod optim;
+pub mod profile;
+pub(crate) mod rope;
+pub(crate) mod softmax;
+pub(crate) mod swiglu;
 
 pub use cublaslt::{GemmCall, GemmDType, Operand};
 pub use gemm::time_cublaslt_linear;

@@ -43,10 +43,9 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, dh]).swap_dims(1, 2);
-        let q = rope.apply(heads(self.q_proj.forward(x.clone()), h));
-        let k = rope.apply(heads(self.k_proj.forward(x.clone()), hkv));
-        let v = heads(self.v_proj.forward(x), hkv);
+        let q = rope.apply_heads(self.q_proj.forward(x.clone()).reshape([b, s, h, dh]));
+        let k = rope.apply_heads(self.k_proj.forward(x.clone()).reshape([b, s, hkv, dh]));
+        let v = self.v_proj.forward(x).reshape([b, s, hkv, dh]).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(c) => c.append(k, v),
             None => (k, v),

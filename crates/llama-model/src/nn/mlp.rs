@@ -1,7 +1,8 @@
-//! The SwiGLU feed-forward: `down(silu(gate(x)) ⊙ up(x))`.
+//! The SwiGLU feed-forward: `down(silu(gate(x)) ⊙ up(x))` (the gate product is
+//! `gpu_kernels::swiglu`: one kernel each way on CUDA).
 
 use burn::module::Module;
-use burn::tensor::{Tensor, activation::silu};
+use burn::tensor::Tensor;
 use lora::Projection;
 
 /// Llama's gated MLP.
@@ -20,7 +21,7 @@ impl Mlp {
     /// - x: `[batch, len, d]`
     /// - output: `[batch, len, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj.forward(gpu_kernels::swiglu(gate, self.up_proj.forward(x)))
     }
 }

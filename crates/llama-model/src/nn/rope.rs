@@ -86,20 +86,14 @@ impl RopeTables {
         Self { cos: table(cos), sin: table(sin) }
     }
 
-    /// Rotates `x`.
+    /// Rotates `[b, s, n, d_h]` projections into `[b, n, s, d_h]` heads
+    /// (`gpu_kernels::rope_heads`: the transpose and the rotation in one kernel on CUDA).
     ///
     /// # Shapes
-    /// - x: `[batch, heads, len, head_dim]`
-    /// - output: same
-    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, _, d] = x.dims();
-        let half = d / 2;
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let cos = self.cos.clone().unsqueeze_dim::<4>(1);
-        let sin = self.sin.clone().unsqueeze_dim::<4>(1);
-        x * cos + rotated * sin
+    /// - x: `[batch, len, heads, head_dim]` (tables of 1 or `batch` rows)
+    /// - output: `[batch, heads, len, head_dim]`
+    pub fn apply_heads(&self, x: Tensor<4>) -> Tensor<4> {
+        gpu_kernels::rope_heads(x, self.cos.clone(), self.sin.clone())
     }
 }
 
@@ -125,7 +119,7 @@ mod tests {
         let config = presets::tiny();
         let tables = RopeTables::new(&inv_freq(&config), 0, 1, &device, DType::F32);
         let x = Tensor::<4>::random([1, 2, 1, config.head_dim], burn::tensor::Distribution::Default, &device);
-        let y = tables.apply(x.clone());
+        let y = tables.apply_heads(x.clone().swap_dims(1, 2));
         y.into_data().assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-7));
     }
 }

@@ -1,0 +1,138 @@
+//! RMSNorm kernels (CubeCL): one plane (warp of 32) per row, 8 rows per cube. Each lane strides
+//! over the row (coalesced), the plane sums its partials, and the lanes make a second pass to
+//! write. Formulas in [`crate::norm`].
+
+use burn::tensor::DType;
+use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use cubecl::prelude::*;
+
+const LANES: usize = 32;
+const ROWS_PER_CUBE: usize = 8;
+
+#[cube(launch_unchecked)]
+fn rms_norm_kernel<F: Float>(x: &[F], w: &[F], y: &mut [F], rows: usize, d: usize, rounds: usize, eps: f32) {
+    let row = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
+    if row >= rows {
+        terminate!();
+    }
+    let lane = UNIT_POS_X as usize;
+    let base = row * d;
+    let mut acc = 0.0f32;
+    for k in 0..rounds {
+        let i = lane + k * 32;
+        if i < d {
+            let v = f32::cast_from(x[base + i]);
+            acc += v * v;
+        }
+    }
+    let total = plane_sum(acc);
+    let r = 1.0f32 / (total / f32::cast_from(d) + eps).sqrt();
+    for k in 0..rounds {
+        let i = lane + k * 32;
+        if i < d {
+            let normed = F::cast_from(f32::cast_from(x[base + i]) * r);
+            y[base + i] = normed * w[i];
+        }
+    }
+}
+
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn rms_norm_backward_kernel<F: Float>(x: &[F], w: &[F], g: &[F], dx: &mut [F], rows: usize, d: usize, rounds: usize, eps: f32) {
+    let row = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
+    if row >= rows {
+        terminate!();
+    }
+    let lane = UNIT_POS_X as usize;
+    let base = row * d;
+    let mut sq = 0.0f32;
+    let mut dot = 0.0f32;
+    for k in 0..rounds {
+        let i = lane + k * 32;
+        if i < d {
+            let v = f32::cast_from(x[base + i]);
+            let u = f32::cast_from(g[base + i]) * f32::cast_from(w[i]);
+            sq += v * v;
+            dot += v * u;
+        }
+    }
+    let n = f32::cast_from(d);
+    let r = 1.0f32 / (plane_sum(sq) / n + eps).sqrt();
+    let c = r * r * r * (plane_sum(dot) / n);
+    for k in 0..rounds {
+        let i = lane + k * 32;
+        if i < d {
+            let v = f32::cast_from(x[base + i]);
+            let u = f32::cast_from(g[base + i]) * f32::cast_from(w[i]);
+            dx[base + i] = F::cast_from(r * u - v * c);
+        }
+    }
+}
+
+fn contiguous(t: CubeTensor) -> CubeTensor {
+    if t.is_contiguous() { t } else { into_contiguous(t) }
+}
+
+/// Forward (`g = None`) or input gradient (`g = Some(upstream)`) of RMSNorm on `x: [rows, d]`.
+///
+/// # Panics
+/// Operands of different dtypes, or a dtype other than f32/bf16/f16.
+pub(crate) fn rms_norm(x: CubeTensor, w: CubeTensor, g: Option<CubeTensor>, eps: f64) -> CubeTensor {
+    let (x, w, g) = (contiguous(x), contiguous(w), g.map(contiguous));
+    let shape = x.meta.shape().clone();
+    let (rows, d) = (shape[0], shape[1]);
+    assert!(w.dtype == x.dtype && g.as_ref().is_none_or(|g| g.dtype == x.dtype), "rms_norm: operands of different dtypes");
+    let client = x.client.clone();
+    let n = rows * d;
+    let out = client.empty(n * x.dtype.size());
+    let result = CubeTensor::new_contiguous(client.clone(), x.device.clone(), shape, out.clone(), x.dtype);
+    if n == 0 {
+        return result;
+    }
+    let cube_dim = CubeDim::new_2d(LANES as u32, ROWS_PER_CUBE as u32);
+    let count = CubeCount::Static(rows.div_ceil(ROWS_PER_CUBE) as u32, 1, 1);
+    let rounds = d.div_ceil(LANES);
+    let arg = |t: &CubeTensor, len| unsafe { BufferArg::from_raw_parts(t.handle.clone(), len) };
+    macro_rules! launch {
+        ($f:ty) => {
+            // SAFETY: x, g and the output hold rows·d contiguous elements, w holds d; every read
+            // and write is guarded by `i < d` within a row below `rows`.
+            unsafe {
+                match &g {
+                    None => rms_norm_kernel::launch_unchecked::<$f>(
+                        &client,
+                        count,
+                        cube_dim,
+                        arg(&x, n),
+                        arg(&w, d),
+                        BufferArg::from_raw_parts(out, n),
+                        rows,
+                        d,
+                        rounds,
+                        eps as f32,
+                    ),
+                    Some(g) => rms_norm_backward_kernel::launch_unchecked::<$f>(
+                        &client,
+                        count,
+                        cube_dim,
+                        arg(&x, n),
+                        arg(&w, d),
+                        arg(g, n),
+                        BufferArg::from_raw_parts(out, n),
+                        rows,
+                        d,
+                        rounds,
+                        eps as f32,
+                    ),
+                }
+            }
+        };
+    }
+    match x.dtype {
+        DType::F32 => launch!(f32),
+        DType::BF16 => launch!(half::bf16),
+        DType::F16 => launch!(half::f16),
+        other => panic!("rms_norm: unsupported dtype {other:?}"),
+    }
+    result
+}

@@ -1,0 +1,129 @@
+//! A kernel profile of a stretch of work on a CUDA device, in process: every CubeCL launch
+//! counted by kernel name and (optionally) timed on the device with events that are read only
+//! at the end, so the kernels still run back to back; plus the cuBLASLt GEMMs, which CubeCL does
+//! not see: how many, and how long the host was blocked around them.
+//!
+//! The per-kernel device times add up to the GPU's busy time; the wall time minus that is time
+//! the GPU waited for the host (launch overhead, host synchronization).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cubecl::logging::{LaunchObservation, LaunchObserver, ProfileDuration, TimingRequest};
+
+/// One kernel's share of a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelStat {
+    /// The kernel's name as CubeCL reports it.
+    pub name: String,
+    /// Launches.
+    pub launches: usize,
+    /// Summed device time in seconds (0 when not timed).
+    pub device_s: f64,
+}
+
+/// A finished profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Wall-clock seconds from start to finish.
+    pub wall_s: f64,
+    /// Every kernel, most device time first (most launches first when not timed).
+    pub kernels: Vec<KernelStat>,
+    /// cuBLASLt GEMMs issued.
+    pub gemms: u64,
+    /// Seconds the host spent in them: waiting for burn's queue, then for the GEMM.
+    pub gemm_host_s: f64,
+}
+
+impl Profile {
+    /// CubeCL launches in all.
+    pub fn launches(&self) -> usize {
+        self.kernels.iter().map(|k| k.launches).sum()
+    }
+
+    /// Summed CubeCL kernel device time in seconds.
+    pub fn device_s(&self) -> f64 {
+        self.kernels.iter().map(|k| k.device_s).sum()
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    timed: bool,
+    counts: Mutex<HashMap<&'static str, usize>>,
+    pending: Mutex<Vec<(&'static str, ProfileDuration)>>,
+}
+
+impl LaunchObserver for Recorder {
+    fn launched(&self, kernel: &'static str) {
+        *self.counts.lock().expect("profile lock").entry(kernel).or_default() += 1;
+    }
+
+    fn timing(&self) -> TimingRequest {
+        if self.timed { TimingRequest::Deferred } else { TimingRequest::None }
+    }
+
+    fn profiled(&self, kernel: &'static str, profile: ProfileDuration) {
+        self.pending.lock().expect("profile lock").push((kernel, profile));
+    }
+}
+
+static GEMMS: AtomicU64 = AtomicU64::new(0);
+static GEMM_NANOS: AtomicU64 = AtomicU64::new(0);
+static ACTIVE: AtomicU64 = AtomicU64::new(0);
+
+/// Records one cuBLASLt call that blocked the host from `since` until now (while a profile runs).
+pub(crate) fn record_gemm(since: Option<Instant>) {
+    if let Some(since) = since {
+        GEMMS.fetch_add(1, Ordering::Relaxed);
+        GEMM_NANOS.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// `Some(now)` while a profile runs (the start of a GEMM call to pass to [`record_gemm`]).
+pub(crate) fn gemm_clock() -> Option<Instant> {
+    (ACTIVE.load(Ordering::Relaxed) > 0).then(Instant::now)
+}
+
+/// A profile being recorded; [`Profiler::finish`] ends it.
+pub struct Profiler {
+    recorder: Arc<Recorder>,
+    observation: LaunchObservation,
+    start: Instant,
+}
+
+impl Profiler {
+    /// Starts observing every CubeCL launch (process-wide); `timed` also times each on the device.
+    pub fn start(timed: bool) -> Self {
+        let recorder = Arc::new(Recorder { timed, ..Recorder::default() });
+        let observation = LaunchObservation::new(recorder.clone());
+        GEMMS.store(0, Ordering::Relaxed);
+        GEMM_NANOS.store(0, Ordering::Relaxed);
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        Self { recorder, observation, start: Instant::now() }
+    }
+
+    /// Stops observing (call after the device has finished the work, e.g. after a sync) and reads
+    /// the device timings.
+    pub fn finish(self) -> Profile {
+        let wall_s = self.start.elapsed().as_secs_f64();
+        drop(self.observation);
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        let counts = std::mem::take(&mut *self.recorder.counts.lock().expect("profile lock"));
+        let pending = std::mem::take(&mut *self.recorder.pending.lock().expect("profile lock"));
+        let mut times: HashMap<&'static str, f64> = HashMap::new();
+        for (name, profile) in pending {
+            if let Some(ticks) = futures_lite::future::block_on(profile.resolve()) {
+                *times.entry(name).or_default() += ticks.duration().as_secs_f64();
+            }
+        }
+        let mut kernels: Vec<KernelStat> = counts
+            .into_iter()
+            .map(|(name, launches)| KernelStat { name: name.to_string(), launches, device_s: times.get(name).copied().unwrap_or(0.0) })
+            .collect();
+        kernels.sort_by(|a, b| b.device_s.total_cmp(&a.device_s).then(b.launches.cmp(&a.launches)).then(a.name.cmp(&b.name)));
+        Profile { wall_s, kernels, gemms: GEMMS.load(Ordering::Relaxed), gemm_host_s: GEMM_NANOS.load(Ordering::Relaxed) as f64 * 1e-9 }
+    }
+}

@@ -3,8 +3,9 @@
 //! backward writes `g · (softmax − onehot)` in the logits' dtype. Formulas in
 //! [`crate::cross_entropy`].
 
+use super::interop::contiguous;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 const ROWS_PER_CUBE: usize = 8;
@@ -99,7 +100,6 @@ fn ce_backward_kernel<F: Float, I: Int>(z: &[F], t: &[I], g: &[f32], dz: &mut [F
 /// # Panics
 /// Unsupported dtypes (logits f32/bf16/f16, targets i32/i64, `g` f32).
 pub(crate) fn cross_entropy(logits: CubeTensor, targets: CubeTensor, grad: Option<CubeTensor>, ignore: i64) -> CubeTensor {
-    let contiguous = |t: CubeTensor| if t.is_contiguous() { t } else { into_contiguous(t) };
     let (z, t, g) = (contiguous(logits), contiguous(targets), grad.map(contiguous));
     let shape = z.meta.shape().clone();
     let (rows, v) = (shape[0], shape[1]);

@@ -1,8 +1,9 @@
 //! The dropout kernel (CubeCL): one thread per element, the mask from the counter hash of
 //! [`crate::dropout::keep_bits`] in u32 arithmetic, the product in f32, one rounding.
 
+use super::interop::contiguous;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 #[cube]
@@ -31,7 +32,7 @@ fn dropout_kernel<I: Float, O: Float>(x: &[I], y: &mut [O], seed_lo: u32, seed_h
 
 /// `cast(x · m · scale / (1 − p))` over a 1-D tensor; `None` for dtypes the kernel does not take.
 pub(crate) fn dropout(x: CubeTensor, p: f64, scale: f64, seed: u64, dtype: DType) -> Option<CubeTensor> {
-    let x = if x.is_contiguous() { x } else { into_contiguous(x) };
+    let x = contiguous(x);
     let n = x.meta.num_elements();
     let client = x.client.clone();
     let out = client.empty(n * dtype.size());

@@ -42,3 +42,9 @@ pub(crate) fn pin(tensor: &CubeTensor) -> Result<Pinned<impl Sized + use<>>> {
 pub(crate) fn wait_for_burn(device: &CubeDevice) -> Result<()> {
     <CubeBackend as Backend>::sync(device).map_err(|e| Error::Cuda { call: "burn sync", reason: format!("{e:?}") })
 }
+
+/// `t` itself when its elements are contiguous in row-major order, else a contiguous copy (the
+/// layout every kernel of this module indexes).
+pub(crate) fn contiguous(t: CubeTensor) -> CubeTensor {
+    if t.is_contiguous() { t } else { burn_cubecl::kernel::into_contiguous(t) }
+}

@@ -21,6 +21,32 @@ use cubecl::server::Handle;
 
 use crate::nf4::{DeviceScales, PackedNf4};
 
+/// The scale of `block`: its f32 absmax, or with double quantization
+/// `nested_code[q] · nested_absmax + offset`, the product rounded to f32 before the sum.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn block_scale(
+    absmax: &[f32],
+    qcodes: &[u8],
+    nested_code: &[f32],
+    block: usize,
+    offset: f32,
+    zero: u32,
+    #[comptime] nested_blocksize: usize,
+    #[comptime] double: bool,
+) -> f32 {
+    if comptime![double] {
+        let q = qcodes[block];
+        let nested = absmax[block / nested_blocksize];
+        let product = nested_code[usize::cast_from(q)] * nested;
+        // Rounding barrier: `zero` is 0, so this is `product`, rounded to f32, never fused.
+        let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
+        product + offset
+    } else {
+        absmax[block]
+    }
+}
+
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn dequant_kernel<F: Float, N: Size>(
@@ -42,16 +68,7 @@ fn dequant_kernel<F: Float, N: Size>(
     }
     let word = packed[t];
     let block = (t * 8) / blocksize;
-    let scale = if comptime![double] {
-        let q = qcodes[block];
-        let nested = absmax[block / nested_blocksize];
-        let product = nested_code[usize::cast_from(q)] * nested;
-        // Rounding barrier: `zero` is 0, so this is `product`, rounded to f32, never fused.
-        let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
-        product + offset
-    } else {
-        absmax[block]
-    };
+    let scale = block_scale(absmax, qcodes, nested_code, block, offset, zero, nested_blocksize, double);
     let vs = out.vector_size().comptime();
     let groups = comptime![8 / vs];
     #[unroll]

@@ -5,8 +5,10 @@
 //! half a byte per weight and writes nothing but `y` — the dense weight never exists — and runs
 //! on burn's stream, so decoding needs no host synchronization around its projections.
 
+use super::interop::contiguous;
+use super::nf4::block_scale;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use crate::nf4::Nf4Meta;
@@ -44,16 +46,7 @@ fn nf4_gemv_kernel<F: Float>(
             let t = row * words_per_row + w;
             let word = packed[t];
             let block = (t * 8) / blocksize;
-            let scale = if comptime![double] {
-                let q = qcodes[block];
-                let nested = absmax[block / nested_blocksize];
-                let product = nested_code[usize::cast_from(q)] * nested;
-                // Rounding barrier, as in the dequantization kernel: `zero` is 0.
-                let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
-                product + offset
-            } else {
-                absmax[block]
-            };
+            let scale = block_scale(absmax, qcodes, nested_code, block, offset, zero, nested_blocksize, double);
             #[unroll]
             for i in 0..8usize {
                 let shift = comptime![(8 * (i / 2) + if i.is_multiple_of(2) { 4 } else { 0 }) as u32];
@@ -90,7 +83,7 @@ pub(crate) fn nf4_gemv(
     if meta.double && qcodes.dtype != DType::U8 {
         return None;
     }
-    let x = if x.is_contiguous() { x.clone() } else { into_contiguous(x.clone()) };
+    let x = contiguous(x.clone());
     let (rows, cols) = (meta.rows, meta.cols);
     let words_per_row = cols / 8;
     let client = x.client.clone();

@@ -2,8 +2,9 @@
 //! over the row (coalesced), the plane sums its partials, and the lanes make a second pass to
 //! write. Formulas in [`crate::norm`].
 
+use super::interop::contiguous;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 const LANES: usize = 32;
@@ -67,10 +68,6 @@ fn rms_norm_backward_kernel<F: Float>(x: &[F], w: &[F], g: &[F], dx: &mut [F], r
             dx[base + i] = F::cast_from(r * u - v * c);
         }
     }
-}
-
-fn contiguous(t: CubeTensor) -> CubeTensor {
-    if t.is_contiguous() { t } else { into_contiguous(t) }
 }
 
 /// Forward (`g = None`) or input gradient (`g = Some(upstream)`) of RMSNorm on `x: [rows, d]`.

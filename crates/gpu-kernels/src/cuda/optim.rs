@@ -3,9 +3,10 @@
 //! run per thread (norm), and do their arithmetic in f32 in the order of the burn-ops path.
 
 use burn::tensor::{DType, Tensor};
-use burn_cubecl::{CubeBackend, kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
+use super::interop::contiguous;
 use crate::optim::AdamWStep;
 
 #[cube(launch_unchecked)]
@@ -59,8 +60,7 @@ fn sum_squares_kernel<G: Float>(g: &[G], partial: &mut [f32], offset: usize, thr
 }
 
 fn prim(t: &Tensor<2>) -> Option<CubeTensor> {
-    let t = t.clone().try_into_primitive::<CubeBackend>().ok()?;
-    Some(if t.is_contiguous() { t } else { into_contiguous(t) })
+    Some(contiguous(t.clone().try_into_primitive::<CubeBackend>().ok()?))
 }
 
 const BLOCK: usize = 256;

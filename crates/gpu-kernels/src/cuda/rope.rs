@@ -2,8 +2,9 @@
 //! position, reading one layout and writing the other (`[b, s, n, d_h]` ↔ `[b, n, s, d_h]`),
 //! f32 arithmetic, one rounding. Formulas in [`crate::rope`].
 
+use super::interop::contiguous;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 #[cube(launch_unchecked)]
@@ -51,7 +52,6 @@ fn rope_kernel<F: Float>(
 /// # Panics
 /// Operands of different dtypes or an unsupported dtype.
 pub(crate) fn rope(x: CubeTensor, cos: CubeTensor, sin: CubeTensor, inverse: bool) -> CubeTensor {
-    let contiguous = |t: CubeTensor| if t.is_contiguous() { t } else { into_contiguous(t) };
     let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
     assert!(cos.dtype == x.dtype && sin.dtype == x.dtype, "rope: tables in another dtype than x");
     let dims = x.meta.shape().clone();

@@ -2,8 +2,9 @@
 //! cube; lanes stride over the row, the plane reduces (max, then sum, or the `P·dP` dot), and a
 //! last pass writes. f32 statistics, output in the scores' dtype. Formulas in [`crate::softmax`].
 
+use super::interop::contiguous;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 const ROWS_PER_CUBE: usize = 8;
@@ -73,10 +74,6 @@ fn softmax_backward_kernel<F: Float>(p: &[F], g: &[F], ds: &mut [F], rows: usize
             ds[base + j] = F::cast_from(scale * pj * (f32::cast_from(g[base + j]) - dot));
         }
     }
-}
-
-fn contiguous(t: CubeTensor) -> CubeTensor {
-    if t.is_contiguous() { t } else { into_contiguous(t) }
 }
 
 /// Forward (`grad = None`: `x` are the scores) or backward (`x` is `P`, `grad` is `dP`).

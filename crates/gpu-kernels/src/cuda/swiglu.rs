@@ -1,8 +1,9 @@
 //! SwiGLU kernels (CubeCL): element-wise over contiguous 1-D operands, f32 arithmetic, one
 //! rounding to the inputs' dtype. Formulas in [`crate::swiglu`].
 
+use super::interop::contiguous;
 use burn::tensor::DType;
-use burn_cubecl::{kernel::into_contiguous, tensor::CubeTensor};
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 /// 0: forward `g·σ(g)·u`; 1: `dg`; 2: `du`.
@@ -29,7 +30,6 @@ fn swiglu_kernel<F: Float>(g: &[F], u: &[F], dh: &[F], out: &mut [F], #[comptime
 /// # Panics
 /// Operands of different dtypes or lengths, or an unsupported dtype.
 pub(crate) fn swiglu(gate: CubeTensor, up: CubeTensor, grad: Option<CubeTensor>, wrt_up: bool) -> CubeTensor {
-    let contiguous = |t: CubeTensor| if t.is_contiguous() { t } else { into_contiguous(t) };
     let (g, u, dh) = (contiguous(gate), contiguous(up), grad.map(contiguous));
     let n = g.meta.num_elements();
     assert!(u.dtype == g.dtype && u.meta.num_elements() == n, "swiglu: gate and up differ");

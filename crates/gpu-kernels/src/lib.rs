@@ -41,6 +41,8 @@ pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod rope;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod server_debug;
 pub mod softmax;
 pub mod swiglu;
 

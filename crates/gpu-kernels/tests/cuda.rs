@@ -10,6 +10,9 @@ fn cuda() -> Device {
     Device::cuda(0)
 }
 
+/// One profile at a time: the profiler's counters are process-wide and tests run in parallel.
+static PROFILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Host copy as f64 (any float dtype).
 fn host(t: Tensor<2>) -> Vec<f64> {
     t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect()
@@ -480,6 +483,7 @@ fn autodiff_parameters_take_the_one_kernel_adamw_update() {
     };
     let t = || Tensor::<2>::random([64, 96], Distribution::Normal(0.0, 1.0), &device);
     let (p, g, m, v) = (t().require_grad(), t().inner(), t(), t().abs());
+    let _one = PROFILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let profiler = Profiler::start(false);
     let (pn, mn, vn) = adamw_update(p.clone().detach(), g.clone(), m.clone(), v.clone(), &s);
     cuda().sync().expect("sync");
@@ -526,4 +530,33 @@ fn fused_cross_entropy_and_its_gradient_match_the_burn_ops_path() {
         assert_close("ce dz", &fast.1, &slow.1, tol, tol, tol);
         assert!(fast.0.iter().zip(&ids).all(|(l, id)| (*id == -100) == (*l == 0.0)));
     }
+}
+
+#[test]
+fn gemms_queued_on_burns_stream_keep_their_order_with_burns_kernels() {
+    use gpu_kernels::cuda::{host_synchronized_gemms, profile::Profiler};
+    let device = cuda();
+    // Each product reads the previous element-wise kernel's output and the next kernel reads the
+    // product: any missing order shows as a different result.
+    let x = Tensor::<2>::random([512, 1024], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<2>::random([1024, 1024], Distribution::Normal(0.0, 1.0 / 32.0), &device);
+    let chain = || {
+        let mut y = x.clone();
+        for _ in 0..40 {
+            y = linear(y, w.clone()).mul_scalar(0.25).add(x.clone());
+        }
+        y
+    };
+    host_synchronized_gemms(true);
+    let want = host(chain());
+    host_synchronized_gemms(false);
+    let _one = PROFILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let profiler = Profiler::start(false);
+    let got = chain();
+    device.sync().expect("sync");
+    let profile = profiler.finish();
+    // Other test threads' products may fall in the window (the counters are process-wide); none
+    // of theirs is host-synchronized either.
+    assert!(profile.gemms >= 40 && profile.gemms_queued == profile.gemms, "queued {} of {} products", profile.gemms_queued, profile.gemms);
+    assert_close("chain", &host(got), &want, 1e-5, 1e-6, 1e-6);
 }

@@ -1,7 +1,8 @@
 //! `--profile`: where a GPU run's time goes. Every CubeCL kernel launched during the timed part
 //! is counted and timed on the device (events read at the end, so kernels still run back to
 //! back; the extra host work per launch makes the profiled run itself slower), and the cuBLASLt
-//! GEMMs are counted with the host time blocked around them. Reported per step (or per token).
+//! GEMMs are counted (how many were queued on burn's stream) with the host time spent issuing
+//! them. Reported per step (or per token).
 
 use anyhow::{Result, bail};
 
@@ -53,7 +54,7 @@ pub fn finish(session: Session, units: usize) -> Option<serde_json::Value> {
             .collect();
         Some(serde_json::json!({
             "per": units, "wall_s": per(p.wall_s), "launches": per(p.launches() as f64), "kernel_device_s": per(p.device_s()),
-            "gemms": per(p.gemms as f64), "gemm_host_s": per(p.gemm_host_s), "top": top,
+            "gemms": per(p.gemms as f64), "gemms_queued": per(p.gemms_queued as f64), "gemm_host_s": per(p.gemm_host_s), "top": top,
         }))
     }
     #[cfg(not(feature = "cuda"))]

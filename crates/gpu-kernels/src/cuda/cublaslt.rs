@@ -5,8 +5,10 @@
 //! `c × r` matrix `Xᵀ` with leading dimension `ld`, so cuBLASLt's first operand is our `B` (no
 //! transpose when `op(B) = B`), its second our `A`, and its output `N × M` with `ld = N` is `C`.
 //!
-//! All work runs on a stream of this module's own; callers order it against burn's stream (see
-//! `interop`). cuBLASLt (`libcublasLt.so.13`) is loaded on first use.
+//! Work runs either on a stream of this module's own (callers order it against burn's stream
+//! with host synchronization, see `interop`) or on a stream the caller names (burn's own, see
+//! `stream`). Each stream gets its own workspace, so products on different streams never share
+//! one. cuBLASLt (`libcublasLt.so.13`) is loaded on first use.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -125,8 +127,21 @@ struct DeviceState {
     ctx: dsys::CUcontext,
     stream: dsys::CUstream,
     handle: ltsys::cublasLtHandle_t,
-    workspace: dsys::CUdeviceptr,
+    /// One workspace per stream (keyed by the stream's address).
+    workspaces: HashMap<u64, dsys::CUdeviceptr>,
     algos: HashMap<AlgoKey, ltsys::cublasLtMatmulAlgo_t>,
+}
+
+/// Where a GEMM is enqueued.
+#[derive(Debug, Clone, Copy)]
+pub enum Queue {
+    /// This module's stream; `wait`: block until the GEMM has finished.
+    Own {
+        /// Wait for the GEMM before returning.
+        wait: bool,
+    },
+    /// A stream of the device's primary context, given by address (never waited for).
+    Stream(u64),
 }
 
 // SAFETY: the raw handles are only used while the global mutex is held, with the device's
@@ -168,11 +183,25 @@ impl DeviceState {
         // SAFETY: `ctx` is a live primary context.
         unsafe { drv::ctx::set_current(ctx) }.map_err(drv_err("cuCtxSetCurrent"))?;
         let stream = drv::stream::create(drv::stream::StreamKind::NonBlocking).map_err(drv_err("cuStreamCreate"))?;
-        // SAFETY: a plain device allocation in the current context, freed never (one per device).
-        let workspace = unsafe { drv::malloc_sync(WORKSPACE_BYTES) }.map_err(drv_err("cuMemAlloc"))?;
         let handle = lt::create_handle().map_err(lt_err("cublasLtCreate"))?;
-        Ok(Self { ctx, stream, handle, workspace, algos: HashMap::new() })
+        Ok(Self { ctx, stream, handle, workspaces: HashMap::new(), algos: HashMap::new() })
     }
+
+    /// The workspace of `stream` (allocated on first use, kept for the process).
+    fn workspace(&mut self, stream: dsys::CUstream) -> Result<dsys::CUdeviceptr> {
+        if let Some(&w) = self.workspaces.get(&(stream as u64)) {
+            return Ok(w);
+        }
+        // SAFETY: a plain device allocation in the current context, never freed (one per stream).
+        let w = unsafe { drv::malloc_sync(WORKSPACE_BYTES) }.map_err(drv_err("cuMemAlloc"))?;
+        self.workspaces.insert(stream as u64, w);
+        Ok(w)
+    }
+}
+
+/// The primary context of device `ordinal` (made current on this thread).
+pub(crate) fn context(ordinal: usize) -> Result<dsys::CUcontext> {
+    with_device(ordinal, |state| Ok(state.ctx))
 }
 
 /// Runs `f` with the device's state, its context current on this thread.
@@ -221,13 +250,14 @@ impl Drop for Pref {
     }
 }
 
-/// Enqueues the GEMM on the module's stream of device `ordinal` and, if `wait`, waits for it.
+/// Enqueues the GEMM on device `ordinal`, on `queue`.
 ///
 /// # Safety
 /// The three pointers must address live device allocations of that device's primary context,
 /// large enough for the shapes in `call`, and nothing may write `a`/`b` or touch `c` until the
-/// GEMM has finished (`wait = true`, or [`synchronize`]).
-pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
+/// GEMM has finished: `Queue::Own { wait: true }`, [`synchronize`], or stream order on the
+/// named stream. A named stream must be a live stream of the primary context.
+pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> {
     let (m, n, k) = call.dims()?;
     if m == 0 || n == 0 {
         return Ok(());
@@ -334,6 +364,11 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
             }
         };
 
+        let stream = match queue {
+            Queue::Own { .. } => state.stream,
+            Queue::Stream(s) => s as dsys::CUstream,
+        };
+        let workspace = state.workspace(stream)?;
         let alpha = 1.0f32;
         let beta = 0.0f32;
         // SAFETY: the caller guarantees the buffers; descriptors and workspace are live.
@@ -352,13 +387,13 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, wait: bool) -> Result<()> {
                 call.c as *mut c_void,
                 lc,
                 &algo,
-                state.workspace as *mut c_void,
+                workspace as *mut c_void,
                 WORKSPACE_BYTES,
-                state.stream as ltsys::cudaStream_t,
+                stream as ltsys::cudaStream_t,
             )
         }
         .map_err(lt_err("cublasLtMatmul"))?;
-        if wait {
+        if let Queue::Own { wait: true } = queue {
             // SAFETY: the stream is live.
             unsafe { drv::stream::synchronize(state.stream) }.map_err(drv_err("cuStreamSynchronize"))?;
         }
@@ -382,7 +417,7 @@ pub fn synchronize(ordinal: usize) -> Result<()> {
 pub unsafe fn time_gemm(ordinal: usize, call: &GemmCall, iters: usize) -> Result<f64> {
     // Warm-up (heuristic lookup, first launch).
     // SAFETY: forwarded contract.
-    unsafe { gemm(ordinal, call, true) }?;
+    unsafe { gemm(ordinal, call, Queue::Own { wait: true }) }?;
     let (start, stop, stream) = with_device(ordinal, |state| {
         let flags = dsys::CUevent_flags::CU_EVENT_DEFAULT;
         let start = drv::event::create(flags).map_err(drv_err("cuEventCreate"))?;
@@ -393,7 +428,7 @@ pub unsafe fn time_gemm(ordinal: usize, call: &GemmCall, iters: usize) -> Result
     unsafe { drv::event::record(start, stream) }.map_err(drv_err("cuEventRecord"))?;
     for _ in 0..iters {
         // SAFETY: forwarded contract.
-        unsafe { gemm(ordinal, call, false) }?;
+        unsafe { gemm(ordinal, call, Queue::Own { wait: false }) }?;
     }
     let ms = with_device(ordinal, |_| {
         // SAFETY: events and stream are live.

@@ -4,8 +4,11 @@ use burn::backend::DType;
 use burn::tensor::Shape;
 use burn_cubecl::{CubeBackend, kernel::into_contiguous, tensor::CubeTensor};
 
-use super::cublaslt::{self, GemmCall, GemmDType, Operand};
+use cubecl_runtime::server::ServerStorage;
+
+use super::cublaslt::{self, GemmCall, GemmDType, Operand, Queue};
 use super::interop::{cuda_ordinal, pin, wait_for_burn};
+use super::stream::{self, CudaServer};
 use crate::error::Result;
 use crate::gemm::{GemmBackend, reference_gemm};
 use crate::nf4::{Nf4Meta, PackedNf4, nf4_dequantize};
@@ -158,18 +161,45 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
     if m == 0 || n == 0 || batch == 0 {
         return Ok(Some(out));
     }
+    stream::check_deferred()?;
     let clock = super::profile::gemm_clock();
-    let (pa, pb, pc) = (pin(&a)?, pin(&b)?, pin(&out)?);
-    call.a.ptr = pa.ptr;
-    call.b.ptr = pb.ptr;
-    call.c = pc.ptr;
-    wait_for_burn(&a.device)?;
-    // SAFETY: the three buffers are pinned cubecl allocations of this device's primary context,
-    // sized by their metadata; burn's queued work on them has finished (`wait_for_burn`) and the
-    // call waits for the GEMM before the pins are released and the output is handed to burn.
-    unsafe { cublaslt::gemm(ordinal, &call, true) }?;
-    drop((pa, pb, pc));
-    super::profile::record_gemm(clock);
+    let bindings = [a.handle.clone().binding(), b.handle.clone().binding(), out.handle.clone().binding()];
+    let queued = stream::enqueue(&a, move |server: &mut CudaServer, id, on| {
+        let [ba, bb, bc] = bindings;
+        let run = || -> Result<()> {
+            let resource = |server: &mut CudaServer, binding| {
+                server.get_resource(binding, id).map_err(|e| crate::Error::Cuda { call: "cubecl get_resource", reason: format!("{e:?}") })
+            };
+            let (ra, rb, rc) = (resource(server, ba)?, resource(server, bb)?, resource(server, bc)?);
+            let mut call = call;
+            call.a.ptr = ra.resource().ptr;
+            call.b.ptr = rb.resource().ptr;
+            call.c = rc.resource().ptr;
+            // SAFETY: three live cubecl allocations of this device, sized by their metadata; the
+            // GEMM is enqueued on the stream burn runs this thread's kernels on, after every
+            // kernel queued before it and before every later one, so buffers are read after their
+            // writers, and released or reused only in that order.
+            unsafe { cublaslt::gemm(ordinal, &call, Queue::Stream(on.0)) }
+        };
+        if let Err(e) = run() {
+            stream::defer_error(e);
+        }
+    })?;
+    if !queued {
+        let (pa, pb, pc) = (pin(&a)?, pin(&b)?, pin(&out)?);
+        call.a.ptr = pa.ptr;
+        call.b.ptr = pb.ptr;
+        call.c = pc.ptr;
+        wait_for_burn(&a.device)?;
+        // SAFETY: the three buffers are pinned cubecl allocations of this device's primary
+        // context, sized by their metadata; burn's queued work on them has finished
+        // (`wait_for_burn`) and the call waits for the GEMM before the pins are released and
+        // the output is handed to burn.
+        unsafe { cublaslt::gemm(ordinal, &call, Queue::Own { wait: true }) }?;
+        drop((pa, pb, pc));
+    }
+    super::profile::record_gemm(clock, queued);
+    drop((a, b));
     Ok(Some(out))
 }
 

@@ -2,9 +2,9 @@
 //!
 //! A [`CubeTensor`]'s `handle` names a slice of a cubecl allocation; `client.get_resource` turns
 //! it into the device address (offset applied) and pins the allocation while the returned guard
-//! lives. cubecl runs its kernels on streams it does not expose, so foreign work is ordered
-//! with host synchronization: wait for burn's stream before reading or writing its buffers, and
-//! wait for our stream before handing buffers back.
+//! lives. This is the host-synchronized route for foreign work: wait for burn's stream before
+//! reading or writing its buffers, and wait for our stream before handing buffers back. The fast
+//! route enqueues on burn's own stream instead (`stream`); this one is its fallback.
 
 use burn::backend::Backend;
 use burn_cubecl::{CubeBackend, CubeDevice, tensor::CubeTensor};

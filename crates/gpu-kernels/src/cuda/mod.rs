@@ -13,10 +13,12 @@ pub(crate) mod optim;
 pub mod profile;
 pub(crate) mod rope;
 pub(crate) mod softmax;
+pub(crate) mod stream;
 pub(crate) mod swiglu;
 
 pub use cublaslt::{GemmCall, GemmDType, Operand};
 pub use gemm::time_cublaslt_linear;
+pub use stream::host_synchronized_gemms;
 
 /// Checks up front that cuBLASLt loads on CUDA device `ordinal`: creates (once) the handle,
 /// stream and workspace the GEMMs use.

@@ -33,7 +33,10 @@ pub struct Profile {
     pub kernels: Vec<KernelStat>,
     /// cuBLASLt GEMMs issued.
     pub gemms: u64,
-    /// Seconds the host spent in them: waiting for burn's queue, then for the GEMM.
+    /// Of those, the ones queued on burn's stream (the rest waited on the host).
+    pub gemms_queued: u64,
+    /// Seconds the host spent issuing them (for host-synchronized ones: waiting for burn's queue,
+    /// then for the GEMM).
     pub gemm_host_s: f64,
 }
 
@@ -71,13 +74,16 @@ impl LaunchObserver for Recorder {
 }
 
 static GEMMS: AtomicU64 = AtomicU64::new(0);
+static GEMMS_QUEUED: AtomicU64 = AtomicU64::new(0);
 static GEMM_NANOS: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: AtomicU64 = AtomicU64::new(0);
 
-/// Records one cuBLASLt call that blocked the host from `since` until now (while a profile runs).
-pub(crate) fn record_gemm(since: Option<Instant>) {
+/// Records one cuBLASLt call issued from `since` until now (while a profile runs); `queued`: on
+/// burn's stream.
+pub(crate) fn record_gemm(since: Option<Instant>, queued: bool) {
     if let Some(since) = since {
         GEMMS.fetch_add(1, Ordering::Relaxed);
+        GEMMS_QUEUED.fetch_add(u64::from(queued), Ordering::Relaxed);
         GEMM_NANOS.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 }
@@ -100,6 +106,7 @@ impl Profiler {
         let recorder = Arc::new(Recorder { timed, ..Recorder::default() });
         let observation = LaunchObservation::new(recorder.clone());
         GEMMS.store(0, Ordering::Relaxed);
+        GEMMS_QUEUED.store(0, Ordering::Relaxed);
         GEMM_NANOS.store(0, Ordering::Relaxed);
         ACTIVE.fetch_add(1, Ordering::Relaxed);
         Self { recorder, observation, start: Instant::now() }
@@ -124,6 +131,12 @@ impl Profiler {
             .map(|(name, launches)| KernelStat { name: name.to_string(), launches, device_s: times.get(name).copied().unwrap_or(0.0) })
             .collect();
         kernels.sort_by(|a, b| b.device_s.total_cmp(&a.device_s).then(b.launches.cmp(&a.launches)).then(a.name.cmp(&b.name)));
-        Profile { wall_s, kernels, gemms: GEMMS.load(Ordering::Relaxed), gemm_host_s: GEMM_NANOS.load(Ordering::Relaxed) as f64 * 1e-9 }
+        Profile {
+            wall_s,
+            kernels,
+            gemms: GEMMS.load(Ordering::Relaxed),
+            gemms_queued: GEMMS_QUEUED.load(Ordering::Relaxed),
+            gemm_host_s: GEMM_NANOS.load(Ordering::Relaxed) as f64 * 1e-9,
+        }
     }
 }

@@ -22,7 +22,7 @@ pub mod weights;
 pub use config::{LlamaConfig, RopeScaling, presets};
 pub use error::{Error, Result};
 pub use load::{LoadOptions, load, load_quantized};
-pub use model::Llama;
+pub use model::{LayerContext, Llama};
 pub use nn::KvCache;
 pub mod generate;
 pub mod json_grammar;

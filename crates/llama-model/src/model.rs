@@ -2,11 +2,30 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Embedding;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 use lora::Projection;
 
 use crate::config::LlamaConfig;
 use crate::nn::{Block, KvCache, RmsNorm, RopeTables, rope};
+
+/// What every decoder block of one forward pass shares: the RoPE tables of the rows' positions
+/// and, for packed rows, the mask that keeps their sequences apart. Lets a caller run the
+/// blocks one at a time ([`Llama::embed`], [`LayerContext::block`], [`Llama::head`]), e.g. to
+/// recompute each block in the backward.
+pub struct LayerContext {
+    rope: RopeTables,
+    mask: Option<Tensor<4, Bool>>,
+}
+
+impl LayerContext {
+    /// `block`'s output for its input `x` in this pass.
+    ///
+    /// # Shapes
+    /// - x, output: `[batch, len, d]`
+    pub fn block(&self, block: &Block, x: Tensor<3>) -> Tensor<3> {
+        block.forward(x, &self.rope, self.mask.as_ref(), None)
+    }
+}
 
 /// A Llama-architecture causal language model.
 #[derive(Module, Debug)]
@@ -75,15 +94,44 @@ impl Llama {
     /// # Panics
     /// If `positions` does not fit `tokens` or is not a valid packing.
     pub fn forward_hidden_packed(&self, tokens: Tensor<2, Int>, positions: &[i64]) -> Tensor<3> {
-        let dims = tokens.dims();
-        let device = tokens.device();
-        let mask = crate::packing::segment_mask(positions, dims, &device);
-        let mut h = self.embed_tokens.forward(tokens);
-        let rope = RopeTables::at_positions(&self.inv_freq, positions, dims, &device, h.dtype());
+        let (mut h, ctx) = self.embed(tokens, Some(positions));
         for block in &self.layers {
-            h = block.forward(h, &rope, Some(&mask), None);
+            h = ctx.block(block, h);
         }
         self.norm.forward(h)
+    }
+
+    /// The token embeddings (the first block's input) and the context the blocks share, for a
+    /// pass without a cache: positions `0..len`, or the packed rows' `positions` (see
+    /// [`Llama::forward_hidden_packed`]).
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, len]`, positions: `batch · len` entries
+    /// - output: `[batch, len, d]`
+    ///
+    /// # Panics
+    /// If `positions` does not fit `tokens` or is not a valid packing.
+    pub fn embed(&self, tokens: Tensor<2, Int>, positions: Option<&[i64]>) -> (Tensor<3>, LayerContext) {
+        let dims = tokens.dims();
+        let device = tokens.device();
+        let h = self.embed_tokens.forward(tokens);
+        let ctx = match positions {
+            Some(p) => LayerContext {
+                mask: Some(crate::packing::segment_mask(p, dims, &device)),
+                rope: RopeTables::at_positions(&self.inv_freq, p, dims, &device, h.dtype()),
+            },
+            None => LayerContext { mask: None, rope: RopeTables::new(&self.inv_freq, 0, dims[1], &device, h.dtype()) },
+        };
+        (h, ctx)
+    }
+
+    /// Logits from the last block's output: the final norm, then the vocabulary projection.
+    ///
+    /// # Shapes
+    /// - h: `[batch, len, d]`
+    /// - output: `[batch, len, vocab]`
+    pub fn head(&self, h: Tensor<3>) -> Tensor<3> {
+        self.logits(self.norm.forward(h))
     }
 
     /// Logits of packed rows (see [`Llama::forward_hidden_packed`]).
@@ -125,17 +173,7 @@ impl Llama {
     pub fn projections(&self) -> Vec<(String, &Projection)> {
         let mut out = Vec::new();
         for (i, b) in self.layers.iter().enumerate() {
-            let a = &b.self_attn;
-            let m = &b.mlp;
-            for (name, p) in [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &m.gate_proj),
-                ("mlp.up_proj", &m.up_proj),
-                ("mlp.down_proj", &m.down_proj),
-            ] {
+            for (name, p) in b.projections() {
                 out.push((format!("model.layers.{i}.{name}"), p));
             }
         }

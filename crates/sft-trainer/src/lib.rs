@@ -17,6 +17,7 @@ pub mod loss;
 pub mod memory;
 pub mod optim;
 pub mod parallel;
+pub mod recompute;
 pub mod schedule;
 pub mod trainer;
 

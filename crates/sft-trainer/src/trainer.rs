@@ -1,9 +1,12 @@
 //! The SFT loop: micro-batches → loss → backward → accumulated LoRA gradients → global-norm
 //! clip → AdamW → schedule; with logging, evaluation and checkpoints.
 //!
+//! With `gradient_checkpointing` (the default, as in HF's recipes) each decoder block is
+//! recomputed in the backward ([`crate::recompute`]).
+//!
 //! Determinism: the data order of epoch `e` is a function of `(seed, e)`, the adapter init of
-//! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` (the device RNG is
-//! re-seeded before each micro-batch that draws dropout masks; it is process-wide, so a lock
+//! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` (and of the block, with
+//! recomputation) (the device RNG is re-seeded before each micro-batch that draws dropout masks; it is process-wide, so a lock
 //! makes the steps of concurrent runs in one process — and the dropout forwards of thread
 //! ranks — take turns, and nothing re-seeds it outside that lock). A run resumed from a checkpoint therefore
 //! repeats the uninterrupted run's computation exactly.
@@ -24,6 +27,7 @@ use crate::data::{Batch, Example, collate, epoch_batches};
 use crate::loss::{causal_lm_loss, causal_lm_loss_sum};
 use crate::optim::{AdamW, AdamWConfig, clip_coefficient};
 use crate::parallel::{Collective, SingleRank};
+use crate::recompute::{self, BlockSeeds, NoDraws, Reseed};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
 
@@ -89,7 +93,7 @@ pub struct Trainer {
 static STEP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A stable seed for `(run seed, a, b)`.
-fn mix(seed: u64, a: u64, b: u64) -> u64 {
+pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
     let mut x = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
@@ -102,7 +106,7 @@ fn logits(model: &Llama, ids: Tensor<2, Int>, batch: &Batch) -> Tensor<3> {
 }
 
 fn trainable(model: &Llama) -> Vec<Tensor<2>> {
-    model.projections().into_iter().filter_map(|(_, p)| p.lora.as_ref()).flat_map(|l| [l.a.val(), l.b.val()]).collect()
+    (0..model.layers.len()).flat_map(|i| crate::recompute::block_trainable(model, i)).collect()
 }
 
 fn set_trainable(model: &mut Llama, values: Vec<Tensor<2>>) {
@@ -302,26 +306,42 @@ impl Trainer {
         for (micro, (batch, _)) in batches.iter().enumerate() {
             tokens += batch.num_tokens;
             let (ids, labels) = self.tensors(batch, &self.device);
-            let logits = if dropout {
-                // Thread ranks share the process-wide RNG with each other (and with a rank
-                // drawing its adapter init): re-seed and draw under the lock.
-                let _draws = (world > 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-                let stream = (micro * world + self.collective.rank()) as u64;
-                self.device.seed(mix(self.state.seed, self.state.step as u64 + 1, stream));
-                logits(&self.model, ids, batch)
+            let stream = (micro * world + self.collective.rank()) as u64;
+            let seed = mix(self.state.seed, self.state.step as u64 + 1, stream);
+            let step = self.state.step + 1;
+            let finite = |value: f32| if value.is_finite() { Ok(()) } else { Err(Error::NonFinite { step, loss: value as f64 }) };
+            let (value, micro_grads) = if self.setup.args.gradient_checkpointing {
+                // Both passes of every block draw dropout masks: thread ranks take turns for
+                // the whole micro-batch (the all-reduce comes after it).
+                let _draws = (dropout && world > 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                let positions = batch.packed.then_some(batch.position_ids.as_slice());
+                let seeds = BlockSeeds { device: &self.device, base: seed };
+                let seeds: &dyn Reseed = if dropout { &seeds } else { &NoDraws };
+                let r = recompute::loss_and_grads(&self.model, ids, labels, positions, step_tokens as f64, seeds, finite)?;
+                (r.loss, r.grads)
             } else {
-                // Nothing random: leave the RNG alone (another rank may be drawing from it).
-                logits(&self.model, ids, batch)
+                let logits = if dropout {
+                    // Thread ranks share the process-wide RNG with each other (and with a rank
+                    // drawing its adapter init): re-seed and draw under the lock.
+                    let _draws = (world > 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                    self.device.seed(seed);
+                    logits(&self.model, ids, batch)
+                } else {
+                    // Nothing random: leave the RNG alone (another rank may be drawing from it).
+                    logits(&self.model, ids, batch)
+                };
+                let loss = causal_lm_loss_sum(logits, labels).div_scalar(step_tokens as f64);
+                let value: f32 = loss.clone().into_scalar();
+                finite(value)?;
+                let grads = loss.backward();
+                let g: Result<Vec<Tensor<2>>> = params
+                    .iter()
+                    .map(|p| p.grad(&grads).ok_or_else(|| Error::Tensor("an adapter parameter received no gradient".into())))
+                    .collect();
+                (value, g?)
             };
-            let loss = causal_lm_loss_sum(logits, labels).div_scalar(step_tokens as f64);
-            let value: f32 = loss.clone().into_scalar();
-            if !value.is_finite() {
-                return Err(Error::NonFinite { step: self.state.step + 1, loss: value as f64 });
-            }
             loss_total += value as f64;
-            let grads = loss.backward();
-            for (sum, p) in sums.iter_mut().zip(&params) {
-                let g = p.grad(&grads).ok_or_else(|| Error::Tensor("an adapter parameter received no gradient".into()))?;
+            for (sum, g) in sums.iter_mut().zip(micro_grads) {
                 *sum = Some(match sum.take() {
                     Some(s) => s + g,
                     None => g,

@@ -86,7 +86,8 @@ pub struct Args {
     /// Keep AdamW states in host memory in the synthetic `train` run.
     #[arg(long)]
     pub paged: bool,
-    /// burn's balanced gradient checkpointing in the synthetic `train` run.
+    /// Layer recomputation (gradient checkpointing by decoder block) in the synthetic `train`
+    /// run, as the Python anchor does.
     #[arg(long)]
     pub checkpointing: bool,
     /// Profile the timed steps of `train`/`decode` on `--shape` (CUDA): kernel launches and

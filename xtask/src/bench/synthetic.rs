@@ -29,7 +29,7 @@ pub struct TrainRun<'a> {
     pub warmup: usize,
     /// Timed steps.
     pub steps: usize,
-    /// burn's balanced gradient checkpointing (memory-bound ops recomputed in the backward pass).
+    /// Layer recomputation (each decoder block recomputed in the backward).
     pub checkpointing: bool,
     /// Keep AdamW states in host memory.
     pub paged: bool,
@@ -76,7 +76,6 @@ fn train_rank(
     collective: Option<Box<dyn sft_trainer::parallel::Collective>>,
 ) -> Result<serde_json::Value> {
     let device = run.backend.device_at(rank)?.autodiff();
-    let device = if run.checkpointing { device.gradient_checkpointing() } else { device };
     let config = LlamaConfig::from_hf_file(run.model_dir.join("config.json"))?;
     let t0 = Instant::now();
     let source = weights::open(run.model_dir)?;
@@ -103,6 +102,7 @@ fn train_rank(
             save_steps: total + 1,
             eval_steps: Some(total + 1),
             bf16: true,
+            gradient_checkpointing: run.checkpointing,
             ..TrainingArgs::default()
         },
         lora: LoraConfig { target_modules: TargetModules::parse(run.targets)?, ..LoraConfig::default() },

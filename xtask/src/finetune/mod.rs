@@ -60,9 +60,6 @@ pub fn run(args: Args) -> Result<()> {
 
     // 1–3. Device, quantization, model.
     let backend = cfg.run.backend;
-    // `training.gradient_checkpointing` is not applied: burn's op-level (balanced) checkpointing
-    // measured more memory and no speed gain on the 8B shape (docs/benchmarks.md), and layer
-    // recomputation is not implemented yet.
     let device = backend.device()?.autodiff();
     let reference = assets::resolve(&cfg.model.name)?.to_string_lossy().into_owned();
     let mut open = OpenOptions::new(&device);

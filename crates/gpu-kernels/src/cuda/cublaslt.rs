@@ -129,7 +129,7 @@ struct DeviceState {
     handle: ltsys::cublasLtHandle_t,
     /// One workspace per stream (keyed by the stream's address).
     workspaces: HashMap<u64, dsys::CUdeviceptr>,
-    algos: HashMap<AlgoKey, ltsys::cublasLtMatmulAlgo_t>,
+    plans: HashMap<AlgoKey, Plan>,
 }
 
 /// Where a GEMM is enqueued.
@@ -184,7 +184,7 @@ impl DeviceState {
         unsafe { drv::ctx::set_current(ctx) }.map_err(drv_err("cuCtxSetCurrent"))?;
         let stream = drv::stream::create(drv::stream::StreamKind::NonBlocking).map_err(drv_err("cuStreamCreate"))?;
         let handle = lt::create_handle().map_err(lt_err("cublasLtCreate"))?;
-        Ok(Self { ctx, stream, handle, workspaces: HashMap::new(), algos: HashMap::new() })
+        Ok(Self { ctx, stream, handle, workspaces: HashMap::new(), plans: HashMap::new() })
     }
 
     /// The workspace of `stream` (allocated on first use, kept for the process).
@@ -250,19 +250,18 @@ impl Drop for Pref {
     }
 }
 
-/// Enqueues the GEMM on device `ordinal`, on `queue`.
-///
-/// # Safety
-/// The three pointers must address live device allocations of that device's primary context,
-/// large enough for the shapes in `call`, and nothing may write `a`/`b` or touch `c` until the
-/// GEMM has finished: `Queue::Own { wait: true }`, [`synchronize`], or stream order on the
-/// named stream. A named stream must be a live stream of the primary context.
-pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> {
-    let (m, n, k) = call.dims()?;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    with_device(ordinal, |state| {
+/// A product's cuBLASLt descriptors and chosen algorithm, made once per [`AlgoKey`] (creating
+/// and destroying them per call cost host time on the device's runner thread).
+struct Plan {
+    desc: Desc,
+    layouts: Layouts,
+    algo: ltsys::cublasLtMatmulAlgo_t,
+}
+
+impl Plan {
+    fn new(handle: ltsys::cublasLtHandle_t, call: &GemmCall, key: &AlgoKey) -> Result<Self> {
+        let (m, n) = (key.m, key.n);
+        let align = key.align;
         let dt = call.dtype.cuda();
         let desc = Desc(
             lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
@@ -311,59 +310,73 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> 
             }
         }
 
-        let align = [alignment(call.b.ptr), alignment(call.a.ptr), alignment(call.c)];
-        let key = AlgoKey {
-            m,
-            n,
-            k,
-            lda: call.a.ld,
-            ldb: call.b.ld,
-            ta: call.transpose_a,
-            tb: call.transpose_b,
-            dtype: call.dtype,
-            align,
-            batch: call.batch,
-            strides: [call.stride_a, call.stride_b],
-        };
-        let algo = match state.algos.get(&key) {
-            Some(a) => *a,
-            None => {
-                let pref = Pref(lt::create_matmul_pref().map_err(lt_err("cublasLtMatmulPreferenceCreate"))?);
-                let ws = WORKSPACE_BYTES as u64;
-                let set_pref = |attr, v: *const c_void, size| {
-                    // SAFETY: `pref` is live and the value has the attribute's size.
-                    unsafe { lt::set_matmul_pref_attribute(pref.0, attr, v, size) }.map_err(lt_err("cublasLtMatmulPreferenceSetAttribute"))
-                };
-                set_pref(
-                    ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                    (&ws as *const u64).cast(),
-                    8,
-                )?;
-                // Split-K partial sums in f32 only: the in-place and output-type schemes add
-                // partials in bf16/f16 (seen on the H200: one bf16 ulp of a partial sum, 0.11 at
-                // rms 22, on a 300×512×136 product).
-                let reduction = ltsys::cublasLtReductionScheme_t::CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE as u32;
-                set_pref(
-                    ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
-                    (&reduction as *const u32).cast(),
-                    4,
-                )?;
-                for (attr, a) in [
-                    (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0]),
-                    (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1]),
-                    (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2]),
-                    (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align[2]),
-                ] {
-                    set_pref(attr, (a as *const u32).cast(), 4)?;
-                }
-                // SAFETY: all descriptors are live.
-                let heuristic = unsafe { lt::get_matmul_algo_heuristic(state.handle, desc.0, lb, la, lc, lc, pref.0) }
-                    .map_err(lt_err("cublasLtMatmulAlgoGetHeuristic"))?;
-                state.algos.insert(key, heuristic.algo);
-                heuristic.algo
+        let algo = {
+            let pref = Pref(lt::create_matmul_pref().map_err(lt_err("cublasLtMatmulPreferenceCreate"))?);
+            let ws = WORKSPACE_BYTES as u64;
+            let set_pref = |attr, v: *const c_void, size| {
+                // SAFETY: `pref` is live and the value has the attribute's size.
+                unsafe { lt::set_matmul_pref_attribute(pref.0, attr, v, size) }.map_err(lt_err("cublasLtMatmulPreferenceSetAttribute"))
+            };
+            set_pref(ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, (&ws as *const u64).cast(), 8)?;
+            // Split-K partial sums in f32 only: the in-place and output-type schemes add
+            // partials in bf16/f16 (seen on the H200: one bf16 ulp of a partial sum, 0.11 at
+            // rms 22, on a 300×512×136 product).
+            let reduction = ltsys::cublasLtReductionScheme_t::CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE as u32;
+            set_pref(
+                ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                (&reduction as *const u32).cast(),
+                4,
+            )?;
+            for (attr, a) in [
+                (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0]),
+                (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1]),
+                (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2]),
+                (ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align[2]),
+            ] {
+                set_pref(attr, (a as *const u32).cast(), 4)?;
             }
+            // SAFETY: all descriptors are live.
+            let heuristic = unsafe { lt::get_matmul_algo_heuristic(handle, desc.0, lb, la, lc, lc, pref.0) }
+                .map_err(lt_err("cublasLtMatmulAlgoGetHeuristic"))?;
+            heuristic.algo
         };
+        Ok(Self { desc, layouts, algo })
+    }
+}
 
+/// Enqueues the GEMM on device `ordinal`, on `queue`.
+///
+/// # Safety
+/// The three pointers must address live device allocations of that device's primary context,
+/// large enough for the shapes in `call`, and nothing may write `a`/`b` or touch `c` until the
+/// GEMM has finished: `Queue::Own { wait: true }`, [`synchronize`], or stream order on the
+/// named stream. A named stream must be a live stream of the primary context.
+pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> {
+    let (m, n, k) = call.dims()?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let align = [alignment(call.b.ptr), alignment(call.a.ptr), alignment(call.c)];
+    let key = AlgoKey {
+        m,
+        n,
+        k,
+        lda: call.a.ld,
+        ldb: call.b.ld,
+        ta: call.transpose_a,
+        tb: call.transpose_b,
+        dtype: call.dtype,
+        align,
+        batch: call.batch,
+        strides: [call.stride_a, call.stride_b],
+    };
+    with_device(ordinal, |state| {
+        if !state.plans.contains_key(&key) {
+            let plan = Plan::new(state.handle, call, &key)?;
+            state.plans.insert(key, plan);
+        }
+        let plan = &state.plans[&key];
+        let (desc, [lb, la, lc], algo) = (plan.desc.0, [plan.layouts.items[0], plan.layouts.items[1], plan.layouts.items[2]], plan.algo);
         let stream = match queue {
             Queue::Own { .. } => state.stream,
             Queue::Stream(s) => s as dsys::CUstream,
@@ -375,7 +388,7 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> 
         unsafe {
             lt::matmul(
                 state.handle,
-                desc.0,
+                desc,
                 (&alpha as *const f32).cast(),
                 (&beta as *const f32).cast(),
                 call.b.ptr as *const c_void,

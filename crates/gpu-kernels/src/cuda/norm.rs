@@ -1,6 +1,8 @@
 //! RMSNorm kernels (CubeCL): one plane (warp of 32) per row, 8 rows per cube. Each lane strides
 //! over the row (coalesced), the plane sums its partials, and the lanes make a second pass to
-//! write. Formulas in [`crate::norm`].
+//! write. Few rows (decoding: one) would leave most of the GPU idle and each lane walking its
+//! row alone, so up to [`WIDE_ROWS`] rows the forward gives each row a whole cube of 8 planes,
+//! summed through shared memory. Formulas in [`crate::norm`].
 
 use super::interop::contiguous;
 use burn::tensor::DType;
@@ -9,6 +11,44 @@ use cubecl::prelude::*;
 
 const LANES: usize = 32;
 const ROWS_PER_CUBE: usize = 8;
+/// Up to this many rows, the forward runs one row per cube ([`rms_norm_wide_kernel`]).
+const WIDE_ROWS: usize = 64;
+/// Planes per row in the wide kernel.
+const PLANES: usize = 8;
+
+#[cube(launch_unchecked)]
+fn rms_norm_wide_kernel<F: Float>(x: &[F], w: &[F], y: &mut [F], d: usize, rounds: usize, eps: f32) {
+    let base = CUBE_POS_X as usize * d;
+    let unit = UNIT_POS_Y as usize * 32 + UNIT_POS_X as usize;
+    let stride = comptime![PLANES * LANES];
+    let mut acc = 0.0f32;
+    for k in 0..rounds {
+        let i = unit + k * stride;
+        if i < d {
+            let v = f32::cast_from(x[base + i]);
+            acc += v * v;
+        }
+    }
+    let mut partial = Shared::<[f32]>::new_slice(PLANES);
+    let plane = plane_sum(acc);
+    if UNIT_POS_X == 0 {
+        partial[UNIT_POS_Y as usize] = plane;
+    }
+    sync_cube();
+    let mut total = 0.0f32;
+    #[unroll]
+    for p in 0..PLANES {
+        total += partial[p];
+    }
+    let r = 1.0f32 / (total / f32::cast_from(d) + eps).sqrt();
+    for k in 0..rounds {
+        let i = unit + k * stride;
+        if i < d {
+            let normed = F::cast_from(f32::cast_from(x[base + i]) * r);
+            y[base + i] = normed * w[i];
+        }
+    }
+}
 
 #[cube(launch_unchecked)]
 fn rms_norm_kernel<F: Float>(x: &[F], w: &[F], y: &mut [F], rows: usize, d: usize, rounds: usize, eps: f32) {
@@ -89,13 +129,26 @@ pub(crate) fn rms_norm(x: CubeTensor, w: CubeTensor, g: Option<CubeTensor>, eps:
     let cube_dim = CubeDim::new_2d(LANES as u32, ROWS_PER_CUBE as u32);
     let count = CubeCount::Static(rows.div_ceil(ROWS_PER_CUBE) as u32, 1, 1);
     let rounds = d.div_ceil(LANES);
+    let wide = g.is_none() && rows <= WIDE_ROWS;
     let arg = |t: &CubeTensor, len| unsafe { BufferArg::from_raw_parts(t.handle.clone(), len) };
     macro_rules! launch {
         ($f:ty) => {
             // SAFETY: x, g and the output hold rows·d contiguous elements, w holds d; every read
-            // and write is guarded by `i < d` within a row below `rows`.
+            // and write is guarded by `i < d` within a row below `rows` (the wide kernel runs
+            // exactly `rows` cubes).
             unsafe {
                 match &g {
+                    None if wide => rms_norm_wide_kernel::launch_unchecked::<$f>(
+                        &client,
+                        CubeCount::Static(rows as u32, 1, 1),
+                        CubeDim::new_2d(LANES as u32, PLANES as u32),
+                        arg(&x, n),
+                        arg(&w, d),
+                        BufferArg::from_raw_parts(out, n),
+                        d,
+                        d.div_ceil(LANES * PLANES),
+                        eps as f32,
+                    ),
                     None => rms_norm_kernel::launch_unchecked::<$f>(
                         &client,
                         count,

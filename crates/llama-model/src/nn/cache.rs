@@ -1,35 +1,68 @@
 //! The explicit key/value cache of autoregressive decoding.
+//!
+//! Each layer keeps two buffers `[batch, kv_heads, capacity, head_dim]` and writes each new
+//! position in place; the first `len` positions are valid. Capacity grows by doubling (at least
+//! [`MIN_CAPACITY`]), so a token costs one small write per buffer instead of a copy of the
+//! whole cache (which concatenation would make).
 
 use burn::tensor::Tensor;
+
+/// The smallest capacity a buffer is allocated with.
+pub const MIN_CAPACITY: usize = 256;
 
 /// Keys and values of one layer for the positions seen so far.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
-    /// `[batch, kv_heads, len, head_dim]` after RoPE.
-    pub keys: Option<Tensor<4>>,
-    /// `[batch, kv_heads, len, head_dim]`.
-    pub values: Option<Tensor<4>>,
+    /// `[batch, kv_heads, capacity, head_dim]` after RoPE.
+    keys: Option<Tensor<4>>,
+    /// `[batch, kv_heads, capacity, head_dim]`.
+    values: Option<Tensor<4>>,
+    /// Valid positions.
+    len: usize,
 }
 
 impl LayerCache {
-    /// Appends new keys/values along the sequence axis and returns the full tensors.
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends new keys/values along the sequence axis and returns views of the valid ones.
     ///
     /// # Shapes
     /// - k, v: `[batch, kv_heads, new, head_dim]`
     /// - output: `[batch, kv_heads, len + new, head_dim]` each
     pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let k = match self.keys.take() {
-            Some(prev) => Tensor::cat(vec![prev, k], 2),
-            None => k,
-        };
-        let v = match self.values.take() {
-            Some(prev) => Tensor::cat(vec![prev, v], 2),
-            None => v,
-        };
-        self.keys = Some(k.clone());
-        self.values = Some(v.clone());
-        (k, v)
+        let end = self.len + k.dims()[2];
+        let keys = write(self.keys.take(), self.len, end, k);
+        let values = write(self.values.take(), self.len, end, v);
+        self.len = end;
+        self.keys = Some(keys.clone());
+        self.values = Some(values.clone());
+        (keys.narrow(2, 0, end), values.narrow(2, 0, end))
     }
+}
+
+/// `new` written at positions `start..end` of `buffer`, grown first when too short.
+fn write(buffer: Option<Tensor<4>>, start: usize, end: usize, new: Tensor<4>) -> Tensor<4> {
+    let [b, h, _, d] = new.dims();
+    let buffer = match buffer {
+        Some(buf) if buf.dims()[2] >= end => buf,
+        old => {
+            let capacity = end.next_power_of_two().max(MIN_CAPACITY);
+            let grown = Tensor::<4>::zeros([b, h, capacity, d], (&new.device(), new.dtype()));
+            match old {
+                Some(old) if start > 0 => grown.slice_assign([0..b, 0..h, 0..start, 0..d], old.narrow(2, 0, start)),
+                _ => grown,
+            }
+        }
+    };
+    buffer.slice_assign([0..b, 0..h, start..end, 0..d], new)
 }
 
 /// The cache of a whole model: one [`LayerCache`] per block and the number of positions seen.
@@ -52,5 +85,33 @@ impl KvCache {
     /// Forgets everything.
     pub fn clear(&mut self) {
         *self = Self::new(self.layers.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn appends_match_concatenation_across_growth() {
+        let device = Device::flex();
+        let mut cache = LayerCache::default();
+        let mut all_k: Option<Tensor<4>> = None;
+        // 250 + 1 + 1 + 300: fits, fits, grows past 256, grows past 512.
+        for (step, n) in [250usize, 1, 1, 300].into_iter().enumerate() {
+            let k = Tensor::<4>::random([1, 2, n, 4], Distribution::Normal(0.0, 1.0), &device);
+            let v = k.clone().mul_scalar(-2.0);
+            let (ck, cv) = cache.append(k.clone(), v);
+            all_k = Some(match all_k {
+                Some(prev) => Tensor::cat(vec![prev, k], 2),
+                None => k,
+            });
+            let want = all_k.clone().expect("keys");
+            assert_eq!(ck.dims(), want.dims(), "step {step}");
+            assert_eq!(cache.len(), want.dims()[2]);
+            ck.into_data().assert_eq(&want.clone().into_data(), true);
+            cv.into_data().assert_eq(&want.mul_scalar(-2.0).into_data(), true);
+        }
     }
 }

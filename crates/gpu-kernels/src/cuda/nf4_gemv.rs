@@ -3,9 +3,7 @@
 //! block, the layout of [`super::nf4`]), rounds each value to the compute dtype exactly as the
 //! dequantization kernel does, multiplies by `x` in f32 and accumulates; the plane sums. Reads
 //! half a byte per weight and writes nothing but `y` — the dense weight never exists — and runs
-//! on burn's stream, so decoding needs no host synchronization around its projections. The
-//! row length is a compile-time constant of each kernel (a handful of shapes per model), so the
-//! loop over a lane's words unrolls and their loads are all in flight at once.
+//! on burn's stream, so decoding needs no host synchronization around its projections.
 
 use super::interop::contiguous;
 use super::nf4::block_scale;
@@ -28,9 +26,10 @@ fn nf4_gemv_kernel<F: Float>(
     x: &[F],
     y: &mut [F],
     rows: usize,
+    words_per_row: usize,
+    rounds: usize,
     offset: f32,
     zero: u32,
-    #[comptime] words_per_row: usize,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
     #[comptime] double: bool,
@@ -41,8 +40,7 @@ fn nf4_gemv_kernel<F: Float>(
     }
     let lane = UNIT_POS_X as usize;
     let mut acc = 0.0f32;
-    #[unroll]
-    for k in 0..comptime![words_per_row.div_ceil(32)] {
+    for k in 0..rounds {
         let w = lane + k * 32;
         if w < words_per_row {
             let t = row * words_per_row + w;
@@ -96,6 +94,7 @@ pub(crate) fn nf4_gemv(
     }
     let cube_dim = CubeDim::new_2d(32, ROWS_PER_CUBE as u32);
     let count = CubeCount::Static(rows.div_ceil(ROWS_PER_CUBE) as u32, 1, 1);
+    let rounds = words_per_row.div_ceil(32);
     let len = |t: &CubeTensor| t.meta.num_elements();
     macro_rules! launch {
         ($f:ty) => {
@@ -114,9 +113,10 @@ pub(crate) fn nf4_gemv(
                     BufferArg::from_raw_parts(x.handle.clone(), cols),
                     BufferArg::from_raw_parts(out, rows),
                     rows,
+                    words_per_row,
+                    rounds,
                     meta.offset,
                     0u32,
-                    words_per_row,
                     meta.blocksize,
                     meta.nested_blocksize,
                     meta.double,

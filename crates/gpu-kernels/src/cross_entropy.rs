@@ -23,9 +23,9 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, ignore: i64) ->
     if crate::gemm::uses_extension(&logits.device()) {
         #[cfg(any(test, feature = "cuda"))]
         {
-            use crate::gemm::GemmBackend;
+            use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
-            return Tensor::from_dispatch(<Dispatch as GemmBackend>::cross_entropy(
+            return Tensor::from_dispatch(<Dispatch as KernelBackend>::cross_entropy(
                 logits.into_dispatch(),
                 targets.into_dispatch(),
                 ignore,

@@ -64,12 +64,12 @@ pub fn fused_dropout<const D: usize>(x: Tensor<D>, p: f64, scale: f64, dtype: DT
     }
     #[cfg(any(test, feature = "cuda"))]
     {
-        use crate::gemm::GemmBackend;
+        use crate::extension::KernelBackend;
         use burn::backend::Dispatch;
         let dims = x.dims();
         let n = x.shape().num_elements();
         let flat = x.reshape([n]);
-        let y: Tensor<1> = Tensor::from_dispatch(<Dispatch as GemmBackend>::dropout(flat.into_dispatch(), p, scale, next_seed(), dtype));
+        let y: Tensor<1> = Tensor::from_dispatch(<Dispatch as KernelBackend>::dropout(flat.into_dispatch(), p, scale, next_seed(), dtype));
         return Some(y.reshape(dims));
     }
     #[allow(unreachable_code)]

@@ -35,6 +35,8 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod dropout;
 mod error;
+#[cfg(any(test, feature = "cuda"))]
+pub mod extension;
 pub mod gemm;
 pub mod linear;
 pub mod nf4;

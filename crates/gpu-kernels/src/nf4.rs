@@ -43,7 +43,7 @@ pub(crate) enum DeviceScales {
     Double { codes: Tensor<1, Int>, nested_absmax: Tensor<1>, nested_code: Tensor<1>, nested_blocksize: usize, offset: f32 },
 }
 
-/// The layout of a packed weight, as the backend ops of [`crate::gemm::GemmBackend`] take it.
+/// The layout of a packed weight, as the backend ops of [`crate::extension::KernelBackend`] take it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Nf4Meta {
     /// Dense rows (`out` of a linear layer).
@@ -265,11 +265,11 @@ pub fn nf4_linear<const D: usize>(x: Tensor<D>, w: &PackedNf4) -> Tensor<D> {
     }
     #[cfg(any(test, feature = "cuda"))]
     {
-        use crate::gemm::GemmBackend;
+        use crate::extension::KernelBackend;
         use burn::backend::Dispatch;
         let rows: usize = dims[..D - 1].iter().product();
         let (packed, code, absmax, qcodes, nested_code, meta) = w.parts(dtype);
-        let y = <Dispatch as GemmBackend>::nf4_linear(
+        let y = <Dispatch as KernelBackend>::nf4_linear(
             x.reshape([rows, inp]).into_dispatch(),
             packed.into_dispatch(),
             code.into_dispatch(),

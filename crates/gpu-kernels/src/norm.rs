@@ -26,12 +26,12 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, w: Tensor<1>, eps: f64) -> Tensor<
     if crate::gemm::uses_extension(&x.device()) && !w.is_require_grad() {
         #[cfg(any(test, feature = "cuda"))]
         {
-            use crate::gemm::GemmBackend;
+            use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
             let rows = dims[..D - 1].iter().product::<usize>();
             let w = if w.dtype() == x.dtype() { w } else { w.cast(x.dtype()) };
             let x2 = x.reshape([rows, d]);
-            let y: Tensor<2> = Tensor::from_dispatch(<Dispatch as GemmBackend>::rms_norm(x2.into_dispatch(), w.into_dispatch(), eps));
+            let y: Tensor<2> = Tensor::from_dispatch(<Dispatch as KernelBackend>::rms_norm(x2.into_dispatch(), w.into_dispatch(), eps));
             return y.reshape(dims);
         }
     }

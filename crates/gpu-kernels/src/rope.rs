@@ -23,10 +23,10 @@ pub fn rope_heads(x: Tensor<4>, cos: Tensor<3>, sin: Tensor<3>) -> Tensor<4> {
     if crate::gemm::uses_extension(&x.device()) && !cos.is_require_grad() && !sin.is_require_grad() {
         #[cfg(any(test, feature = "cuda"))]
         {
-            use crate::gemm::GemmBackend;
+            use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
             let (cos, sin) = if cos.dtype() == x.dtype() { (cos, sin) } else { (cos.cast(x.dtype()), sin.cast(x.dtype())) };
-            return Tensor::from_dispatch(<Dispatch as GemmBackend>::rope(
+            return Tensor::from_dispatch(<Dispatch as KernelBackend>::rope(
                 x.into_dispatch(),
                 cos.into_dispatch(),
                 sin.into_dispatch(),

@@ -17,9 +17,9 @@ pub fn scaled_softmax(scores: Tensor<3>, scale: f64, causal: bool) -> Tensor<3> 
     if crate::gemm::uses_extension(&scores.device()) {
         #[cfg(any(test, feature = "cuda"))]
         {
-            use crate::gemm::GemmBackend;
+            use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
-            return Tensor::from_dispatch(<Dispatch as GemmBackend>::scaled_softmax(scores.into_dispatch(), scale, causal));
+            return Tensor::from_dispatch(<Dispatch as KernelBackend>::scaled_softmax(scores.into_dispatch(), scale, causal));
         }
     }
     portable_scaled_softmax(scores, scale, causal, None)

@@ -18,12 +18,12 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     if crate::gemm::uses_extension(&gate.device()) && gate.dtype() == up.dtype() {
         #[cfg(any(test, feature = "cuda"))]
         {
-            use crate::gemm::GemmBackend;
+            use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
             let dims = gate.dims();
             let n = dims.iter().product::<usize>();
             let (g, u) = (gate.reshape([n]), up.reshape([n]));
-            let h: Tensor<1> = Tensor::from_dispatch(<Dispatch as GemmBackend>::swiglu(g.into_dispatch(), u.into_dispatch()));
+            let h: Tensor<1> = Tensor::from_dispatch(<Dispatch as KernelBackend>::swiglu(g.into_dispatch(), u.into_dispatch()));
             return h.reshape(dims);
         }
     }

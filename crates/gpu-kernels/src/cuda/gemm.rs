@@ -1,4 +1,4 @@
-//! [`GemmBackend`] on burn's CubeCL backend: cuBLASLt for 2-D bf16/f16/f32 operands.
+//! [`KernelBackend`] on burn's CubeCL backend: cuBLASLt for 2-D bf16/f16/f32 operands.
 
 use burn::backend::DType;
 use burn::tensor::Shape;
@@ -10,10 +10,11 @@ use super::cublaslt::{self, GemmCall, GemmDType, Operand, Queue};
 use super::interop::{cuda_ordinal, pin, wait_for_burn};
 use super::stream::{self, CudaServer};
 use crate::error::Result;
-use crate::gemm::{GemmBackend, reference_gemm};
+use crate::extension::KernelBackend;
+use crate::gemm::reference_gemm;
 use crate::nf4::{Nf4Meta, PackedNf4, nf4_dequantize};
 
-impl GemmBackend for CubeBackend {
+impl KernelBackend for CubeBackend {
     fn gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool) -> CubeTensor {
         match cublas_gemm(a.clone(), b.clone(), transpose_a, transpose_b) {
             Ok(Some(out)) => out,

@@ -55,11 +55,12 @@ pub fn drop_threshold(p: f64) -> u32 {
 /// autodiff CUDA device (training) and `0 < p < 1`; otherwise `None` (the caller uses burn's
 /// `Dropout`).
 pub fn fused_dropout<const D: usize>(x: Tensor<D>, p: f64, scale: f64, dtype: DType) -> Option<Tensor<D>> {
-    if !(p > 0.0 && p < 1.0)
-        || !x.device().is_autodiff()
-        || !crate::gemm::uses_extension(&x.device())
-        || x.shape().num_elements() >= u32::MAX as usize
-    {
+    let fused = p > 0.0
+        && p < 1.0
+        && x.device().is_autodiff()
+        && crate::gemm::uses_extension(&x.device())
+        && x.shape().num_elements() < u32::MAX as usize;
+    if !fused {
         return None;
     }
     #[cfg(any(test, feature = "cuda"))]

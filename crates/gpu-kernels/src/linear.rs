@@ -38,6 +38,27 @@ pub fn linear<const D: usize>(x: Tensor<D>, w_out_in: Tensor<2>) -> Tensor<D> {
     y.reshape(out_dims)
 }
 
+/// Rows below which the portable path computes `(W · xᵀ)ᵀ`: CPU GEMMs then read `W` in its
+/// stored `[out, in]` layout instead of copying a transposed `W` on every call (decode).
+const SMALL_ROWS: usize = 64;
+
+/// `y = x · Wᵀ` with burn's own ops, choosing the operand order that avoids copying `W`.
+///
+/// # Shapes
+/// - x: `[..., in]`, w: `[out, in]` → `[..., out]`
+pub fn portable_linear<const D: usize>(x: Tensor<D>, w_out_in: Tensor<2>) -> Tensor<D> {
+    let dims = x.dims();
+    let [out, inp] = w_out_in.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    if rows >= SMALL_ROWS {
+        return burn::tensor::module::linear(x, w_out_in.transpose(), None);
+    }
+    let y = w_out_in.matmul(x.reshape([rows, inp]).transpose()).transpose();
+    let mut out_dims = dims;
+    out_dims[D - 1] = out;
+    y.reshape(out_dims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,25 +92,4 @@ mod tests {
         let w = Tensor::<2>::random([6, 4], Distribution::Default, &device);
         assert_eq!(linear(x, w).dims(), [6]);
     }
-}
-
-/// Rows below which the portable path computes `(W · xᵀ)ᵀ`: CPU GEMMs then read `W` in its
-/// stored `[out, in]` layout instead of copying a transposed `W` on every call (decode).
-const SMALL_ROWS: usize = 64;
-
-/// `y = x · Wᵀ` with burn's own ops, choosing the operand order that avoids copying `W`.
-///
-/// # Shapes
-/// - x: `[..., in]`, w: `[out, in]` → `[..., out]`
-pub fn portable_linear<const D: usize>(x: Tensor<D>, w_out_in: Tensor<2>) -> Tensor<D> {
-    let dims = x.dims();
-    let [out, inp] = w_out_in.dims();
-    let rows: usize = dims[..D - 1].iter().product();
-    if rows >= SMALL_ROWS {
-        return burn::tensor::module::linear(x, w_out_in.transpose(), None);
-    }
-    let y = w_out_in.matmul(x.reshape([rows, inp]).transpose()).transpose();
-    let mut out_dims = dims;
-    out_dims[D - 1] = out;
-    y.reshape(out_dims)
 }

@@ -60,8 +60,8 @@ impl Reseed for BlockSeeds<'_> {
     }
 }
 
-/// The adapter factors of block `i` (or of the whole model), tracked, in [`Llama::projections`]
-/// order.
+/// The adapter factors of block `block`, tracked, in [`Llama::projections`] order (`a` then `b`
+/// of each adapted projection).
 pub fn block_trainable(model: &Llama, block: usize) -> Vec<Tensor<2>> {
     model.layers[block].projections().into_iter().filter_map(|(_, p)| p.lora.as_ref()).flat_map(|l| [l.a.val(), l.b.val()]).collect()
 }

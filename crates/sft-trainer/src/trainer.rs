@@ -5,11 +5,12 @@
 //! recomputed in the backward ([`crate::recompute`]).
 //!
 //! Determinism: the data order of epoch `e` is a function of `(seed, e)`, the adapter init of
-//! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` (and of the block, with
-//! recomputation) (the device RNG is re-seeded before each micro-batch that draws dropout masks; it is process-wide, so a lock
-//! makes the steps of concurrent runs in one process — and the dropout forwards of thread
-//! ranks — take turns, and nothing re-seeds it outside that lock). A run resumed from a checkpoint therefore
-//! repeats the uninterrupted run's computation exactly.
+//! `seed`, and dropout at step `t`, micro-batch `k` of `(seed, t, k)` — and of the block `i`,
+//! `(seed, t, k, i)`, with recomputation. The device RNG is re-seeded before each micro-batch
+//! (or block) that draws dropout masks; it is process-wide, so a lock makes the steps of
+//! concurrent runs in one process — and the dropout forwards of thread ranks — take turns, and
+//! nothing re-seeds it outside that lock. A run resumed from a checkpoint therefore repeats the
+//! uninterrupted run's computation exactly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -9,9 +9,9 @@
 //! - the server's `Debug` text, which names each pool slot's handle (`server_debug`).
 //!
 //! The handle read from the text is used only after a check that no other stream passes: with
-//! burn's queue drained, the candidate is made to wait on a device flag (`cuStreamWaitValue32`),
-//! and burn's own sync of this thread's stream must then still be blocked 100 ms later, until the
-//! flag is written. Once per thread and device. When any step fails, or with
+//! burn's queue drained, the candidate is made to wait on a flag in mapped host memory
+//! (`cuStreamWaitValue32`), and burn's own sync of this thread's stream must then still be
+//! blocked 100 ms later, when a plain host store releases the flag. Once per thread and device. When any step fails, or with
 //! `KINDLING_GEMM_SYNC=1`, the thread stays on the host-synchronized path (`interop`) and a
 //! warning says why once.
 //!
@@ -143,7 +143,7 @@ fn find_stream(handle: &DeviceHandle<CudaServer>, device: &CubeDevice, ordinal: 
     if status != dsys::CUresult::CUDA_SUCCESS || stream_ctx != ctx {
         return Err(format!("handle {raw:#x} is not a stream of the device's primary context ({status:?})"));
     }
-    let blocked = blocks_burns_sync(device, stream, ctx)?;
+    let blocked = blocks_burns_sync(device, stream)?;
     trace(&format!("candidate {raw:#x} blocked burn's sync: {blocked}"));
     if !blocked {
         return Err(format!("handle {raw:#x} is a stream, but not the one burn syncs on this thread"));
@@ -168,7 +168,7 @@ static FLAGS: Mutex<Option<FlagPage>> = Mutex::new(None);
 /// Makes `stream` wait on a mapped host flag and reports whether burn's sync of this thread's
 /// stream was still blocked when the flag was released 100 ms later (always released). Checks
 /// run one at a time.
-fn blocks_burns_sync(device: &CubeDevice, stream: RawStream, _ctx: dsys::CUcontext) -> std::result::Result<bool, String> {
+fn blocks_burns_sync(device: &CubeDevice, stream: RawStream) -> std::result::Result<bool, String> {
     let mut page = FLAGS.lock().map_err(|_| "the flag lock is poisoned".to_string())?;
     if page.is_none() {
         const PORTABLE_DEVICEMAP: u32 = 0x01 | 0x02;

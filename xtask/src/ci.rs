@@ -22,6 +22,9 @@ pub struct Args {
     pub no_cuda_check: bool,
 }
 
+/// Free space a clean build and its tests need on the target folder's disk (they fill ≈ 5 GiB).
+const MIN_FREE_GIB: f64 = 8.0;
+
 /// Mesa's software Vulkan driver (Debian's `mesa-vulkan-drivers`).
 const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
 
@@ -40,10 +43,33 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// GiB free on the filesystem holding `path` (`df -Pk`), if `df` answers.
+fn free_gib(path: &Path) -> Option<f64> {
+    let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let kib: f64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib / (1024.0 * 1024.0))
+}
+
+/// Fails early, and says why, when the build would fill the disk (the linker then dies with a
+/// bus error minutes later).
+fn check_disk(root: &Path) -> Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let probe = if target.exists() { target } else { root.to_path_buf() };
+    match free_gib(&probe) {
+        Some(free) if free < MIN_FREE_GIB => bail!(
+            "only {free:.1} GiB free on the disk holding {}: a clean build and its tests need ≈ {MIN_FREE_GIB} GiB; free some space or point CARGO_TARGET_DIR at a roomier disk",
+            probe.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the CI steps.
 pub fn run(args: Args) -> Result<()> {
     let root = workspace_root();
     let total = Instant::now();
+    check_disk(&root)?;
     step("cargo fmt --check", Command::new("cargo").args(["fmt", "--all", "--", "--check"]).current_dir(&root))?;
     if !args.no_fetch {
         step("fetch assets", Command::new(root.join("scripts/fetch-assets.sh")).current_dir(&root))?;
@@ -102,4 +128,15 @@ pub fn run(args: Args) -> Result<()> {
 
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_is_read_off_df() {
+        let free = free_gib(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("df answers for the workspace");
+        assert!(free > 0.0 && free < 1e6, "{free} GiB");
+    }
 }

@@ -1,17 +1,23 @@
-//! Scaled dot-product attention from two batched GEMMs and a softmax, so that on CUDA it runs on
-//! cuBLASLt (through [`bmm`]) and one softmax kernel each way ([`crate::softmax`]).
+//! Scaled dot-product attention from batched GEMMs and a softmax, so that on CUDA it runs on
+//! cuBLASLt and one softmax kernel each way ([`crate::softmax`]).
 //!
 //! `o = softmax(q·kᵀ/√d + M) · v` per batch entry and head, with `M` the causal mask aligned at
 //! the bottom-right corner (query `i` of `s` sees keys `j ≤ i + (t − s)` of `t`), so it also holds
 //! for new queries appended to `t − s` cached positions. The softmax runs in f32 whatever the
 //! operands' dtype (as HF's eager attention does); the probabilities are cast back before the
-//! second product. An explicit boolean mask (`true` = hidden) replaces or adds to the causal one,
-//! e.g. the block-diagonal causal mask of packed sequences. The `[b·h, s, t]` score matrix is
-//! materialized (no flash tiling).
+//! second product.
+//!
+//! Without an explicit mask the queries go in blocks ([`crate::attention_blocks`]): at most
+//! [`crate::attention_blocks::MAX_BLOCK_SCORES`] scores exist at a time, causal blocks skip the
+//! keys none of their rows sees, and under autodiff only `q`, `k`, `v` are kept — the backward
+//! recomputes each block's probabilities. An explicit boolean mask (`true` = hidden, e.g. the
+//! block-diagonal causal mask of packed sequences) takes the burn-ops path over the whole
+//! `[b·h, s, t]` score matrix.
 
 use burn::tensor::{Bool, Tensor};
 
-use crate::gemm::bmm;
+use crate::attention_blocks::query_block_rows;
+use crate::gemm::{bmm, uses_extension};
 
 /// Attention of `q` over `k`/`v` (one key/value head per query head; repeat grouped heads
 /// first), causal when `causal`, hiding what `mask` hides.
@@ -24,12 +30,40 @@ use crate::gemm::bmm;
 /// # Panics
 /// If the shapes disagree, or `causal` with `s > t`.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: Option<Tensor<4, Bool>>) -> Tensor<4> {
+    let [b, h, s, _] = q.dims();
+    let t = k.dims()[2];
+    attention_in_blocks(q, k, v, causal, mask, query_block_rows(b * h, s, t))
+}
+
+/// [`attention`] with `rows` queries per block (the mask, when given, takes the whole matrix).
+///
+/// # Panics
+/// As [`attention`].
+pub fn attention_in_blocks(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    causal: bool,
+    mask: Option<Tensor<4, Bool>>,
+    rows: usize,
+) -> Tensor<4> {
     let [b, h, s, d] = q.dims();
     let [kb, kh, t, kd] = k.dims();
     let [vb, vh, vt, dv] = v.dims();
     assert!((kb, kh, kd) == (b, h, d) && (vb, vh, vt) == (b, h, t), "attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
     assert!(!causal || s <= t, "attention: causal with {s} queries over {t} keys");
     let scale = 1.0 / (d as f64).sqrt();
+    if mask.is_none() && uses_extension(&q.device()) {
+        #[cfg(any(test, feature = "cuda"))]
+        {
+            use crate::extension::KernelBackend;
+            use burn::backend::Dispatch;
+            let flat = |x: Tensor<4>, len: usize, w: usize| x.reshape([b * h, len, w]).into_dispatch();
+            let o = <Dispatch as KernelBackend>::blocked_attention(flat(q, s, d), flat(k, t, d), flat(v, t, dv), scale, causal, rows);
+            return Tensor::<3>::from_dispatch(o).reshape([b, h, s, dv]);
+        }
+    }
+    let _ = rows;
     let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true);
     let probs = match mask {
         None => crate::softmax::scaled_softmax(scores, scale, causal),
@@ -84,6 +118,48 @@ mod tests {
             assert_eq!(got.dims(), [2, 3, s, 4]);
             got.into_data().assert_approx_eq::<f32>(&reference(q, k, v, causal).into_data(), Tolerance::rel_abs(1e-5, 1e-5));
         }
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_the_whole_matrix_output_and_gradients() {
+        let device = Device::flex().autodiff();
+        let plain = device.clone().without_autodiff();
+        // Square and cached (s < t) causal rows, plain rows; blocks of one row up to all of them.
+        for (s, t, causal, rows) in [(7, 7, true, 2), (7, 7, true, 3), (6, 6, true, 1), (4, 9, true, 3), (5, 8, false, 2), (6, 6, true, 6)]
+        {
+            let r = |len: usize, w: usize| Tensor::<4>::random([2, 3, len, w], Distribution::Normal(0.0, 1.0), &plain);
+            let (q0, k0, v0, w0) = (r(s, 8), r(t, 8), r(t, 5), r(s, 5));
+            let run = |blocked: bool| {
+                let lift = |x: &Tensor<4>| Tensor::<4>::from_data(x.to_data(), &device).require_grad();
+                let (q, k, v) = (lift(&q0), lift(&k0), lift(&v0));
+                let o = if blocked {
+                    attention_in_blocks(q.clone(), k.clone(), v.clone(), causal, None, rows)
+                } else {
+                    reference(q.clone(), k.clone(), v.clone(), causal)
+                };
+                let grads = (o.clone() * Tensor::from_data(w0.to_data(), &device)).sum().backward();
+                [
+                    o.into_data(),
+                    q.grad(&grads).expect("dq").into_data(),
+                    k.grad(&grads).expect("dk").into_data(),
+                    v.grad(&grads).expect("dv").into_data(),
+                ]
+            };
+            for (name, (got, want)) in ["o", "dq", "dk", "dv"].iter().zip(run(true).iter().zip(run(false).iter())) {
+                assert_eq!(got.shape(), want.shape(), "{name} for s {s}, t {t}, rows {rows}");
+                got.assert_approx_eq::<f32>(want, Tolerance::rel_abs(1e-4, 1e-5));
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_attention_gives_gradients_to_the_tracked_inputs_only() {
+        let device = Device::flex().autodiff();
+        let r = |len: usize| Tensor::<4>::random([1, 2, len, 4], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (r(5).require_grad(), r(5), r(5));
+        let grads = attention_in_blocks(q.clone(), k.clone(), v.clone(), true, None, 2).sum().backward();
+        assert!(q.grad(&grads).is_some());
+        assert!(k.grad(&grads).is_none() && v.grad(&grads).is_none());
     }
 
     #[test]

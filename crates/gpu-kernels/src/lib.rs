@@ -3,7 +3,9 @@
 //! - [`linear`] / [`gemm`]: `y = x · Wᵀ` and `op(A) · op(B)` on cuBLASLt (bf16 with f32
 //!   accumulation) on CUDA devices, with a hand-written backward that also runs on cuBLASLt;
 //!   [`bmm`] the same over a batch (strided-batched cuBLASLt).
-//! - [`attention`]: causal scaled dot-product attention from two [`bmm`]s and an f32 softmax.
+//! - [`attention`]: causal scaled dot-product attention from batched GEMMs and an f32 softmax,
+//!   over blocks of queries ([`attention_blocks`]) so that no whole score matrix is kept for
+//!   the backward, which recomputes each block.
 //! - [`nf4_dequantize`]: bitsandbytes-layout packed NF4/FP4 weights ([`PackedNf4`], optionally
 //!   double-quantized) to a dense weight, by one CubeCL kernel on CUDA.
 //! - [`nf4_linear`]: `x · Wᵀ` for a packed weight whose backward dequantizes again instead of
@@ -32,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod attention;
+pub mod attention_blocks;
 pub mod cross_entropy;
 pub mod dropout;
 mod error;

@@ -257,25 +257,29 @@ fn strided_batched_gemm_matches_an_f64_reference() {
 }
 
 #[test]
-fn attention_and_its_gradients_match_the_cpu() {
+fn attention_and_its_gradients_match_the_cpu_whole_and_in_blocks() {
     use burn::tensor::TensorData;
     let (gpu, cpu) = (cuda().autodiff(), Device::flex().autodiff());
     let shape = [2, 4, 24, 16];
     let plain = Device::flex();
     let draws: Vec<TensorData> = (0..4).map(|_| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &plain).into_data()).collect();
-    let run = |device: &Device| {
-        let lift = |d: &TensorData| Tensor::<4>::from_data(d.clone(), device).require_grad();
-        let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
-        let o = gpu_kernels::attention(q.clone(), k.clone(), v.clone(), true, None);
-        let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
-        let host = |t: Tensor<4>| {
-            t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>()
+    // 24 rows: one block (the product and softmax as before); 7 and 1: causal blocks over key
+    // prefixes, the key and value gradients summed over blocks.
+    for rows in [24, 7, 1] {
+        let run = |device: &Device| {
+            let lift = |d: &TensorData| Tensor::<4>::from_data(d.clone(), device).require_grad();
+            let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
+            let o = gpu_kernels::attention::attention_in_blocks(q.clone(), k.clone(), v.clone(), true, None, rows);
+            let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
+            let host = |t: Tensor<4>| {
+                t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>()
+            };
+            [host(o), host(q.grad(&grads).expect("dq")), host(k.grad(&grads).expect("dk")), host(v.grad(&grads).expect("dv"))]
         };
-        [host(o), host(q.grad(&grads).expect("dq")), host(k.grad(&grads).expect("dk")), host(v.grad(&grads).expect("dv"))]
-    };
-    let (got, want) = (run(&gpu), run(&cpu));
-    for (name, (g, w)) in ["output", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
-        assert_close(&format!("attention {name}"), g, w, 1e-4, 1e-5, 1e-5);
+        let (got, want) = (run(&gpu), run(&cpu));
+        for (name, (g, w)) in ["output", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+            assert_close(&format!("attention {name}, {rows} rows per block"), g, w, 1e-4, 1e-5, 1e-5);
+        }
     }
 }
 

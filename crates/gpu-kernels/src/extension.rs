@@ -5,7 +5,7 @@
 //! hand-written backward, keeping only what it needs).
 //!
 //! Formulas and shapes are documented with the public functions that call these (`gemm`,
-//! `norm`, `rope`, `softmax`, `swiglu`, `dropout`, `cross_entropy`, `attention_blocks`, `nf4`).
+//! `norm`, `rope`, `softmax`, `swiglu`, `dropout`, `cross_entropy`, `attention_blocks`, `linear_cross_entropy`, `nf4`).
 
 mod autodiff;
 #[cfg(test)]
@@ -103,6 +103,37 @@ pub trait KernelBackend: Backend {
         rows: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         crate::attention_blocks::backward::<Self>(q, k, v, grad, scale, causal, rows)
+    }
+
+    /// Per-row cross-entropy of the logits `h·wᵀ` against `targets` (`ignore` → 0), f32 `[n]`,
+    /// over chunks of `rows` rows (see [`crate::linear_cross_entropy`]); under autodiff only
+    /// `h`, `w` and the targets are kept.
+    ///
+    /// # Shapes
+    /// - `h`: `[n, d]`, `w`: `[V, d]`, `targets`: `[n]` → `[n]`.
+    fn linear_cross_entropy(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        ignore: i64,
+        rows: usize,
+    ) -> FloatTensor<Self> {
+        crate::linear_cross_entropy::chunks::forward::<Self>(h, w, targets, ignore, rows)
+    }
+
+    /// `(dh, dW)` of [`KernelBackend::linear_cross_entropy`] for upstream `grad: [n]`, `dW` only
+    /// when `wrt_w`, recomputing each chunk's logits.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn linear_cross_entropy_backward(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+        ignore: i64,
+        rows: usize,
+        wrt_w: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        crate::linear_cross_entropy::chunks::backward::<Self>(h, w, targets, grad, ignore, rows, wrt_w)
     }
 
     /// The dense `[rows, cols]` weight of a packed 4-bit tensor, never tracked (see

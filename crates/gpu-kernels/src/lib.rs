@@ -14,7 +14,9 @@
 //!   chains (RMSNorm, RoPE with the head transpose, attention's scaled causal softmax, the MLP
 //!   gate), one kernel forward and one backward each on CUDA.
 //! - [`cross_entropy`]: per-row cross-entropy over a large vocabulary that never materializes
-//!   f32 logits (one kernel each way on CUDA).
+//!   f32 logits (one kernel each way on CUDA); [`linear_cross_entropy`] the vocabulary
+//!   projection and the cross-entropy together, over chunks of rows, so that the logits never
+//!   exist whole.
 //! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
 //!   counter hash in the backward instead of kept (CUDA training).
 //! - [`adamw_update`] / [`squared_norm`]: AdamW's update and the gradients' squared norm, one
@@ -42,6 +44,7 @@ mod error;
 pub mod extension;
 pub mod gemm;
 pub mod linear;
+pub mod linear_cross_entropy;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
@@ -59,6 +62,7 @@ pub use cross_entropy::cross_entropy;
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, is_cuda};
 pub use linear::{linear, portable_linear};
+pub use linear_cross_entropy::linear_cross_entropy;
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};
 pub use norm::rms_norm;
 pub use optim::{AdamWStep, adamw_update, squared_norm};

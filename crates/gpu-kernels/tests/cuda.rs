@@ -572,3 +572,32 @@ fn gemms_queued_on_burns_stream_keep_their_order_with_burns_kernels() {
     assert!(profile.gemms >= 40 && profile.gemms_queued == profile.gemms, "queued {} of {} products", profile.gemms_queued, profile.gemms);
     assert_close("chain", &host(got), &want, 1e-5, 1e-6, 1e-6);
 }
+
+#[test]
+fn chunked_projection_and_cross_entropy_match_one_chunk() {
+    use burn::tensor::{Int, TensorData};
+    use gpu_kernels::linear_cross_entropy::linear_cross_entropy_in_chunks;
+    let device = cuda().autodiff();
+    let plain = cuda();
+    let (n, d, v) = (37, 64, 5_003);
+    let ids: Vec<i64> = (0..n as i64).map(|i| if i % 5 == 3 { -100 } else { (i * 7919 + 11) % v as i64 }).collect();
+    for (dtype, tol) in [(DType::F32, 1e-3), (DType::BF16, 3e-2)] {
+        let h0 = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &plain).cast(dtype);
+        let w0 = Tensor::<2>::random([v, d], Distribution::Normal(0.0, 0.5), &plain).cast(dtype);
+        let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &plain);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(ids.clone(), [n]), &device);
+        // 37 rows: one chunk (the product and the cross-entropy kernel as before); 16: three.
+        let run = |rows: usize| {
+            let h = Tensor::<2>::from_data(h0.to_data(), (&device, dtype)).require_grad();
+            let w = Tensor::<2>::from_data(w0.to_data(), (&device, dtype)).require_grad();
+            let l = linear_cross_entropy_in_chunks(h.clone(), w.clone(), targets.clone(), -100, rows);
+            let grads = (l.clone() * Tensor::<1>::from_data(g.to_data(), &device)).sum().backward();
+            let l = l.inner().into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<_>>();
+            (l, host(h.grad(&grads).expect("dh")), host(w.grad(&grads).expect("dW")))
+        };
+        let (chunked, whole) = (run(16), run(n));
+        assert_close("linear ce loss", &chunked.0, &whole.0, tol, tol, tol);
+        assert_close("linear ce dh", &chunked.1, &whole.1, tol, tol, tol);
+        assert_close("linear ce dW", &chunked.2, &whole.2, tol, tol, tol);
+    }
+}

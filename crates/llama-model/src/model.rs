@@ -134,6 +134,24 @@ impl Llama {
         self.logits(self.norm.forward(h))
     }
 
+    /// The final norm alone: [`Llama::head`] is `logits(final_norm(h))`.
+    ///
+    /// # Shapes
+    /// - h: `[batch, len, d]` → `[batch, len, d]`
+    pub fn final_norm(&self, h: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(h)
+    }
+
+    /// The vocabulary projection's weight `[vocab, d]` when [`Llama::logits`] is exactly
+    /// `hidden · Wᵀ` (tied embeddings, or an `lm_head` without bias or enabled adapter), for
+    /// callers that fuse it with the loss (`gpu_kernels::linear_cross_entropy`).
+    pub fn vocab_weight(&self) -> Option<Tensor<2>> {
+        match &self.lm_head {
+            Some(head) => head.plain_weight(),
+            None => Some(self.embed_tokens.weight.val()),
+        }
+    }
+
     /// Logits of packed rows (see [`Llama::forward_hidden_packed`]).
     ///
     /// # Shapes

@@ -37,6 +37,16 @@ impl Projection {
         self.base.dims()
     }
 
+    /// The weight `[out, in]` when the projection is exactly `x · Wᵀ`: a dense base without
+    /// bias and no enabled adapter (so that callers may fuse the product with what follows).
+    pub fn plain_weight(&self) -> Option<Tensor<2>> {
+        let adapted = self.lora.as_ref().is_some_and(|l| l.enabled);
+        match &self.base {
+            BaseLinear::Dense(l) if l.bias.is_none() && !adapted => Some(l.weight.val()),
+            _ => None,
+        }
+    }
+
     /// Folds the adapter into a dense base: `W ← W + s·B·A`; the adapter is removed.
     /// A packed base is dequantized first (as peft does for 4-bit bases).
     pub fn merge(self) -> Self {
@@ -124,5 +134,19 @@ mod tests {
         p.set_adapter_enabled(true);
         let restored = p.merge().unmerge(lora);
         restored.base.dense_weight().into_data().assert_approx_eq::<f32>(&w.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    }
+
+    #[test]
+    fn only_a_bare_dense_projection_offers_its_weight_for_fusion() {
+        let d = device();
+        let w = random([4, 3], &d);
+        let lora = LoraAdapter::from_tensors(random([2, 3], &d), random([4, 2], &d), 1.0, 0.0);
+        let mut p = Projection { base: BaseLinear::Dense(DenseLinear::new(w.clone(), None)), lora: Some(lora) };
+        assert!(p.plain_weight().is_none(), "an enabled adapter adds to x·Wᵀ");
+        p.set_adapter_enabled(false);
+        let plain = p.plain_weight().expect("a disabled adapter leaves x·Wᵀ");
+        plain.into_data().assert_approx_eq::<f32>(&w.clone().into_data(), Tolerance::absolute(0.0));
+        let biased = Projection::new(BaseLinear::Dense(DenseLinear::new(w, Some(random([1, 4], &d).reshape([4])))));
+        assert!(biased.plain_weight().is_none(), "a bias adds to x·Wᵀ");
     }
 }

@@ -6,9 +6,18 @@
 //! (on CUDA one kernel each way, never holding the logits in f32).
 
 use burn::tensor::{Int, Tensor};
+use llama_model::Llama;
 
 /// The label value that is not trained on.
 pub const IGNORE_INDEX: i64 = -100;
+
+/// Each row's next label, `[b·s]`: row `t` predicts label `t + 1`; each sequence's last row
+/// predicts nothing.
+fn next_labels(labels: Tensor<2, Int>) -> Tensor<1, Int> {
+    let [b, s] = labels.dims();
+    let last = labels.clone().narrow(1, 0, 1).full_like(IGNORE_INDEX);
+    Tensor::cat(vec![labels.narrow(1, 1, s - 1), last], 1).reshape([b * s])
+}
 
 /// Summed next-token cross-entropy over counted positions (divide by the batch's — or the
 /// global batch's — counted positions for the mean).
@@ -19,10 +28,32 @@ pub const IGNORE_INDEX: i64 = -100;
 pub fn causal_lm_loss_sum(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
     let [b, s, v] = logits.dims();
     assert_eq!(labels.dims(), [b, s], "labels must be [batch, len]");
-    // Row t predicts label t + 1; each sequence's last row predicts nothing.
-    let last = labels.clone().narrow(1, 0, 1).full_like(IGNORE_INDEX);
-    let next = Tensor::cat(vec![labels.narrow(1, 1, s - 1), last], 1);
-    gpu_kernels::cross_entropy(logits.reshape([b * s, v]), next.reshape([b * s]), IGNORE_INDEX).sum()
+    gpu_kernels::cross_entropy(logits.reshape([b * s, v]), next_labels(labels), IGNORE_INDEX).sum()
+}
+
+/// [`causal_lm_loss_sum`] of `model.logits(hidden)`, from the final hidden states (after the
+/// final norm). On CUDA, when the vocabulary projection is a plain `hidden · Wᵀ`
+/// ([`Llama::vocab_weight`]), the projection and the loss run together over chunks of rows
+/// (`gpu_kernels::linear_cross_entropy`): the `[b·s, V]` logits, 1 GiB of bf16 with their
+/// gradient at 2,048 × 128,256, never exist whole.
+///
+/// # Shapes
+/// - hidden: `[batch, len, d]`, labels: `[batch, len]`
+/// - output: `[1]`
+pub fn causal_lm_loss_sum_from_hidden(model: &Llama, hidden: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    let fused = gpu_kernels::is_cuda(&hidden.device());
+    loss_sum_from_hidden(model, hidden, labels, fused)
+}
+
+fn loss_sum_from_hidden(model: &Llama, hidden: Tensor<3>, labels: Tensor<2, Int>, fused: bool) -> Tensor<1> {
+    match model.vocab_weight().filter(|_| fused) {
+        Some(w) => {
+            let [b, s, d] = hidden.dims();
+            assert_eq!(labels.dims(), [b, s], "labels must be [batch, len]");
+            gpu_kernels::linear_cross_entropy(hidden.reshape([b * s, d]), w, next_labels(labels), IGNORE_INDEX).sum()
+        }
+        None => causal_lm_loss_sum(model.logits(hidden), labels),
+    }
 }
 
 /// Mean next-token cross-entropy over counted positions.
@@ -45,6 +76,29 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
 mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn the_fused_vocabulary_loss_equals_the_logits_path_and_its_gradient() {
+        use llama_model::{LlamaConfig, LoadOptions, load, weights};
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
+        let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
+        let device = Device::flex().autodiff();
+        let options = LoadOptions { device: device.clone(), dtype: burn::tensor::DType::F32 };
+        let model = load(weights::open(&dir).expect("weights").as_ref(), &config, &options).expect("model");
+        assert!(model.vocab_weight().is_some(), "the fixture's projection is plain");
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 9, 2, 7, 3, 8, 4], [2, 4]), &device);
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, -100, 2, 7, 3, 8, -100], [2, 4]), &device);
+        let run = |fused: bool| {
+            let hidden = model.forward_hidden(ids.clone(), None).detach().require_grad();
+            let loss = loss_sum_from_hidden(&model, hidden.clone(), labels.clone(), fused);
+            let grads = loss.clone().backward();
+            (loss.into_data(), hidden.grad(&grads).expect("d hidden").into_data())
+        };
+        let (fused, logits) = (run(true), run(false));
+        let tol = burn::tensor::Tolerance::<f32>::rel_abs(1e-5, 1e-6);
+        fused.0.assert_approx_eq::<f32>(&logits.0, tol);
+        fused.1.assert_approx_eq::<f32>(&logits.1, tol);
+    }
 
     #[test]
     fn matches_a_hand_computed_value() {

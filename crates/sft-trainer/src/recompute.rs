@@ -19,7 +19,7 @@ use burn::tensor::{Device, Int, Tensor};
 use llama_model::Llama;
 
 use crate::error::{Error, Result};
-use crate::loss::causal_lm_loss_sum;
+use crate::loss::causal_lm_loss_sum_from_hidden;
 
 /// One micro-batch's scaled loss value and its gradients.
 pub struct LossAndGrads {
@@ -92,7 +92,7 @@ pub fn loss_and_grads(
     }
 
     let x = states.pop().ok_or_else(|| Error::Tensor("a model without states".into()))?.require_grad();
-    let loss = causal_lm_loss_sum(model.head(x.clone()), labels).div_scalar(divisor);
+    let loss = causal_lm_loss_sum_from_hidden(model, model.final_norm(x.clone()), labels).div_scalar(divisor);
     let value: f32 = loss.clone().into_scalar();
     check(value)?;
     let grads = loss.backward();

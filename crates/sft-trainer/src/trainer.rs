@@ -25,7 +25,7 @@ use crate::args::{OptimizerKind, TrainingArgs};
 use crate::callback::{Callback, LogRecord};
 use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
 use crate::data::{Batch, Example, collate, epoch_batches};
-use crate::loss::{causal_lm_loss, causal_lm_loss_sum};
+use crate::loss::{causal_lm_loss, causal_lm_loss_sum_from_hidden};
 use crate::optim::{AdamW, AdamWConfig, clip_coefficient};
 use crate::parallel::{Collective, SingleRank};
 use crate::recompute::{self, BlockSeeds, NoDraws, Reseed};
@@ -104,6 +104,11 @@ pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
 /// The model's logits for a batch; packed rows keep their sequences apart.
 fn logits(model: &Llama, ids: Tensor<2, Int>, batch: &Batch) -> Tensor<3> {
     if batch.packed { model.forward_packed(ids, &batch.position_ids) } else { model.forward(ids, None) }
+}
+
+/// The final hidden states (after the final norm), `[batch, len, d]`.
+fn hidden(model: &Llama, ids: Tensor<2, Int>, batch: &Batch) -> Tensor<3> {
+    if batch.packed { model.forward_hidden_packed(ids, &batch.position_ids) } else { model.forward_hidden(ids, None) }
 }
 
 fn trainable(model: &Llama) -> Vec<Tensor<2>> {
@@ -321,17 +326,17 @@ impl Trainer {
                 let r = recompute::loss_and_grads(&self.model, ids, labels, positions, step_tokens as f64, seeds, finite)?;
                 (r.loss, r.grads)
             } else {
-                let logits = if dropout {
+                let hidden = if dropout {
                     // Thread ranks share the process-wide RNG with each other (and with a rank
                     // drawing its adapter init): re-seed and draw under the lock.
                     let _draws = (world > 1).then(|| STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
                     self.device.seed(seed);
-                    logits(&self.model, ids, batch)
+                    hidden(&self.model, ids, batch)
                 } else {
                     // Nothing random: leave the RNG alone (another rank may be drawing from it).
-                    logits(&self.model, ids, batch)
+                    hidden(&self.model, ids, batch)
                 };
-                let loss = causal_lm_loss_sum(logits, labels).div_scalar(step_tokens as f64);
+                let loss = causal_lm_loss_sum_from_hidden(&self.model, hidden, labels).div_scalar(step_tokens as f64);
                 let value: f32 = loss.clone().into_scalar();
                 finite(value)?;
                 let grads = loss.backward();

@@ -211,6 +211,25 @@ impl<B: KernelBackend> Backward<B, 3> for BlockedAttentionBackward {
     }
 }
 
+#[derive(Debug)]
+struct LinearCrossEntropyBackward;
+
+/// `h`, `W`, the targets, the ignored id, the rows per chunk, and whether `W` is tracked.
+type LinearCrossEntropyState<B> = (FloatTensor<B>, FloatTensor<B>, IntTensor<B>, i64, usize, bool);
+
+impl<B: KernelBackend> Backward<B, 2> for LinearCrossEntropyBackward {
+    type State = LinearCrossEntropyState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_h, node_w] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (h, w, targets, ignore, rows, wrt_w) = ops.state;
+        let (dh, dw) = B::linear_cross_entropy_backward(h, w, targets, grad, ignore, rows, wrt_w);
+        register::<B>(grads, node_h.map(|n| n.id), Some(dh));
+        register::<B>(grads, node_w.map(|n| n.id), dw);
+    }
+}
+
 impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
     fn gemm(a: FloatTensor<Self>, b: FloatTensor<Self>, transpose_a: bool, transpose_b: bool) -> FloatTensor<Self> {
         let (a_tracked, b_tracked) = (a.is_tracked(), b.is_tracked());
@@ -317,6 +336,38 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         let (q, k, v, grad) = (q.into_primitive(), k.into_primitive(), v.into_primitive(), grad.into_primitive());
         let (dq, dk, dv) = B::blocked_attention_backward(q, k, v, grad, scale, causal, rows);
         (FloatTensor::<Self>::new(dq), FloatTensor::<Self>::new(dk), FloatTensor::<Self>::new(dv))
+    }
+
+    fn linear_cross_entropy(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        ignore: i64,
+        rows: usize,
+    ) -> FloatTensor<Self> {
+        let w_tracked = w.is_tracked();
+        let ((h, h_node), (w, w_node)) = (h.into_parts(), w.into_parts());
+        match LinearCrossEntropyBackward.prepare::<C>([h_node, w_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::linear_cross_entropy(h.clone(), w.clone(), targets.clone(), ignore, rows);
+                prep.finish((h, w, targets, ignore, rows, w_tracked), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::linear_cross_entropy(h, w, targets, ignore, rows)),
+        }
+    }
+
+    fn linear_cross_entropy_backward(
+        h: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+        ignore: i64,
+        rows: usize,
+        wrt_w: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        let (dh, dw) =
+            B::linear_cross_entropy_backward(h.into_primitive(), w.into_primitive(), targets, grad.into_primitive(), ignore, rows, wrt_w);
+        (FloatTensor::<Self>::new(dh), dw.map(FloatTensor::<Self>::new))
     }
 
     fn nf4_dense(

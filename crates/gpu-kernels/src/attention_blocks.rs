@@ -24,6 +24,8 @@ use burn::tensor::{FloatDType, Shape, Slice};
 
 #[cfg(any(test, feature = "cuda"))]
 use crate::extension::KernelBackend;
+#[cfg(any(test, feature = "cuda"))]
+use crate::row_chunks::{join, narrow, row_ranges};
 
 /// Most score elements (`n · rows · t`) one block may hold: 64 Mi, 128 MiB in bf16.
 pub const MAX_BLOCK_SCORES: usize = 1 << 26;
@@ -32,9 +34,7 @@ pub const MAX_BLOCK_SCORES: usize = 1 << 26;
 /// whole score matrix fits in [`MAX_BLOCK_SCORES`], else the most that fit, rounded down to a
 /// multiple of 64 when that many fit (whole tiles for the products), at least one.
 pub fn query_block_rows(n: usize, s: usize, t: usize) -> usize {
-    let fit = MAX_BLOCK_SCORES / (n * t).max(1);
-    let rows = if fit >= 64 { fit / 64 * 64 } else { fit.max(1) };
-    rows.min(s.max(1))
+    crate::row_chunks::rows_within(MAX_BLOCK_SCORES, n * t, s)
 }
 
 #[cfg(any(test, feature = "cuda"))]
@@ -49,20 +49,13 @@ pub(crate) struct Block {
 #[cfg(any(test, feature = "cuda"))]
 /// The blocks of `s` queries over `t` keys, `rows` at a time.
 pub(crate) fn blocks(s: usize, t: usize, rows: usize, causal: bool) -> Vec<Block> {
-    let rows = rows.max(1);
-    (0..s)
-        .step_by(rows)
-        .map(|start| {
-            let end = (start + rows).min(s);
-            Block { start, end, keys: if causal { end + t - s } else { t } }
-        })
-        .collect()
+    row_ranges(s, rows).into_iter().map(|r| Block { start: r.start, end: r.end, keys: if causal { r.end + t - s } else { t } }).collect()
 }
 
 #[cfg(any(test, feature = "cuda"))]
-/// Rows `range` of dimension 1 of a `[n, len, w]` tensor (a view where the backend has them).
-fn rows<B: KernelBackend>(x: FloatTensor<B>, range: std::ops::Range<usize>) -> FloatTensor<B> {
-    B::float_slice(x, &[Slice::from(..), Slice::new(range.start as isize, Some(range.end as isize), 1), Slice::from(..)])
+/// Rows `range` of dimension 1 of a `[n, len, w]` tensor.
+fn rows<B: KernelBackend>(x: &FloatTensor<B>, range: std::ops::Range<usize>) -> FloatTensor<B> {
+    narrow::<B>(x, 1, range)
 }
 
 #[cfg(any(test, feature = "cuda"))]
@@ -101,11 +94,11 @@ pub(crate) fn forward<B: KernelBackend>(
     let parts: Vec<_> = plan
         .iter()
         .map(|b| {
-            let p = probabilities::<B>(rows::<B>(q.clone(), b.start..b.end), rows::<B>(k.clone(), 0..b.keys), scale, causal);
-            B::gemm(p, rows::<B>(v.clone(), 0..b.keys), false, false)
+            let p = probabilities::<B>(rows::<B>(&q, b.start..b.end), rows::<B>(&k, 0..b.keys), scale, causal);
+            B::gemm(p, rows::<B>(&v, 0..b.keys), false, false)
         })
         .collect();
-    B::float_cat(parts, 1)
+    join::<B>(parts, 1)
 }
 
 #[cfg(any(test, feature = "cuda"))]
@@ -123,8 +116,8 @@ pub(crate) fn backward<B: KernelBackend>(
     let [_, t, dv] = v.shape().dims::<3>();
     let plan = blocks(s, t, rows_per_block, causal);
     let step = |b: Block| {
-        let (qb, kb) = (rows::<B>(q.clone(), b.start..b.end), rows::<B>(k.clone(), 0..b.keys));
-        let (vb, gb) = (rows::<B>(v.clone(), 0..b.keys), rows::<B>(grad.clone(), b.start..b.end));
+        let (qb, kb) = (rows::<B>(&q, b.start..b.end), rows::<B>(&k, 0..b.keys));
+        let (vb, gb) = (rows::<B>(&v, 0..b.keys), rows::<B>(&grad, b.start..b.end));
         let p = probabilities::<B>(qb.clone(), kb.clone(), scale, causal);
         let dv_b = B::gemm(p.clone(), gb.clone(), true, false);
         let ds = B::scaled_softmax_backward(p, B::gemm(gb, vb, false, true), scale);
@@ -148,7 +141,7 @@ pub(crate) fn backward<B: KernelBackend>(
         dv_acc = add_rows::<B>(dv_acc, dv_b);
     }
     let back = |x: FloatTensor<B>| B::float_cast(x, FloatDType::from(dtype));
-    (B::float_cat(dq, 1), back(dk), back(dv_acc))
+    (join::<B>(dq, 1), back(dk), back(dv_acc))
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub mod nf4;
 pub mod norm;
 pub mod optim;
 pub mod rope;
+mod row_chunks;
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod server_debug;
 pub mod softmax;

@@ -21,9 +21,7 @@ pub const MAX_CHUNK_LOGITS: usize = 1 << 25;
 /// [`MAX_CHUNK_LOGITS`], else the most that fit, rounded down to a multiple of 64 when that
 /// many fit, at least one.
 pub fn chunk_rows(n: usize, v: usize) -> usize {
-    let fit = MAX_CHUNK_LOGITS / v.max(1);
-    let rows = if fit >= 64 { fit / 64 * 64 } else { fit.max(1) };
-    rows.min(n.max(1))
+    crate::row_chunks::rows_within(MAX_CHUNK_LOGITS, v, n)
 }
 
 /// `ℓᵣ` for every row of `h: [n, d]` projected by `w: [V, d]`, with `targets: [n]` (`ignore`
@@ -71,27 +69,20 @@ pub fn linear_cross_entropy_in_chunks(h: Tensor<2>, w: Tensor<2>, targets: Tenso
 /// [`crate::extension::KernelBackend::linear_cross_entropy`].
 #[cfg(any(test, feature = "cuda"))]
 pub(crate) mod chunks {
+    use std::ops::Range;
+
     use burn::backend::{
         TensorMetadata,
         tensor::{FloatTensor, IntTensor},
     };
-    use burn::tensor::{FloatDType, Shape, Slice};
+    use burn::tensor::{FloatDType, Slice};
 
     use crate::extension::KernelBackend;
+    use crate::row_chunks::{join, narrow, row_ranges};
 
-    /// The row ranges of `n` rows, `rows` at a time.
-    fn ranges(n: usize, rows: usize) -> Vec<std::ops::Range<usize>> {
-        let rows = rows.max(1);
-        (0..n).step_by(rows).map(|start| start..(start + rows).min(n)).collect()
-    }
-
-    fn slice(range: &std::ops::Range<usize>) -> Slice {
-        Slice::new(range.start as isize, Some(range.end as isize), 1)
-    }
-
-    /// Rows `range` of a `[n, d]` tensor.
-    fn float_rows<B: KernelBackend>(x: &FloatTensor<B>, range: &std::ops::Range<usize>) -> FloatTensor<B> {
-        B::float_slice(x.clone(), &[slice(range), Slice::from(..)])
+    /// Targets `range`.
+    fn targets_of<B: KernelBackend>(targets: &IntTensor<B>, range: &Range<usize>) -> IntTensor<B> {
+        B::int_slice(targets.clone(), &[Slice::new(range.start as isize, Some(range.end as isize), 1)])
     }
 
     /// `ℓ: [n]` (see the module docs).
@@ -103,14 +94,13 @@ pub(crate) mod chunks {
         rows: usize,
     ) -> FloatTensor<B> {
         let n = h.shape().dims::<2>()[0];
-        let mut parts: Vec<_> = ranges(n, rows)
-            .iter()
+        let parts = row_ranges(n, rows)
+            .into_iter()
             .map(|r| {
-                let z = B::gemm(float_rows::<B>(&h, r), w.clone(), false, true);
-                B::cross_entropy(z, B::int_slice(targets.clone(), &[slice(r)]), ignore)
+                B::cross_entropy(B::gemm(narrow::<B>(&h, 0, r.clone()), w.clone(), false, true), targets_of::<B>(&targets, &r), ignore)
             })
             .collect();
-        if parts.len() == 1 { parts.remove(0) } else { B::float_cat(parts, 0) }
+        join::<B>(parts, 0)
     }
 
     /// `(dh, dW)` for upstream `grad: [n]`; `dW` only when `wrt_w` (see the module docs).
@@ -124,43 +114,30 @@ pub(crate) mod chunks {
         rows: usize,
         wrt_w: bool,
     ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-        let [n, _] = h.shape().dims::<2>();
-        let [v, d] = w.shape().dims::<2>();
-        let (device, dtype) = (h.device(), w.dtype());
-        let plan = ranges(n, rows);
-        let mut dw = (wrt_w && plan.len() > 1).then(|| B::float_zeros(Shape::new([v, d]), &device, FloatDType::F32));
-        let mut dw_whole = None;
-        let mut dh = Vec::with_capacity(plan.len());
-        for r in &plan {
-            let hc = float_rows::<B>(&h, r);
+        let n = h.shape().dims::<2>()[0];
+        let step = |r: Range<usize>| {
+            let hc = narrow::<B>(&h, 0, r.clone());
             let z = B::gemm(hc.clone(), w.clone(), false, true);
-            let dz = B::cross_entropy_backward(z, B::int_slice(targets.clone(), &[slice(r)]), float_rows1::<B>(&grad, r), ignore);
-            dh.push(B::gemm(dz.clone(), w.clone(), false, false));
-            if wrt_w {
-                let part = B::gemm(dz, hc, true, false);
-                match dw.take() {
-                    Some(acc) => dw = Some(B::float_add(acc, B::float_cast(part, FloatDType::F32))),
-                    None => dw_whole = Some(part),
-                }
-            }
+            let dz = B::cross_entropy_backward(z, targets_of::<B>(&targets, &r), narrow::<B>(&grad, 0, r), ignore);
+            let dw = wrt_w.then(|| B::gemm(dz.clone(), hc, true, false));
+            (B::gemm(dz, w.clone(), false, false), dw)
+        };
+        let mut plan = row_ranges(n, rows);
+        if plan.len() == 1 {
+            return step(plan.remove(0));
         }
-        let dw = dw.map(|acc| B::float_cast(acc, FloatDType::from(dtype))).or(dw_whole);
-        let dh = if dh.len() == 1 { dh.remove(0) } else { B::float_cat(dh, 0) };
-        (dh, dw)
-    }
-
-    /// Entries `range` of a `[n]` tensor.
-    fn float_rows1<B: KernelBackend>(x: &FloatTensor<B>, range: &std::ops::Range<usize>) -> FloatTensor<B> {
-        B::float_slice(x.clone(), &[slice(range)])
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn ranges_cover_every_row_once() {
-            assert_eq!(super::ranges(5, 2), vec![0..2, 2..4, 4..5]);
-            assert_eq!(super::ranges(4, 9), vec![0..4]);
+        let dtype = w.dtype();
+        let (mut dh, mut dw) = (Vec::with_capacity(plan.len()), None);
+        for r in plan {
+            let (dh_c, dw_c) = step(r);
+            dh.push(dh_c);
+            // dW summed over chunks in f32.
+            dw = match (dw, dw_c.map(|p| B::float_cast(p, FloatDType::F32))) {
+                (Some(acc), Some(part)) => Some(B::float_add(acc, part)),
+                (acc, part) => acc.or(part),
+            };
         }
+        (join::<B>(dh, 0), dw.map(|acc| B::float_cast(acc, FloatDType::from(dtype))))
     }
 }
 

@@ -103,7 +103,7 @@ pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
 
 /// The model's logits for a batch; packed rows keep their sequences apart.
 fn logits(model: &Llama, ids: Tensor<2, Int>, batch: &Batch) -> Tensor<3> {
-    if batch.packed { model.forward_packed(ids, &batch.position_ids) } else { model.forward(ids, None) }
+    model.logits(hidden(model, ids, batch))
 }
 
 /// The final hidden states (after the final norm), `[batch, len, d]`.

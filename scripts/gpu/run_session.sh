@@ -4,7 +4,7 @@
 # and of decoding. Stops early (saving device time) when a check fails.
 #   bash scripts/gpu/run_session.sh .device/bench .device/anchors
 # KEEP_2K=0 drops the 1×2048 workload without recomputation; ANCHOR_VARIANTS picks the anchor's
-# variants; TESTS=mt runs only the multi-thread test pass; CKPT=0 drops the layer-recomputation workloads;
+# variants; TESTS=mt runs only the multi-thread test pass, TESTS=single only the one-thread pass; CKPT=0 drops the layer-recomputation workloads;
 # AB=1 adds the all-linear workload on the host-synchronized cuBLASLt route ($OUT/bench-sync.jsonl).
 # Results: $OUT/bench.jsonl (ours), $OUT/anchor.jsonl (Python), $OUT/profile.jsonl (profiles),
 # $OUT/stages.txt, $OUT/smi.csv (GPU memory and busy % every 200 ms), $OUT/logs.tgz (one log per
@@ -18,9 +18,10 @@ X=/tmp/kb/xtask
 M=/tmp/kindling-l3-8b
 TRAIN="$X bench --suite train --device cuda --shape llama3-8b --model-dir $M"
 DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir $M"
-if [ "${TESTS:-all}" = all ]; then stage gk-tests 90 /tmp/kb/cuda --test-threads=1 || true; fi
+echo "host tools: $(command -v perf nsys ncu | tr '\n' ' ')" | tee -a "$OUT/stages.txt"
+if [ "${TESTS:-all}" != mt ]; then stage gk-tests 90 /tmp/kb/cuda --test-threads=1 || true; fi
 # Several test threads: several burn streams, each found and checked on its own.
-stage gk-tests-mt 60 env KINDLING_GEMM_TRACE=1 /tmp/kb/cuda --test-threads=4 || true
+if [ "${TESTS:-all}" != single ]; then stage gk-tests-mt 60 env KINDLING_GEMM_TRACE=1 /tmp/kb/cuda --test-threads=4 || true; fi
 stage parity 60 $X bench --suite parity --device cuda --out "$OUT/bench.jsonl" || true
 stage train-seed 180 $TRAIN --targets q_proj,v_proj --batch 4 --seq 512 --warmup 2 --steps 5 --out "$OUT/bench.jsonl"
 SEED_RC=$?
@@ -51,6 +52,10 @@ if [ $SEED_RC -eq 0 ]; then
   fi
   if [ "$(left)" -gt 50 ]; then
     stage profile-decode "$(($(left) - 5))" $DECODE --new-tokens 32 --profile --out "$OUT/profile.jsonl" || true
+  fi
+  if [ "$(left)" -gt 60 ]; then
+    # The same decode with the one-word-per-lane NF4 GEMV (the kernel before the vector loads).
+    stage decode-words "$(($(left) - 5))" env KINDLING_GEMV_WORDS=1 $DECODE --new-tokens 128 --out "$OUT/bench-words.jsonl" || true
   fi
 fi
 finish

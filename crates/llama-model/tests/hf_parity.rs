@@ -29,6 +29,22 @@ fn check_case_on(case: &str, device: &Device) {
     eprintln!("{case}: relative error {rel:.2e}, max |Δlogit| {max_err:.2e}");
     assert!(rel < 1e-4, "{case}: relative error {rel:.2e} (max |Δlogit| {max_err:.2e})");
 
+    // The same logits one position at a time through the KV cache (decoding's route: one query
+    // row per step, the query heads of each K/V head attending together).
+    let ids = input_ids(case, &device);
+    let [batch, len] = ids.dims();
+    let vocab = config.vocab_size;
+    let mut cache = model.new_cache();
+    for p in 0..len {
+        let step = model.forward(ids.clone().slice([0..batch, p..p + 1]), Some(&mut cache));
+        let step = step.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+        for row in 0..batch {
+            let full = &ours[(row * len + p) * vocab..(row * len + p + 1) * vocab];
+            let rel = relative_error(&step[row * vocab..(row + 1) * vocab], full);
+            assert!(rel < 1e-5, "{case}: cached position {p} of row {row}: relative error {rel:.2e} against the whole sequence");
+        }
+    }
+
     let (_, prompt) = expected_i64(&expected, "prompt");
     let prompt: Vec<u32> = prompt.iter().map(|&t| t as u32).collect();
     for (key, use_cache) in [("greedy", true), ("greedy_nocache", false)] {

@@ -50,20 +50,36 @@ impl Attention {
             Some(c) => c.append(k, v),
             None => (k, v),
         };
-        let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
-        let t = k.dims()[2];
-        let mask = mask.map(|m| m.clone().expand([b, h, s, t]));
-        let causal = mask.is_none() && s > 1;
-        let o = if gpu_kernels::is_cuda(&q.device()) {
-            // cuBLASLt products and burn's element-wise kernels: burn's own attention and batched
-            // matmul select CubeCL kernels that fail to launch on the H200 (docs/cuda.md).
-            gpu_kernels::attention(q, k, v, causal, mask)
+        let groups = h / hkv;
+        let o = if s == 1 && mask.is_none() {
+            // One new position (decoding): the `groups` query heads of each K/V head are the rows
+            // of one product with that head's keys — `[b, H_kv, groups, d_h]` against
+            // `[b, H_kv, t, d_h]`, nothing to mask — so the cache is never copied per head.
+            attend(q.reshape([b, hkv, groups, dh]), k, v, false, None).reshape([b, h, 1, dh])
         } else {
-            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-            attention(q, k, v, mask, None, options)
+            let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
+            let t = k.dims()[2];
+            let mask = mask.map(|m| m.clone().expand([b, h, s, t]));
+            attend(q, k, v, mask.is_none() && s > 1, mask)
         };
         let o = o.swap_dims(1, 2).reshape([b, s, h * dh]);
         self.o_proj.forward(o)
+    }
+}
+
+/// `softmax(q·kᵀ/√d_h (+ causal | mask)) · v` on the device's best route.
+///
+/// # Shapes
+/// - q: `[batch, heads, rows, d_h]`; k, v: `[batch, heads, t, d_h]`; mask: `[batch, heads, rows, t]`
+/// - output: `[batch, heads, rows, d_h]`
+fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: Option<Tensor<4, Bool>>) -> Tensor<4> {
+    if gpu_kernels::is_cuda(&q.device()) {
+        // cuBLASLt products and burn's element-wise kernels: burn's own attention and batched
+        // matmul select CubeCL kernels that fail to launch on the H200 (docs/cuda.md).
+        gpu_kernels::attention(q, k, v, causal, mask)
+    } else {
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        attention(q, k, v, mask, None, options)
     }
 }
 

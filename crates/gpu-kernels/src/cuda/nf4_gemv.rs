@@ -1,15 +1,15 @@
 //! Batch-1 `y = x · Wᵀ` straight from packed NF4/FP4 bytes (CubeCL): one plane (32 lanes) per
 //! output row, 8 rows per cube. Each value is decoded (the layout of [`super::nf4`]), multiplied
-//! by `x` in f32 and accumulated; the plane sums. Reads half a byte per weight and writes nothing but `y` — the
-//! dense weight never exists — and runs on burn's stream, so decoding needs no host
+//! by `x` in f32 and accumulated; the plane sums. Reads half a byte per weight and writes nothing
+//! but `y` — the dense weight never exists — and runs on burn's stream, so decoding needs no host
 //! synchronization around its projections.
 //!
 //! Two kernels: when a row holds a multiple of 32 values (every Llama projection) each lane reads
 //! 16-byte vectors — 4 words, 32 values of one scale block (blocksizes are multiples of 32) — with
 //! `x` as 16-byte vectors and the 16-entry code table in shared memory: one scale and 1 + 8/`x`'s
-//! vector width loads per 32 weights, four vectors in flight per lane, the scale applied once
-//! per 32 products. Otherwise — or with `KINDLING_GEMV_WORDS=1`, to compare
-//! the two on the device — one 32-bit word (8 values) per lane and step.
+//! vector width loads per 32 weights, four vectors in flight per lane, the scale applied once per
+//! 32 products. Otherwise — or with `KINDLING_GEMV_WORDS=1`, to compare the two on the device —
+//! one 32-bit word (8 values) per lane and step.
 
 use super::interop::contiguous;
 use super::nf4::block_scale;

@@ -37,10 +37,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: O
 
 /// `KINDLING_ATTENTION=whole`: the whole-matrix route (burn ops and the fused softmax, the
 /// probabilities kept for the backward) even without a mask, to compare the two on a device.
-fn whole_only() -> bool {
-    static WHOLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WHOLE.get_or_init(|| std::env::var("KINDLING_ATTENTION").is_ok_and(|v| v == "whole"))
-}
+static WHOLE_ONLY: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_ATTENTION", "whole");
 
 /// [`attention`] with `rows` queries per block (the mask, when given, takes the whole matrix).
 ///
@@ -60,7 +57,7 @@ pub fn attention_in_blocks(
     assert!((kb, kh, kd) == (b, h, d) && (vb, vh, vt) == (b, h, t), "attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
     assert!(!causal || s <= t, "attention: causal with {s} queries over {t} keys");
     let scale = 1.0 / (d as f64).sqrt();
-    if mask.is_none() && !whole_only() && uses_extension(&q.device()) {
+    if mask.is_none() && !WHOLE_ONLY.is_on() && uses_extension(&q.device()) {
         #[cfg(any(test, feature = "cuda"))]
         {
             use crate::extension::KernelBackend;

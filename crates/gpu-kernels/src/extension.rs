@@ -12,12 +12,30 @@ mod autodiff;
 mod flex;
 
 use burn::backend::{
-    Backend, backend_extension,
+    Backend, ExtensionType, backend_extension,
     tensor::{FloatTensor, IntTensor},
 };
 
+use crate::decode::GemvPlan;
 use crate::gemm::reference_gemm;
 use crate::nf4::Nf4Meta;
+
+/// A packed 4-bit weight as backend tensors: the arguments of [`KernelBackend::nf4_linear`].
+#[derive(ExtensionType)]
+pub struct Nf4Parts<B: Backend> {
+    /// Packed nibbles, u8.
+    pub packed: IntTensor<B>,
+    /// The 16-entry code.
+    pub code: FloatTensor<B>,
+    /// The scales (the nested ones under double quantization).
+    pub absmax: FloatTensor<B>,
+    /// The u8 scale codes under double quantization.
+    pub qcodes: IntTensor<B>,
+    /// The 256-entry nested code under double quantization.
+    pub nested_code: FloatTensor<B>,
+    /// The layout.
+    pub meta: Nf4Meta,
+}
 
 /// Backends with this crate's primitives: a (possibly library-backed) general matrix product,
 /// the layer's fused element-wise kernels, and packed 4-bit linear layers.
@@ -161,5 +179,21 @@ pub trait KernelBackend: Backend {
     ) -> FloatTensor<Self> {
         let w = Self::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
         Self::gemm(x, w, false, true)
+    }
+
+    /// Batch-1 decoding products of `x: [1, d]` with up to three packed weights, an RMSNorm of
+    /// `x` (scale `norm_w: [d]`) before and an epilogue after (see [`crate::decode`]); `norm_w`
+    /// and `residual` are ignored unless the plan uses them, unused weights repeat `w0`.
+    #[allow(clippy::too_many_arguments)]
+    fn nf4_gemv_fused(
+        x: FloatTensor<Self>,
+        norm_w: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        #[extension_type] w0: Nf4Parts<Self>,
+        #[extension_type] w1: Nf4Parts<Self>,
+        #[extension_type] w2: Nf4Parts<Self>,
+        plan: GemvPlan,
+    ) -> FloatTensor<Self> {
+        crate::decode::compose::<Self>(x, norm_w, residual, [w0, w1, w2], plan)
     }
 }

@@ -17,6 +17,8 @@
 //!   f32 logits (one kernel each way on CUDA); [`linear_cross_entropy`] the vocabulary
 //!   projection and the cross-entropy together, over chunks of rows, so that the logits never
 //!   exist whole.
+//! - [`nf4_gemv_fused`]: batch-1 decoding products of one row with up to three packed weights,
+//!   the RMSNorm before and SwiGLU / a residual add after folded in (one launch on CUDA).
 //! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
 //!   counter hash in the backward instead of kept (CUDA training).
 //! - [`adamw_update`] / [`squared_norm`]: AdamW's update and the gradients' squared norm, one
@@ -38,7 +40,9 @@
 pub mod attention;
 pub mod attention_blocks;
 pub mod cross_entropy;
+pub mod decode;
 pub mod dropout;
+pub mod env_switch;
 mod error;
 #[cfg(any(test, feature = "cuda"))]
 pub mod extension;
@@ -60,6 +64,7 @@ pub mod cuda;
 
 pub use attention::attention;
 pub use cross_entropy::cross_entropy;
+pub use decode::{GemvEpilogue, decode_attention, nf4_gemv_fused};
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, is_cuda};
 pub use linear::{linear, portable_linear};

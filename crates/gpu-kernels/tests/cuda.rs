@@ -602,3 +602,87 @@ fn chunked_projection_and_cross_entropy_match_one_chunk() {
         assert_close("linear ce dW", &chunked.2, &whole.2, tol, tol, tol);
     }
 }
+
+#[test]
+fn fused_decoding_products_equal_the_separate_kernels() {
+    use gpu_kernels::{GemvEpilogue, nf4_gemv_fused, rms_norm, swiglu};
+    let device = cuda();
+    // (d, q rows, k/v rows, ffn): rows that end inside a cube (260, 2820; a down projection of
+    // 2,820 columns: not whole vectors, composed from the separate ops), Llama-3-8B's widths (a
+    // down projection of 14,336 columns staged in bf16, read from global memory in f32), and a
+    // width of 72 (no kernel: the separate ops, composed on the device).
+    for (d, nq, nkv, ffn) in [(1024usize, 2048usize, 260usize, 2820usize), (4096, 4096, 1024, 14336), (72, 64, 32, 96)] {
+        // Llama-3-8B's widths once (their host quantization is slow), the others both ways.
+        for double in if d == 4096 { vec![true] } else { vec![false, true] } {
+            let weight = |rows: usize, cols: usize, seed: u64| {
+                let cfg = QuantConfig::nf4().with_double_quant(double).with_blocksize(64);
+                let t = Nf4Tensor::quantize(&random_weights(rows * cols, seed), &[rows, cols], &cfg).expect("quantize");
+                upload(&t, &device)
+            };
+            let (q, k, v, o) = (weight(nq, d, 1), weight(nkv, d, 2), weight(nkv, d, 3), weight(d, nq, 4));
+            let (g, u, down) = (weight(ffn, d, 5), weight(ffn, d, 6), weight(d, ffn, 7));
+            for dtype in [DType::BF16, DType::F32] {
+                let x = Tensor::<2>::random([1, d], Distribution::Normal(0.0, 1.0), (&device, dtype));
+                let nw = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.2), (&device, dtype));
+                let res = Tensor::<2>::random([1, d], Distribution::Normal(0.0, 1.0), (&device, dtype));
+                let xn = rms_norm(x.clone(), nw.clone(), 1e-5);
+                let what = |name: &str| format!("{name} d={d} double={double} {dtype:?}");
+                // Same kernels' arithmetic in the same order: equal up to the last bit of the
+                // compute dtype (an output exactly on a rounding boundary may round either way).
+                let (rel, fro) = if dtype == DType::BF16 { (8e-3, 1e-3) } else { (1e-6, 1e-7) };
+
+                let fused = nf4_gemv_fused(x.clone(), &[&q, &k, &v], Some((nw.clone(), 1e-5)), GemvEpilogue::Concat, None);
+                let apart = Tensor::cat(vec![nf4_linear(xn.clone(), &q), nf4_linear(xn.clone(), &k), nf4_linear(xn.clone(), &v)], 1);
+                assert_eq!((fused.dims(), fused.dtype()), ([1, nq + 2 * nkv], dtype));
+                assert_close(&what("norm+qkv"), &host(fused), &host(apart), rel, rel, fro);
+
+                let fused = nf4_gemv_fused(x.clone(), &[&g, &u], Some((nw.clone(), 1e-5)), GemvEpilogue::SwiGlu, None);
+                let apart = swiglu(nf4_linear(xn.clone(), &g), nf4_linear(xn.clone(), &u));
+                assert_close(&what("norm+gate/up+swiglu"), &host(fused), &host(apart), rel, rel, fro);
+
+                let h = Tensor::<2>::random([1, nq], Distribution::Normal(0.0, 1.0), (&device, dtype));
+                let fused = nf4_gemv_fused(h.clone(), &[&o], None, GemvEpilogue::Residual, Some(res.clone()));
+                assert_close(&what("o+residual"), &host(fused), &host(res.clone() + nf4_linear(h, &o)), rel, rel, fro);
+
+                let m = Tensor::<2>::random([1, ffn], Distribution::Normal(0.0, 1.0), (&device, dtype));
+                let fused = nf4_gemv_fused(m.clone(), &[&down], None, GemvEpilogue::Residual, Some(res.clone()));
+                assert_close(&what("down+residual"), &host(fused), &host(res + nf4_linear(m, &down)), rel, rel, fro);
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_attention_kernel_matches_the_separate_ops_and_writes_the_cache_row() {
+    use burn::tensor::TensorData;
+    use gpu_kernels::decode::portable_decode_attention;
+    use gpu_kernels::decode_attention;
+    let device = cuda();
+    // (H, H_kv, d_h, capacity, pos): Llama-3-8B's heads at the first and a later position, and
+    // a multi-head (H = H_kv) case.
+    for (heads, hkv, dh, cap, pos) in [(32usize, 8usize, 128usize, 256usize, 0usize), (32, 8, 128, 512, 300), (4, 4, 64, 256, 17)] {
+        for dtype in [DType::BF16, DType::F32] {
+            let cache_shape = [1, hkv, cap, dh];
+            let n = hkv * cap * dh;
+            let host_k = random_weights(n, 3 + pos as u64).into_iter().map(|v| v * 20.0).collect::<Vec<f32>>();
+            let host_v = random_weights(n, 5 + pos as u64).into_iter().map(|v| v * 20.0).collect::<Vec<f32>>();
+            let buffer = |h: &[f32]| Tensor::<4>::from_data(TensorData::new(h.to_vec(), cache_shape), &device).cast(dtype);
+            let qkv = Tensor::<2>::random([1, (heads + 2 * hkv) * dh], Distribution::Normal(0.0, 1.0), (&device, dtype));
+            let angle = Tensor::<3>::random([1, 1, dh / 2], Distribution::Uniform(-3.0, 3.0), &device);
+            let angle = Tensor::cat(vec![angle.clone(), angle], 2);
+            let (cos, sin) = (angle.clone().cos().cast(dtype), angle.sin().cast(dtype));
+
+            // Buffers held only by the call: written in place.
+            let (o, keys, values) = decode_attention(qkv.clone(), cos.clone(), sin.clone(), buffer(&host_k), buffer(&host_v), pos, heads);
+            let (want_o, want_k, want_v) = portable_decode_attention(qkv, cos, sin, buffer(&host_k), buffer(&host_v), pos, heads);
+            let what = format!("H={heads} H_kv={hkv} d_h={dh} pos={pos} {dtype:?}");
+            assert_eq!((o.dims(), o.dtype()), ([1, heads * dh], dtype), "{what}");
+            let tol = if dtype == DType::BF16 { 2e-2 } else { 1e-5 };
+            assert_close(&format!("attention {what}"), &host(o), &host(want_o), tol, tol, tol);
+            // The cache rows: the new one rotated exactly as the RoPE kernel rounds, the rest kept.
+            let flat = |t: Tensor<4>| host(t.reshape([hkv * cap, dh]));
+            assert_eq!(flat(keys), flat(want_k), "keys {what}");
+            assert_eq!(flat(values), flat(want_v), "values {what}");
+        }
+    }
+}

@@ -47,6 +47,17 @@ impl Projection {
         }
     }
 
+    /// The GPU-resident packed weight when the projection is exactly `x · Wᵀ` in `dtype` with a
+    /// packed base (no bias, no enabled adapter), for the fused decoding kernels
+    /// ([`gpu_kernels::nf4_gemv_fused`]).
+    pub fn packed_plain(&self, dtype: burn::tensor::DType) -> Option<&gpu_kernels::PackedNf4> {
+        let adapted = self.lora.as_ref().is_some_and(|l| l.enabled);
+        match &self.base {
+            BaseLinear::Nf4(l) if !adapted => l.packed_plain(dtype),
+            _ => None,
+        }
+    }
+
     /// Folds the adapter into a dense base: `W ← W + s·B·A`; the adapter is removed.
     /// A packed base is dequantized first (as peft does for 4-bit bases).
     pub fn merge(self) -> Self {

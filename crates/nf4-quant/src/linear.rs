@@ -177,6 +177,16 @@ impl Nf4Linear {
         y.cast(in_dtype)
     }
 
+    /// The GPU-resident packed weight when the layer is exactly `x · Wᵀ` in `dtype` (no bias,
+    /// `dtype` its compute dtype), for kernels that fuse the product with its neighbours.
+    pub fn packed_plain(&self, dtype: burn::tensor::DType) -> Option<&gpu_kernels::PackedNf4> {
+        let compute: burn::tensor::DType = self.weight.compute_dtype.into();
+        if self.bias.is_some() || compute != dtype {
+            return None;
+        }
+        self.gpu.as_ref()
+    }
+
     /// The dense `[out, in]` weight in the compute dtype on the layer's device (without autodiff),
     /// e.g. to merge an adapter into it.
     pub fn dequantize_weight(&self) -> Tensor<2> {

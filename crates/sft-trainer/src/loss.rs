@@ -41,15 +41,12 @@ pub fn causal_lm_loss_sum(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1
 /// - hidden: `[batch, len, d]`, labels: `[batch, len]`
 /// - output: `[1]`
 pub fn causal_lm_loss_sum_from_hidden(model: &Llama, hidden: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
-    let fused = gpu_kernels::is_cuda(&hidden.device()) && !logits_only();
+    let fused = gpu_kernels::is_cuda(&hidden.device()) && !LOGITS_ONLY.is_on();
     loss_sum_from_hidden(model, hidden, labels, fused)
 }
 
 /// `KINDLING_LOSS=logits`: the whole-logits route on CUDA too, to compare the two on a device.
-fn logits_only() -> bool {
-    static LOGITS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *LOGITS.get_or_init(|| std::env::var("KINDLING_LOSS").is_ok_and(|v| v == "logits"))
-}
+static LOGITS_ONLY: gpu_kernels::env_switch::EnvSwitch = gpu_kernels::env_switch::EnvSwitch::new("KINDLING_LOSS", "logits");
 
 fn loss_sum_from_hidden(model: &Llama, hidden: Tensor<3>, labels: Tensor<2, Int>, fused: bool) -> Tensor<1> {
     match model.vocab_weight().filter(|_| fused) {

@@ -235,6 +235,20 @@ fn parity(args: &Args) -> Result<()> {
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [shape[0], shape[1]]), &device);
             model.forward(tokens, None).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
         };
+        let cached_last_logits = |backend: Backend, quant: Option<&nf4_quant::QuantConfig>| -> Result<Vec<f32>> {
+            let device = backend.device()?;
+            let source = llama_model::weights::open(&dir)?;
+            let options = llama_model::LoadOptions { device: device.clone(), dtype: backend.dtype() };
+            let model = llama_model::load_quantized(source.as_ref(), &config, &options, quant)?;
+            let (rows, len) = (shape[0], shape[1]);
+            anyhow::ensure!(len >= 2, "{case}: the fixture's sequences need two positions for a cached step");
+            let row: Vec<i64> = ids[(rows - 1) * len..rows * len].to_vec();
+            let mut cache = llama_model::KvCache::new(config.num_layers);
+            let prefix = Tensor::<2, Int>::from_data(TensorData::new(row[..len - 1].to_vec(), [1, len - 1]), &device);
+            model.forward(prefix, Some(&mut cache));
+            let token = Tensor::<2, Int>::from_data(TensorData::new(row[len - 1..].to_vec(), [1, 1]), &device);
+            model.forward(token, Some(&mut cache)).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+        };
         for quant in [None, Some(nf4_quant::QuantConfig::nf4())] {
             let t = Instant::now();
             eprintln!("parity: {case} {} on {:?}…", if quant.is_some() { "nf4" } else { "dense" }, args.backend);
@@ -246,12 +260,22 @@ fn parity(args: &Args) -> Result<()> {
             if !(vs_cpu <= PARITY_TOLERANCE) {
                 failures.push(format!("{case} {base}: relative error vs the CPU {vs_cpu:.2e}"));
             }
+            // The last position again, decoded through the cache after the others (on CUDA with
+            // a packed base: the fused decoding kernels), against the whole sequence's last row.
+            let decoded = cached_last_logits(args.backend, quant.as_ref())?;
+            let vocab = config.vocab_size;
+            let whole_last = &ours[ours.len() - vocab..];
+            let vs_whole = rel(&decoded, whole_last);
+            if !(vs_whole <= PARITY_TOLERANCE) {
+                failures.push(format!("{case} {base}: cached decoding vs the whole sequence {vs_whole:.2e}"));
+            }
             emit(
                 args,
                 serde_json::json!({
                     "suite": "parity", "backend": format!("{:?}", args.backend).to_lowercase(), "case": case,
                     "base": base, "dtype": format!("{:?}", args.backend.dtype()),
                     "relative_error_vs_cpu_f32": vs_cpu,
+                    "cached_last_vs_whole": vs_whole,
                     "relative_error_vs_hf_f32": quant.is_none().then(|| rel(&ours, &theirs)),
                     "finite": ours.iter().all(|v| v.is_finite()),
                 }),

@@ -9,8 +9,9 @@ use cubecl_runtime::server::ServerStorage;
 use super::cublaslt::{self, GemmCall, GemmDType, Operand, Queue};
 use super::interop::{cuda_ordinal, pin, wait_for_burn};
 use super::stream::{self, CudaServer};
+use crate::decode::GemvPlan;
 use crate::error::Result;
-use crate::extension::KernelBackend;
+use crate::extension::{KernelBackend, Nf4Parts};
 use crate::gemm::reference_gemm;
 use crate::nf4::{Nf4Meta, PackedNf4, nf4_dequantize};
 
@@ -78,6 +79,21 @@ impl KernelBackend for CubeBackend {
         }
         let w = Self::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
         Self::gemm(x, w, false, true)
+    }
+
+    fn nf4_gemv_fused(
+        x: CubeTensor,
+        norm_w: CubeTensor,
+        residual: CubeTensor,
+        w0: Nf4Parts<Self>,
+        w1: Nf4Parts<Self>,
+        w2: Nf4Parts<Self>,
+        plan: GemvPlan,
+    ) -> CubeTensor {
+        if let Some(y) = super::nf4_gemv_fused::nf4_gemv_fused(&x, &norm_w, &residual, [&w0, &w1, &w2], plan) {
+            return y;
+        }
+        crate::decode::compose::<Self>(x, norm_w, residual, [w0, w1, w2], plan)
     }
 
     fn nf4_dense(

@@ -3,11 +3,13 @@
 
 pub(crate) mod cross_entropy;
 pub mod cublaslt;
+pub(crate) mod decode_attention;
 pub(crate) mod dropout;
 pub(crate) mod gemm;
 pub(crate) mod interop;
 pub(crate) mod nf4;
 pub(crate) mod nf4_gemv;
+pub(crate) mod nf4_gemv_fused;
 pub(crate) mod norm;
 pub(crate) mod optim;
 pub mod profile;

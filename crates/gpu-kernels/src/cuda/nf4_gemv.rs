@@ -21,11 +21,8 @@ use crate::nf4::Nf4Meta;
 
 const ROWS_PER_CUBE: usize = 8;
 
-/// `KINDLING_GEMV_WORDS=1`: always the one-word-per-lane kernel (read once per process).
-fn words_only() -> bool {
-    static WORDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WORDS.get_or_init(|| std::env::var("KINDLING_GEMV_WORDS").is_ok_and(|v| v == "1"))
-}
+/// `KINDLING_GEMV_WORDS=1`: always the one-word-per-lane kernel.
+static WORDS_ONLY: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GEMV_WORDS", "1");
 
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -76,12 +73,18 @@ fn nf4_gemv_kernel<F: Float>(
 
 /// Vectors a lane reads before it uses any of them in the 16-byte-vector kernel: four 16-byte
 /// loads in flight per lane (rows of 4,096 values are one round, 14,336 three and a tail).
-const UNROLL: usize = 4;
+pub(crate) const UNROLL: usize = 4;
 
 /// `Σ code[q]·x` over the 32 values of packed vector `t` (unscaled, f32): the nibbles of its
-/// four words against `x`'s values `32·v ..`.
+/// four words against `x`'s values `32·v ..`; the code is `table[tb..tb + 16]`.
 #[cube]
-fn vector_dot<F: Float, N: Size, M: Size>(table: &Shared<[f32]>, quad: Vector<u32, N>, x: &[Vector<F, M>], v: usize) -> f32 {
+pub(crate) fn vector_dot<F: Float, N: Size, M: Size>(
+    table: &Shared<[f32]>,
+    quad: Vector<u32, N>,
+    x: &[Vector<F, M>],
+    v: usize,
+    #[comptime] tb: usize,
+) -> f32 {
     let words = quad.vector_size().comptime();
     let xs = x.vector_size().comptime();
     let groups = comptime![8 / xs];
@@ -97,7 +100,7 @@ fn vector_dot<F: Float, N: Size, M: Size>(table: &Shared<[f32]>, quad: Vector<u3
                 let i = comptime![g * xs + l];
                 let shift = comptime![(8 * (i / 2) + if i.is_multiple_of(2) { 4 } else { 0 }) as u32];
                 let nibble = (word >> shift) & 0xFu32;
-                part += table[usize::cast_from(nibble)] * f32::cast_from(xv.extract(l));
+                part += table[tb + usize::cast_from(nibble)] * f32::cast_from(xv.extract(l));
             }
         }
     }
@@ -147,13 +150,13 @@ fn nf4_gemv_wide_kernel<F: Float, N: Size, M: Size>(
         for u in 0..UNROLL {
             let v = lane + (k * UNROLL + u) * 32;
             let scale = block_scale(absmax, qcodes, nested_code, ((base + v) * 32) / blocksize, offset, zero, nested_blocksize, double);
-            acc += scale * vector_dot::<F, N, M>(&table, packed[base + v], x, v);
+            acc += scale * vector_dot::<F, N, M>(&table, packed[base + v], x, v, 0usize);
         }
     }
     let mut v = lane + full * UNROLL * 32;
     while v < vectors_per_row {
         let scale = block_scale(absmax, qcodes, nested_code, ((base + v) * 32) / blocksize, offset, zero, nested_blocksize, double);
-        acc += scale * vector_dot::<F, N, M>(&table, packed[base + v], x, v);
+        acc += scale * vector_dot::<F, N, M>(&table, packed[base + v], x, v, 0usize);
         v += 32;
     }
     let total = plane_sum(acc);
@@ -197,7 +200,7 @@ pub(crate) fn nf4_gemv(
     let rounds = words_per_row.div_ceil(32);
     let len = |t: &CubeTensor| t.meta.num_elements();
     let aligned = |t: &CubeTensor| t.handle.offset_start.unwrap_or(0).is_multiple_of(16);
-    if !words_only() && cols.is_multiple_of(32) && meta.blocksize.is_multiple_of(32) && aligned(&x) && aligned(packed) {
+    if !WORDS_ONLY.is_on() && cols.is_multiple_of(32) && meta.blocksize.is_multiple_of(32) && aligned(&x) && aligned(packed) {
         let vectors_per_row = cols / 32;
         let full = vectors_per_row / (32 * UNROLL);
         let x_vector = if x.dtype == DType::F32 { 4 } else { 8 };

@@ -41,11 +41,30 @@ impl Attention {
     /// - mask: `[batch, 1, len, len]` (no cache)
     /// - output: `[batch, len, d]`
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
-        let [b, s, _] = x.dims();
+        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        self.o_proj.forward(self.mix(q, k, v, rope, mask, cache))
+    }
+
+    /// The attention between the projections: RoPE, the cache, the heads' weighted values
+    /// (before `W_o`), `mask` as in [`Attention::forward`].
+    ///
+    /// # Shapes
+    /// - q: `[batch, len, H·d_h]`; k, v: `[batch, len, H_kv·d_h]`
+    /// - output: `[batch, len, H·d_h]`
+    pub fn mix(
+        &self,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        rope: &RopeTables,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<3> {
+        let [b, s, _] = q.dims();
         let (h, hkv, dh) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = rope.apply_heads(self.q_proj.forward(x.clone()).reshape([b, s, h, dh]));
-        let k = rope.apply_heads(self.k_proj.forward(x.clone()).reshape([b, s, hkv, dh]));
-        let v = self.v_proj.forward(x).reshape([b, s, hkv, dh]).swap_dims(1, 2);
+        let q = rope.apply_heads(q.reshape([b, s, h, dh]));
+        let k = rope.apply_heads(k.reshape([b, s, hkv, dh]));
+        let v = v.reshape([b, s, hkv, dh]).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(c) => c.append(k, v),
             None => (k, v),
@@ -62,8 +81,7 @@ impl Attention {
             let mask = mask.map(|m| m.clone().expand([b, h, s, t]));
             attend(q, k, v, mask.is_none() && s > 1, mask)
         };
-        let o = o.swap_dims(1, 2).reshape([b, s, h * dh]);
-        self.o_proj.forward(o)
+        o.swap_dims(1, 2).reshape([b, s, h * dh])
     }
 }
 

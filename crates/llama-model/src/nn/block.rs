@@ -1,7 +1,13 @@
 //! One pre-norm decoder block: `h = x + attn(norm₁(x))`, `y = h + mlp(norm₂(h))`.
+//!
+//! Decoding one position with packed projections on the GPU takes the fused route
+//! ([`gpu_kernels::nf4_gemv_fused`]: five launches for the projections, norms, SwiGLU and
+//! residuals); everything else runs the layer's ops one by one.
 
 use burn::module::Module;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, DType, Tensor};
+use gpu_kernels::env_switch::EnvSwitch;
+use gpu_kernels::{GemvEpilogue, PackedNf4, nf4_gemv_fused};
 
 use super::attention::Attention;
 use super::cache::LayerCache;
@@ -9,6 +15,11 @@ use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeTables;
 use lora::Projection;
+
+/// `KINDLING_DECODE=unfused`: decode through the separate ops, to compare the two on a device.
+static UNFUSED_DECODE: EnvSwitch = EnvSwitch::new("KINDLING_DECODE", "unfused");
+/// `KINDLING_DECODE=gemv`: the fused products, the attention as separate ops.
+static GEMV_ONLY_DECODE: EnvSwitch = EnvSwitch::new("KINDLING_DECODE", "gemv");
 
 /// A Llama decoder block.
 #[derive(Module, Debug)]
@@ -30,8 +41,51 @@ impl Block {
     /// - x: `[batch, len, d]`
     /// - output: `[batch, len, d]`
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        if b == 1
+            && s == 1
+            && mask.is_none()
+            && !UNFUSED_DECODE.is_on()
+            && let Some(weights) = self.packed_weights(x.dtype())
+        {
+            return self.decode_step(x, rope, cache, weights);
+        }
         let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+
+    /// The seven packed weights in [`Block::projections`]' order when every projection is a
+    /// bare packed product in `dtype` (GPU-resident, no bias, no enabled adapter).
+    fn packed_weights(&self, dtype: DType) -> Option<[&PackedNf4; 7]> {
+        let mut out = Vec::with_capacity(7);
+        for (_, p) in self.projections() {
+            out.push(p.packed_plain(dtype)?);
+        }
+        out.try_into().ok()
+    }
+
+    /// One decoded position in five fused launches ([`gpu_kernels::nf4_gemv_fused`],
+    /// [`gpu_kernels::decode_attention`]): norm and q/k/v; RoPE, the cache write and the
+    /// attention; `W_o` and the residual; norm, gate/up and SwiGLU; `W_down` and the residual —
+    /// the values of [`Block::forward`]'s separate ops (up to the attention's summation order).
+    fn decode_step(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut LayerCache>, w: [&PackedNf4; 7]) -> Tensor<3> {
+        let d = x.dims()[2];
+        let x = x.reshape([1, d]);
+        let (attn, n1, n2) = (&self.self_attn, &self.input_layernorm, &self.post_attention_layernorm);
+        let qkv = nf4_gemv_fused(x.clone(), &w[..3], Some((n1.weight.val(), n1.eps)), GemvEpilogue::Concat, None);
+        let (nq, nkv) = (w[0].shape()[0], w[1].shape()[0]);
+        let mixed = match cache {
+            Some(c) if !GEMV_ONLY_DECODE.is_on() => {
+                c.attend_one(qkv, rope.cos.clone(), rope.sin.clone(), attn.num_heads, attn.num_kv_heads, attn.head_dim)
+            }
+            cache => {
+                let part = |start: usize, len: usize| qkv.clone().narrow(1, start, len).reshape([1, 1, len]);
+                attn.mix(part(0, nq), part(nq, nkv), part(nq + nkv, nkv), rope, None, cache).reshape([1, nq])
+            }
+        };
+        let h = nf4_gemv_fused(mixed, &w[3..4], None, GemvEpilogue::Residual, Some(x));
+        let gated = nf4_gemv_fused(h.clone(), &w[4..6], Some((n2.weight.val(), n2.eps)), GemvEpilogue::SwiGlu, None);
+        nf4_gemv_fused(gated, &w[6..7], None, GemvEpilogue::Residual, Some(h)).reshape([1, 1, d])
     }
 
     /// The block's seven projections with their paths inside the block

@@ -46,23 +46,64 @@ impl LayerCache {
         self.values = Some(values.clone());
         (keys.narrow(2, 0, end), values.narrow(2, 0, end))
     }
+
+    /// Attends one new position of a batch of one from the fused projections
+    /// (`gpu_kernels::decode_attention`: RoPE, the cache write and the attention, one launch on
+    /// CUDA), extending the cache; the heads' outputs side by side.
+    ///
+    /// # Shapes
+    /// - qkv: `[1, (H + 2·H_kv)·d_h]`; cos, sin: `[1, 1, d_h]`
+    /// - output: `[1, H·d_h]`
+    pub fn attend_one(
+        &mut self,
+        qkv: Tensor<2>,
+        cos: Tensor<3>,
+        sin: Tensor<3>,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> Tensor<2> {
+        let pos = self.len;
+        let (device, dtype) = (qkv.device(), qkv.dtype());
+        let dims = [1, kv_heads, head_dim];
+        let keys = reserve(self.keys.take(), pos, pos + 1, dims, &device, dtype);
+        let values = reserve(self.values.take(), pos, pos + 1, dims, &device, dtype);
+        let (o, keys, values) = gpu_kernels::decode_attention(qkv, cos, sin, keys, values, pos, heads);
+        self.keys = Some(keys);
+        self.values = Some(values);
+        self.len = pos + 1;
+        o
+    }
 }
 
 /// `new` written at positions `start..end` of `buffer`, grown first when too short.
 fn write(buffer: Option<Tensor<4>>, start: usize, end: usize, new: Tensor<4>) -> Tensor<4> {
     let [b, h, _, d] = new.dims();
-    let buffer = match buffer {
+    let buffer = reserve(buffer, start, end, [b, h, d], &new.device(), new.dtype());
+    buffer.slice_assign([0..b, 0..h, start..end, 0..d], new)
+}
+
+/// `buffer` (its first `start` positions kept) with room for `end` positions: itself when long
+/// enough, else a buffer of the next power of two (at least [`MIN_CAPACITY`]).
+fn reserve(
+    buffer: Option<Tensor<4>>,
+    start: usize,
+    end: usize,
+    [b, h, d]: [usize; 3],
+    device: &burn::tensor::Device,
+    dtype: burn::tensor::DType,
+) -> Tensor<4> {
+    match buffer {
         Some(buf) if buf.dims()[2] >= end => buf,
         old => {
             let capacity = end.next_power_of_two().max(MIN_CAPACITY);
-            let grown = Tensor::<4>::zeros([b, h, capacity, d], (&new.device(), new.dtype()));
+            let grown = Tensor::<4>::zeros([b, h, capacity, d], (device, dtype));
             match old {
                 Some(old) if start > 0 => grown.slice_assign([0..b, 0..h, 0..start, 0..d], old.narrow(2, 0, start)),
                 _ => grown,
             }
         }
-    };
-    buffer.slice_assign([0..b, 0..h, start..end, 0..d], new)
+    }
 }
 
 /// The cache of a whole model: one [`LayerCache`] per block and the number of positions seen.
@@ -112,6 +153,32 @@ mod tests {
             assert_eq!(cache.len(), want.dims()[2]);
             ck.into_data().assert_eq(&want.clone().into_data(), true);
             cv.into_data().assert_eq(&want.mul_scalar(-2.0).into_data(), true);
+        }
+    }
+
+    /// One position at a time through `attend_one` — across the growth past 256 — equals RoPE,
+    /// `append` and attention over the valid prefix.
+    #[test]
+    fn attend_one_matches_append_and_attention() {
+        let device = Device::flex();
+        let (heads, hkv, dh) = (4, 2, 8);
+        let mut fused = LayerCache::default();
+        let mut plain = LayerCache::default();
+        let prompt = Tensor::<4>::random([1, hkv, 254, dh], Distribution::Normal(0.0, 1.0), &device);
+        fused.append(prompt.clone(), prompt.clone().mul_scalar(0.5));
+        plain.append(prompt.clone(), prompt.mul_scalar(0.5));
+        for step in 0..4 {
+            let qkv = Tensor::<2>::random([1, (heads + 2 * hkv) * dh], Distribution::Normal(0.0, 1.0), &device);
+            let angle = Tensor::<3>::random([1, 1, dh], Distribution::Uniform(-3.0, 3.0), &device);
+            let (cos, sin) = (angle.clone().cos(), angle.sin());
+            let got = fused.attend_one(qkv.clone(), cos.clone(), sin.clone(), heads, hkv, dh);
+            let q = gpu_kernels::rope_heads(qkv.clone().narrow(1, 0, heads * dh).reshape([1, 1, heads, dh]), cos.clone(), sin.clone());
+            let k = gpu_kernels::rope_heads(qkv.clone().narrow(1, heads * dh, hkv * dh).reshape([1, 1, hkv, dh]), cos, sin);
+            let v = qkv.narrow(1, (heads + hkv) * dh, hkv * dh).reshape([1, hkv, 1, dh]);
+            let (keys, values) = plain.append(k, v);
+            let want = gpu_kernels::attention(q.reshape([1, hkv, heads / hkv, dh]), keys, values, false, None).reshape([1, heads * dh]);
+            assert_eq!(fused.len(), 255 + step);
+            got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::rel_abs(1e-5, 1e-6));
         }
     }
 }

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # One device call: kindling's checks, its 8B workloads, then the Python anchor's same workloads,
 # so every ratio is measured side by side; with time left, decoding through the separate ops
-# (KINDLING_DECODE=unfused) and with the GEMV's prefetch (KINDLING_GEMV_PREFETCH=1), then
-# kernel profiles of a training step and of decoding. Stops early (saving device time) when a check fails.
+# (KINDLING_DECODE=unfused), then kernel profiles of a training step and of decoding. Stops early (saving device time) when a check fails.
 #   bash scripts/gpu/run_session.sh .device/bench .device/anchors
 # KEEP_2K=0 drops the 1×2048 workload without recomputation; ANCHOR_VARIANTS picks the anchor's
 # variants; TESTS=mt runs only the multi-thread test pass, TESTS=single only the one-thread pass; CKPT=0 drops the layer-recomputation workloads;
 # AB=1 adds the all-linear workload on the host-synchronized cuBLASLt route ($OUT/bench-sync.jsonl).
-# Results: $OUT/bench.jsonl (ours), $OUT/bench-{unfused,prefetch}.jsonl (decode A/B),
+# Results: $OUT/bench.jsonl (ours), $OUT/bench-unfused.jsonl (decode A/B),
 # $OUT/anchor.jsonl (Python), $OUT/profile.jsonl (profiles),
 # $OUT/stages.txt, $OUT/smi.csv (GPU memory and busy % every 200 ms), $OUT/logs.tgz (one log per
 # stage).
@@ -51,10 +50,6 @@ if [ $SEED_RC -eq 0 ]; then
   if [ "$(left)" -gt 60 ]; then
     # The same decode through the separate ops (the route before the fused decoding kernels).
     stage decode-unfused "$(($(left) - 5))" env KINDLING_DECODE=unfused $DECODE --new-tokens 128 --out "$OUT/bench-unfused.jsonl" || true
-  fi
-  if [ "$(left)" -gt 60 ]; then
-    # The fused decode with the first round's weight loads issued before the staging of x.
-    stage decode-prefetch "$(($(left) - 5))" env KINDLING_GEMV_PREFETCH=1 $DECODE --new-tokens 128 --out "$OUT/bench-prefetch.jsonl" || true
   fi
   if [ "$(left)" -gt 90 ]; then
     stage profile-train "$(($(left) - 45))" $TRAIN --targets all-linear --batch 4 --seq 512 --warmup 2 --steps 2 --profile \

@@ -152,7 +152,7 @@ pub fn decode_attention(
     assert_eq!(qkv.dims(), [1, (heads + 2 * hkv) * dh], "decode_attention: qkv for {heads} + 2·{hkv} heads of {dh}");
     #[cfg(feature = "cuda")]
     if crate::gemm::is_cuda(&qkv.device())
-        && ![qkv.is_autodiff(), cos.is_autodiff(), sin.is_autodiff(), keys.is_autodiff(), values.is_autodiff()].contains(&true)
+        && ![qkv.is_autodiff(), cos.is_autodiff(), sin.is_autodiff(), keys.is_autodiff(), values.is_autodiff()].into_iter().any(|a| a)
     {
         type B = burn_cubecl::CubeBackend;
         let parts = (

@@ -5,11 +5,8 @@
 //!   the lanes (lane `l` reads values `32·(l + 32k) ..`) hit 32 different banks — read from
 //!   global memory instead, each lane's 64 bytes lie 64 bytes apart and the loads take four
 //!   times the L1 wavefronts (Nsight Compute: 80–93 % "memory throughput" at 6–19 % of DRAM);
-//! - optionally (`KINDLING_GEMV_PREFETCH=1`, for A/B on a device) the first round of each
-//!   plane's weight vectors loaded before the staging, so that their latency overlaps it;
-//! - the RMSNorm of `x` computed by every cube while staging (the same reduction as the
-//!   one-row RMSNorm kernel: 8 planes stride the row, the planes' sums added in order) — no
-//!   normalized row is written or launched;
+//! - the RMSNorm of `x` computed by every cube while staging (`super::norm::cube_inv_rms`, the
+//!   one-row RMSNorm kernel's own reduction) — no normalized row is written or launched;
 //! - the epilogue on the plane's total: the concatenated outputs (a row index past the first
 //!   weight's rows reads the second, …), `silu(g)·u` from one plane computing row `r` of both
 //!   gate and up, or the residual added.
@@ -19,6 +16,7 @@
 
 use super::nf4::block_scale;
 use super::nf4_gemv::{UNROLL, vector_dot};
+use super::norm::{PLANES, cube_inv_rms};
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
@@ -28,14 +26,9 @@ use crate::extension::Nf4Parts;
 
 type Parts = Nf4Parts<burn_cubecl::CubeBackend>;
 
-const PLANES: usize = 8;
 /// The most bytes of `x` a cube stages in shared memory (14,336 bf16 columns take 30.5 KiB);
 /// wider rows are read from global memory, and a norm is then composed from the separate ops.
 const MAX_STAGED_BYTES: usize = 36 * 1024;
-
-/// `KINDLING_GEMV_PREFETCH=1`: the first round's loads issued before the staging (A/B switch;
-/// off by default: 130 vs 148 tokens/s without it in one call on the H200, 2026-11-30).
-static PREFETCH: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GEMV_PREFETCH", "1");
 
 /// [`vector_dot`] with `x̂` from shared memory, vector `v` at `v·stride` (the padding spreads the
 /// lanes' reads over the banks: lane `l` reads vector `l + 32k`), the same products in the same
@@ -64,21 +57,9 @@ fn vector_dot_staged<F: Float, N: Size>(
     part
 }
 
-/// The first round of row `row`'s vectors (`UNROLL` per lane), loaded before the cube stages
-/// `x` so that their latency overlaps the staging.
+/// The plane's total `Σ_vectors scale · Σ code[q]·x` for row `row` of one weight.
 #[cube]
-fn prefetch<N: Size>(packed: &[Vector<u32, N>], row: usize, vectors_per_row: usize, pre: &mut Array<Vector<u32, N>>) {
-    let base = row * vectors_per_row + UNIT_POS_X as usize;
-    #[unroll]
-    for u in 0..UNROLL {
-        pre[u] = packed[base + u * 32];
-    }
-}
-
-/// The plane's total `Σ_vectors scale · Σ code[q]·x` for row `row` of one weight; with
-/// `prefetched`, the first round's vectors are `pre`.
-#[cube]
-#[allow(clippy::too_many_arguments, unused_assignments)]
+#[allow(clippy::too_many_arguments)]
 fn row_dot<F: Float, N: Size, M: Size>(
     table: &Shared<[f32]>,
     xs: &Shared<[F]>,
@@ -87,7 +68,6 @@ fn row_dot<F: Float, N: Size, M: Size>(
     qcodes: &[u8],
     nested_code: &[f32],
     x: &[Vector<F, M>],
-    pre: &Array<Vector<u32, N>>,
     row: usize,
     vectors_per_row: usize,
     full: usize,
@@ -95,7 +75,6 @@ fn row_dot<F: Float, N: Size, M: Size>(
     zero: u32,
     #[comptime] tb: usize,
     #[comptime] stride: usize,
-    #[comptime] prefetched: bool,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
     #[comptime] double: bool,
@@ -107,14 +86,7 @@ fn row_dot<F: Float, N: Size, M: Size>(
         #[unroll]
         for u in 0..UNROLL {
             let v = lane + (k * UNROLL + u) * 32;
-            let mut quad = pre[u];
-            if comptime![prefetched] {
-                if k > 0 {
-                    quad = packed[base + v];
-                }
-            } else {
-                quad = packed[base + v];
-            }
+            let quad = packed[base + v];
             let scale = block_scale(absmax, qcodes, nested_code, ((base + v) * 32) / blocksize, offset, zero, nested_blocksize, double);
             if comptime![stride > 0] {
                 acc += scale * vector_dot_staged::<F, N>(table, quad, xs, v, tb, stride);
@@ -174,7 +146,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
     #[comptime] stage_cols: usize,
     #[comptime] stride: usize,
     #[comptime] norm: bool,
-    #[comptime] prefetched: bool,
     #[comptime] epilogue: u32,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
@@ -190,52 +161,13 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
         table[unit] = c2[unit - 32];
     }
     let row = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
-    let mut pre0 = Array::<Vector<u32, N>>::new(UNROLL);
-    let mut pre1 = Array::<Vector<u32, N>>::new(UNROLL);
-    if comptime![prefetched] {
-        if row < rows {
-            if comptime![epilogue == 1] {
-                prefetch::<N>(p0, row, vectors_per_row, &mut pre0);
-                prefetch::<N>(p1, row, vectors_per_row, &mut pre1);
-            } else if comptime![epilogue == 2] {
-                prefetch::<N>(p0, row, vectors_per_row, &mut pre0);
-            } else {
-                if row < end0 {
-                    prefetch::<N>(p0, row, vectors_per_row, &mut pre0);
-                } else if row < end1 {
-                    prefetch::<N>(p1, row - end0, vectors_per_row, &mut pre0);
-                } else {
-                    prefetch::<N>(p2, row - end1, vectors_per_row, &mut pre0);
-                }
-            }
-        }
-    }
     let mut xs = Shared::<[F]>::new_slice(comptime![if stage_cols > 0 { stage_cols / 32 * stride } else { 1 }]);
     if comptime![stage_cols > 0] {
         let step = comptime![PLANES * 32];
         let rounds = comptime![stage_cols.div_ceil(PLANES * 32)];
         let mut r = 1.0f32;
         if comptime![norm] {
-            let mut acc = 0.0f32;
-            for k in 0..rounds {
-                let i = unit + k * step;
-                if i < stage_cols {
-                    let v = f32::cast_from(x_plain[i]);
-                    acc += v * v;
-                }
-            }
-            let mut partial = Shared::<[f32]>::new_slice(PLANES);
-            let plane = plane_sum(acc);
-            if UNIT_POS_X == 0 {
-                partial[UNIT_POS_Y as usize] = plane;
-            }
-            sync_cube();
-            let mut total = 0.0f32;
-            #[unroll]
-            for p in 0..PLANES {
-                total += partial[p];
-            }
-            r = 1.0f32 / (total / f32::cast_from(stage_cols) + eps).sqrt();
+            r = cube_inv_rms::<F>(x_plain, 0usize, stage_cols, rounds, eps);
         }
         for k in 0..rounds {
             let i = unit + k * step;
@@ -264,7 +196,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             q0,
             n0,
             x,
-            &pre0,
             row,
             vectors_per_row,
             full,
@@ -272,7 +203,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             zero,
             0usize,
             stride,
-            prefetched,
             blocksize,
             nested_blocksize,
             double,
@@ -285,7 +215,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             q1,
             n1,
             x,
-            &pre1,
             row,
             vectors_per_row,
             full,
@@ -293,7 +222,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             zero,
             16usize,
             stride,
-            prefetched,
             blocksize,
             nested_blocksize,
             double,
@@ -311,7 +239,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             q0,
             n0,
             x,
-            &pre0,
             row,
             vectors_per_row,
             full,
@@ -319,7 +246,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             zero,
             0usize,
             stride,
-            prefetched,
             blocksize,
             nested_blocksize,
             double,
@@ -338,7 +264,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
                 q0,
                 n0,
                 x,
-                &pre0,
                 row,
                 vectors_per_row,
                 full,
@@ -346,7 +271,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
                 zero,
                 0usize,
                 stride,
-                prefetched,
                 blocksize,
                 nested_blocksize,
                 double,
@@ -360,7 +284,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
                 q1,
                 n1,
                 x,
-                &pre0,
                 row - end0,
                 vectors_per_row,
                 full,
@@ -368,7 +291,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
                 zero,
                 16usize,
                 stride,
-                prefetched,
                 blocksize,
                 nested_blocksize,
                 double,
@@ -382,7 +304,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
                 q2,
                 n2,
                 x,
-                &pre0,
                 row - end1,
                 vectors_per_row,
                 full,
@@ -390,7 +311,6 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
                 zero,
                 32usize,
                 stride,
-                prefetched,
                 blocksize,
                 nested_blocksize,
                 double,
@@ -528,7 +448,6 @@ pub(crate) fn nf4_gemv_fused(
                     stage_cols,
                     if stage_cols > 0 { stride } else { 0 },
                     norm,
-                    full > 0 && PREFETCH.is_on(),
                     epilogue,
                     m0.blocksize,
                     m0.nested_blocksize,

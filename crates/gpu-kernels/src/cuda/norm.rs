@@ -14,11 +14,14 @@ const ROWS_PER_CUBE: usize = 8;
 /// Up to this many rows, the forward runs one row per cube ([`rms_norm_wide_kernel`]).
 const WIDE_ROWS: usize = 64;
 /// Planes per row in the wide kernel.
-const PLANES: usize = 8;
+pub(crate) const PLANES: usize = 8;
 
-#[cube(launch_unchecked)]
-fn rms_norm_wide_kernel<F: Float>(x: &[F], w: &[F], y: &mut [F], d: usize, rounds: usize, eps: f32) {
-    let base = CUBE_POS_X as usize * d;
+/// `1/√(mean(x²) + ε)` of row `x[base .. base + d]` computed by a whole cube of [`PLANES`]
+/// planes: the units stride the row (`rounds = ⌈d / 256⌉`), each plane sums, the planes' sums
+/// are added in order. Shared with the fused decoding products (`super::nf4_gemv_fused`), whose
+/// normalized row must equal this kernel's.
+#[cube]
+pub(crate) fn cube_inv_rms<F: Float>(x: &[F], base: usize, d: usize, rounds: usize, eps: f32) -> f32 {
     let unit = UNIT_POS_Y as usize * 32 + UNIT_POS_X as usize;
     let stride = comptime![PLANES * LANES];
     let mut acc = 0.0f32;
@@ -40,7 +43,15 @@ fn rms_norm_wide_kernel<F: Float>(x: &[F], w: &[F], y: &mut [F], d: usize, round
     for p in 0..PLANES {
         total += partial[p];
     }
-    let r = 1.0f32 / (total / f32::cast_from(d) + eps).sqrt();
+    1.0f32 / (total / f32::cast_from(d) + eps).sqrt()
+}
+
+#[cube(launch_unchecked)]
+fn rms_norm_wide_kernel<F: Float>(x: &[F], w: &[F], y: &mut [F], d: usize, rounds: usize, eps: f32) {
+    let base = CUBE_POS_X as usize * d;
+    let unit = UNIT_POS_Y as usize * 32 + UNIT_POS_X as usize;
+    let stride = comptime![PLANES * LANES];
+    let r = cube_inv_rms::<F>(x, base, d, rounds, eps);
     for k in 0..rounds {
         let i = unit + k * stride;
         if i < d {

@@ -1,7 +1,7 @@
 # Shared by the device scripts (source it): the carried binaries unpacked into /tmp/kb, GPU
-# memory and busy % sampled into $OUT/smi.csv, and stages with their own time limits, each
-# logging to $LOGS/<name>.log and appending its exit status to $OUT/stages.txt. Only a few
-# files come back from $OUT, so `finish` packs the stage logs into $OUT/logs.tgz.
+# memory and busy % sampled into smi.csv (with device.txt beside it, in the logs), and stages with their own time limits, each
+# logging to $LOGS/<name>.log and appending its exit status to $OUT/stages.txt. At most 8 files
+# come back from $OUT, so `finish` packs the stage logs into $OUT/logs.tgz.
 #   unpack DIR; sample_gpu; stage NAME LIMIT_S CMD...; finish; left (seconds of BUDGET)
 set -uo pipefail
 OUT=${OUT:-/tmp/kindling-out}
@@ -17,8 +17,8 @@ unpack() {
 }
 
 sample_gpu() {
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
-  nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 200 > "$OUT/smi.csv" 2>/dev/null &
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$LOGS/device.txt"
+  nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 200 > "$LOGS/smi.csv" 2>/dev/null &
   SMI=$!
 }
 

@@ -7,7 +7,7 @@
 # block), KINDLING_GEMV_WORDS=1 (the one-word-per-lane NF4 GEMV). Stages: the CUDA tests, decode
 # both ways, all-linear 4×512 with layer recomputation three ways, the seed without recomputation
 # two ways, then kernel profiles. Results: $OUT/ab-<stage>.jsonl, $OUT/profile.jsonl,
-# $OUT/stages.txt, $OUT/smi.csv, $OUT/logs.tgz.
+# $OUT/stages.txt, $OUT/logs.tgz (with smi.csv).
 DIR=${1:-.device/bench}
 source "$(dirname "$0")/lib.sh"
 unpack "$DIR"

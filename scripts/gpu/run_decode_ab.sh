@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# One device call for decoding work: the CUDA tests, the parity fixtures (cached decoding
-# included), 8B batch-1 decoding fused (default), with the fused products but the attention as
-# separate ops (KINDLING_DECODE=gemv) and through the separate ops (KINDLING_DECODE=unfused) side
-# by side, the kernel profile of the fused decode, then Nsight
-# Compute over a window of fused-decode launches.
-#   bash scripts/gpu/run_decode_ab.sh .device/bench [ncu-skip] [ncu-count]
-# Results: $OUT/ab-decode*.jsonl, $OUT/profile.jsonl, $OUT/ncu.txt, $OUT/stages.txt, $OUT/logs.tgz.
+# One device call for decoding work: the CUDA tests (TESTS: a name filter, default all), the
+# parity fixtures (cached decoding included), 8B batch-1 decoding by default and under each of
+# VARIANTS (environment assignments, e.g. "KINDLING_GEMV_ROWS=1 KINDLING_DECODE=unfused"), side
+# by side (`+` joins several assignments of one variant), the Python anchor's decode when ANCHORS
+# is a carried anchor folder, the kernel profile of the default decode, then Nsight Compute over
+# a window of its launches while time is left. GEMV=1 adds `bench --suite gemv` (one block's
+# fused products under each GEMV tuning) before the decodes and TEST_ENV (assignments joined by
+# `+`) a second run of the tests under that environment.
+#   VARIANTS="..." ANCHORS=.device/anchors bash scripts/gpu/run_decode_ab.sh .device/bench [ncu-skip] [ncu-count]
+# Results: $OUT/ab-decode.jsonl (the default's line, then each variant's name and line), $OUT/gemv.jsonl, $OUT/anchor.jsonl, $OUT/profile.jsonl,
+# $OUT/ncu.txt, $OUT/stages.txt, $OUT/logs.tgz.
 DIR=${1:-.device/bench}
 SKIP=${2:-2000}
 COUNT=${3:-40}
@@ -15,14 +19,27 @@ sample_gpu
 X=/tmp/kb/xtask
 DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir /tmp/kindling-l3-8b"
 echo "host tools: $(command -v perf nsys ncu /usr/local/cuda/bin/nsys /usr/local/cuda/bin/ncu | tr '\n' ' ')" | tee -a "$OUT/stages.txt"
-stage gk-tests 120 /tmp/kb/cuda --test-threads=1 || true
+stage gk-tests 180 /tmp/kb/cuda ${TESTS:-} --test-threads=1 || true
+if [ -n "${TEST_ENV:-}" ]; then
+  stage gk-tests-env 180 env ${TEST_ENV//+/ } /tmp/kb/cuda ${TESTS:-} --test-threads=1 || true
+fi
+if [ "${GEMV:-0}" = 1 ]; then
+  stage gemv 150 $X bench --suite gemv --device cuda --shape llama3-8b ${TUNINGS:+--tunings "$TUNINGS"} --out "$OUT/gemv.jsonl" || true
+fi
 stage parity 60 $X bench --suite parity --device cuda --out "$OUT/parity.jsonl" || true
-stage decode 120 $DECODE --new-tokens 128 --out "$OUT/ab-decode.jsonl"
-stage decode-gemv 60 env KINDLING_DECODE=gemv $DECODE --new-tokens 128 --out "$OUT/ab-decode-gemv.jsonl" || true
-stage decode-unfused 60 env KINDLING_DECODE=unfused $DECODE --new-tokens 128 --out "$OUT/ab-decode-unfused.jsonl" || true
+stage decode 150 $DECODE --new-tokens 128 --out "$OUT/ab-decode.jsonl"
+i=0
+for v in ${VARIANTS-KINDLING_DECODE=gemv KINDLING_DECODE=unfused}; do
+  i=$((i + 1))
+  echo "{\"variant\": \"$v\"}" >> "$OUT/ab-decode.jsonl"
+  stage "decode-v$i" 60 env ${v//+/ } $DECODE --new-tokens 128 --out "$OUT/ab-decode.jsonl" || true
+done
+if [ -d "${ANCHORS:-}/site" ] && [ "$(left)" -gt 100 ]; then
+  stage anchor 120 env PYTHONPATH=$PWD/$ANCHORS/site bash "$ANCHORS/run_all.sh" "$OUT" decode || true
+fi
 stage profile-decode 60 $DECODE --new-tokens 32 --profile --out "$OUT/profile.jsonl" || true
 NCU=${NCU:-/usr/local/cuda/bin/ncu}
-if [ "$(left)" -gt 60 ] && [ -x "$NCU" ]; then
+if [ "$COUNT" -gt 0 ] && [ "$(left)" -gt 60 ] && [ -x "$NCU" ]; then
   stage ncu "$(($(left) - 10))" "$NCU" --launch-skip "$SKIP" --launch-count "$COUNT" --section SpeedOfLight --section Occupancy \
     --section LaunchStats $DECODE --new-tokens 3 || true
   cp "$LOGS/ncu.log" "$OUT/ncu.txt"
@@ -30,4 +47,4 @@ if [ "$(left)" -gt 60 ] && [ -x "$NCU" ]; then
     "$OUT/ncu.txt" | cut -c1-160 | head -150
 fi
 finish
-cat "$OUT/stages.txt"; cat "$OUT"/ab-decode*.jsonl "$OUT/parity.jsonl" 2>/dev/null
+cat "$OUT/stages.txt"; cat "$OUT"/ab-decode*.jsonl "$OUT/anchor.jsonl" "$OUT/gemv.jsonl" "$OUT/parity.jsonl" 2>/dev/null

@@ -4,7 +4,7 @@
 # times (Nsight Compute, a few tokens), and the Python anchor's training workloads again in the
 # same call.
 #   bash scripts/gpu/run_followup.sh .device/bench .device/anchors
-# Results: $OUT/bench.jsonl, $OUT/anchor.jsonl, $OUT/ncu.csv, $OUT/stages.txt, $OUT/smi.csv
+# Results: $OUT/bench.jsonl, $OUT/anchor.jsonl, $OUT/ncu.csv, $OUT/stages.txt, $OUT/logs.tgz (with smi.csv)
 # (timestamp, memory used, GPU busy % every 200 ms).
 DIR=${1:-.device/bench}
 ANCHORS=${2:-.device/anchors}

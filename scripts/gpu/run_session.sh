@@ -8,7 +8,7 @@
 # AB=1 adds the all-linear workload on the host-synchronized cuBLASLt route ($OUT/bench-sync.jsonl).
 # Results: $OUT/bench.jsonl (ours), $OUT/bench-unfused.jsonl (decode A/B),
 # $OUT/anchor.jsonl (Python), $OUT/profile.jsonl (profiles),
-# $OUT/stages.txt, $OUT/smi.csv (GPU memory and busy % every 200 ms), $OUT/logs.tgz (one log per
+# $OUT/stages.txt, $OUT/logs.tgz (smi.csv: GPU memory and busy % every 200 ms; one log per
 # stage).
 DIR=${1:-.device/bench}
 ANCHORS=${2:-.device/anchors}

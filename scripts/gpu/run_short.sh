@@ -3,7 +3,7 @@
 # the Python anchor's same workload in the same call (a ratio, not the whole table).
 #   bash scripts/gpu/run_short.sh .device/bench .device/anchors [all|seed|decode]
 # (decode: batch-1 decoding, then the same with the kernel profile, then the anchor's decode)
-# Results: $OUT/bench.jsonl, $OUT/anchor.jsonl, $OUT/stages.txt, $OUT/smi.csv, $OUT/logs.tgz.
+# Results: $OUT/bench.jsonl, $OUT/anchor.jsonl, $OUT/stages.txt, $OUT/logs.tgz (with smi.csv).
 DIR=${1:-.device/bench}
 ANCHORS=${2:-.device/anchors}
 WORKLOAD=${3:-all}

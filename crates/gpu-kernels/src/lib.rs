@@ -47,6 +47,7 @@ mod error;
 #[cfg(any(test, feature = "cuda"))]
 pub mod extension;
 pub mod gemm;
+pub mod gemv_tuning;
 pub mod linear;
 pub mod linear_cross_entropy;
 pub mod nf4;
@@ -67,6 +68,7 @@ pub use cross_entropy::cross_entropy;
 pub use decode::{GemvEpilogue, decode_attention, nf4_gemv_fused};
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, is_cuda};
+pub use gemv_tuning::{GemvTuning, gemv_tuning, set_gemv_tuning};
 pub use linear::{linear, portable_linear};
 pub use linear_cross_entropy::linear_cross_entropy;
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};

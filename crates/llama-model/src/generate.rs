@@ -7,6 +7,10 @@ use crate::model::Llama;
 use crate::sampling::{Sampler, SamplingConfig, log_softmax};
 use crate::{Error, Result};
 
+/// `KINDLING_GREEDY=host`: greedy decoding chooses each token on the host, one read per token
+/// (to compare the two routes on a device).
+static HOST_GREEDY: gpu_kernels::env_switch::EnvSwitch = gpu_kernels::env_switch::EnvSwitch::new("KINDLING_GREEDY", "host");
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -104,6 +108,10 @@ fn constrain(logits: &[f32], constraint: &dyn Constraint) -> Vec<f32> {
 
 /// Generates after `prompt`, calling `on_token` with each new id; it returns `false` to stop.
 ///
+/// Greedy decoding with the cache, no constraint and no logprobs keeps the chosen ids on the
+/// device and reads them back in batches (`crate::greedy`): the same tokens, with `on_token`
+/// called up to a batch late.
+///
 /// # Errors
 /// An empty prompt, or a sequence longer than the model's position table.
 pub fn generate(model: &Llama, prompt: &[u32], options: &GenerateOptions, on_token: impl FnMut(u32) -> bool) -> Result<Generated> {
@@ -135,6 +143,10 @@ pub fn generate_constrained(
     let vocab = model.config.vocab_size as u32;
     if let Some(&bad) = prompt.iter().find(|&&t| t >= vocab) {
         return Err(Error::Generation(format!("token id {bad} is outside the vocabulary ({vocab})")));
+    }
+    let greedy = options.sampling.temperature <= 0.0;
+    if greedy && constraint.is_none() && options.top_logprobs.is_none() && options.use_cache && !HOST_GREEDY.is_on() {
+        return crate::greedy::generate_greedy(model, prompt, options.max_new_tokens, &options.stop_tokens, &mut on_token);
     }
     let mut sampler = Sampler::new(options.sampling.clone());
     let mut cache = options.use_cache.then(|| model.new_cache());

@@ -25,6 +25,7 @@ pub use load::{LoadOptions, load, load_quantized};
 pub use model::{LayerContext, Llama};
 pub use nn::KvCache;
 pub mod generate;
+mod greedy;
 pub mod json_grammar;
 pub mod json_schema;
 pub mod sampling;

@@ -54,6 +54,36 @@ fn check_case_on(case: &str, device: &Device) {
         let want: Vec<u32> = want.iter().map(|&t| t as u32).collect();
         assert_eq!(got, want, "{case}: {key}");
     }
+    check_greedy_routes(case, &model, &prompt);
+}
+
+/// Greedy decoding with the cache chooses on the device (ids read back in batches); asking for
+/// logprobs takes the host route. Both give the same tokens, stop before the same stop token and
+/// after the same callback refusal, mid-batch included.
+fn check_greedy_routes(case: &str, model: &llama_model::Llama, prompt: &[u32]) {
+    use llama_model::Finish;
+    let options = GenerateOptions { max_new_tokens: 20, ..GenerateOptions::default() };
+    let host_route = GenerateOptions { top_logprobs: Some(1), ..options.clone() };
+    let device = generate(model, prompt, &options, |_| true).expect("device route");
+    let host = generate(model, prompt, &host_route, |_| true).expect("host route");
+    assert_eq!(device.tokens, host.tokens, "{case}: device vs host choice");
+    assert_eq!((device.finish, host.finish), (Finish::Length, Finish::Length));
+    // A stop token first produced at step 6 (inside the third read-back batch: steps 3..7).
+    let stop = device.tokens[6];
+    let first = device.tokens.iter().position(|&t| t == stop).expect("present");
+    for opts in [&options, &host_route] {
+        let stopped = generate(model, prompt, &GenerateOptions { stop_tokens: vec![stop], ..opts.clone() }, |_| true).expect("stop");
+        assert_eq!(stopped.tokens, device.tokens[..first], "{case}: stop token");
+        assert_eq!(stopped.finish, Finish::Stop);
+        let mut seen = Vec::new();
+        let refused = generate(model, prompt, opts, |t| {
+            seen.push(t);
+            seen.len() < 5
+        })
+        .expect("callback stop");
+        assert_eq!(refused.tokens, device.tokens[..5], "{case}: callback stop");
+        assert_eq!((seen.len(), refused.finish), (5, Finish::Stop));
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, generate, pretra
 use crate::backend::Backend;
 use crate::generate::DEFAULT_MODEL;
 
+mod gemv;
 mod ops;
 mod profile;
 mod random_model;
@@ -32,6 +33,9 @@ pub enum Suite {
     Parity,
     /// One layer operation (`--op`) on this backend against the CPU: for finding a failing kernel.
     Ops,
+    /// The fused batch-1 NF4 products of one block at `--shape`'s widths under each GEMV tuning
+    /// (`--tunings`): µs per launch and weight bytes per second.
+    Gemv,
 }
 
 /// Arguments of `bench`.
@@ -107,6 +111,10 @@ pub struct Args {
     /// burn-matmul, softmax, cross-entropy.
     #[arg(long, default_value = "attention")]
     pub op: String,
+    /// The GEMV tunings of the `gemv` suite, `rows/in_flight` each, space- or
+    /// comma-separated (the first is the reference the others' outputs are compared with).
+    #[arg(long, default_value = gemv::DEFAULT_TUNINGS)]
+    pub tunings: String,
 }
 
 fn emit(args: &Args, value: serde_json::Value) -> Result<()> {
@@ -125,6 +133,9 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(shape) = &args.shape {
         let config = llama_model::presets::by_name(shape)
             .with_context(|| format!("unknown shape `{shape}`; shapes: {}", llama_model::presets::NAMES.join(", ")))?;
+        if args.suite == Suite::Gemv {
+            return gemv::run(&args, &config);
+        }
         let t = Instant::now();
         if random_model::ensure(&config, &args.model_dir, 0)? {
             eprintln!("wrote a random {shape} checkpoint to {} in {:.1?}", args.model_dir.display(), t.elapsed());
@@ -147,12 +158,13 @@ pub fn run(args: Args) -> Result<()> {
                 emit(&args, synthetic::train(&run)?)
             }
             Suite::Decode => decode_random(&args, &config),
-            Suite::Kernels | Suite::Parity | Suite::Ops => bail!("--shape applies to the train and decode suites"),
+            Suite::Kernels | Suite::Parity | Suite::Ops | Suite::Gemv => bail!("--shape applies to the train, decode and gemv suites"),
         };
     }
     match args.suite {
         Suite::Parity => parity(&args),
         Suite::Ops => ops::run(&args, &args.op),
+        Suite::Gemv => bail!("the gemv suite needs --shape (e.g. llama3-8b)"),
         Suite::Decode => decode(&args),
         Suite::Train => train(&args),
         Suite::Kernels => {

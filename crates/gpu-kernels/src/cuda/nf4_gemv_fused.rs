@@ -1,21 +1,25 @@
 //! The fused batch-1 products of [`crate::decode`] in one CubeCL launch: up to three packed
-//! weights read as in [`super::nf4_gemv`] (one plane per output row, 8 rows per cube, 16-byte
-//! vectors, the scale once per 32 products), with
+//! weights read as in [`super::nf4_gemv`] (16-byte vectors of 32 values, the scale once per 32
+//! products, 8 planes per cube), with
+//! - `h` rows of one weight per plane (SwiGLU: `h` rows of gate and the same of up), so that
+//!   each value of `x̂` loaded and converted serves `h` (SwiGLU `2h`) rows — with one row per
+//!   plane, each weight value cost a shared-memory load of `x̂` beside its code-table load
+//!   ([`crate::gemv_tuning`] sets `h` and the loads in flight);
 //! - `x` staged by every cube in shared memory, padded by one 32-bit word per 32 values so that
 //!   the lanes (lane `l` reads values `32·(l + 32k) ..`) hit 32 different banks — read from
 //!   global memory instead, each lane's 64 bytes lie 64 bytes apart and the loads take four
 //!   times the L1 wavefronts (Nsight Compute: 80–93 % "memory throughput" at 6–19 % of DRAM);
 //! - the RMSNorm of `x` computed by every cube while staging (`super::norm::cube_inv_rms`, the
 //!   one-row RMSNorm kernel's own reduction) — no normalized row is written or launched;
-//! - the epilogue on the plane's total: the concatenated outputs (a row index past the first
-//!   weight's rows reads the second, …), `silu(g)·u` from one plane computing row `r` of both
-//!   gate and up, or the residual added.
+//! - the epilogue on the plane's totals: the concatenated outputs (each weight's rows in planes
+//!   of their own), `silu(g)·u` of row `r` of gate and up, or the residual added.
 //!
 //! Products are rounded to the output dtype before the epilogue, as the separate kernels round
 //! them, and every sum runs in the order of the separate kernels.
 
 use super::nf4::block_scale;
-use super::nf4_gemv::{UNROLL, vector_dot};
+#[cfg(doc)]
+use super::nf4_gemv::vector_dot;
 use super::norm::{PLANES, cube_inv_rms};
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
@@ -30,88 +34,259 @@ type Parts = Nf4Parts<burn_cubecl::CubeBackend>;
 /// wider rows are read from global memory, and a norm is then composed from the separate ops.
 const MAX_STAGED_BYTES: usize = 36 * 1024;
 
-/// [`vector_dot`] with `x̂` from shared memory, vector `v` at `v·stride` (the padding spreads the
-/// lanes' reads over the banks: lane `l` reads vector `l + 32k`), the same products in the same
-/// order.
-#[cube]
-fn vector_dot_staged<F: Float, N: Size>(
-    table: &Shared<[f32]>,
-    quad: Vector<u32, N>,
-    xs: &Shared<[F]>,
-    v: usize,
-    #[comptime] tb: usize,
-    #[comptime] stride: usize,
-) -> f32 {
-    let words = quad.vector_size().comptime();
-    let mut part = 0.0f32;
-    #[unroll]
-    for j in 0..words {
-        let word = quad.extract(j);
-        #[unroll]
-        for i in 0..8usize {
-            let shift = comptime![(8 * (i / 2) + if i.is_multiple_of(2) { 4 } else { 0 }) as u32];
-            let nibble = (word >> shift) & 0xFu32;
-            part += table[tb + usize::cast_from(nibble)] * f32::cast_from(xs[v * stride + j * 8 + i]);
-        }
-    }
-    part
-}
-
-/// The plane's total `Σ_vectors scale · Σ code[q]·x` for row `row` of one weight.
+/// Adds `scale · Σ code[q]·x̂` of vector `v` of each of the plane's `nrows` rows to `acc`: `x̂`'s
+/// 32 values (from the staged copy, or global memory when `stride` is 0) converted to f32 once
+/// per word and used by every row — the rows share each load of `x̂` — in each row's order of
+/// [`vector_dot`]. Row `r`'s vector is `quads[q0 + r]`, its code `table[tb(r)..]` (`tbb` from
+/// row `h` on).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn row_dot<F: Float, N: Size, M: Size>(
+fn rows_vector<F: Float, N: Size, M: Size>(
+    acc: &mut Array<f32>,
     table: &Shared<[f32]>,
     xs: &Shared<[F]>,
-    packed: &[Vector<u32, N>],
+    x: &[Vector<F, M>],
+    quads: &Array<Vector<u32, N>>,
+    scales: &Array<f32>,
+    v: usize,
+    #[comptime] q0: usize,
+    #[comptime] nrows: usize,
+    #[comptime] h: usize,
+    #[comptime] tba: usize,
+    #[comptime] tbb: usize,
+    #[comptime] stride: usize,
+) {
+    let words = N::value().comptime();
+    let xw = x.vector_size().comptime();
+    let mut part = Array::<f32>::new(nrows);
+    #[unroll]
+    for r in 0..nrows {
+        part[r] = 0.0f32;
+    }
+    #[unroll]
+    for j in 0..words {
+        let mut xv = Array::<f32>::new(8usize);
+        if comptime![stride > 0] {
+            #[unroll]
+            for i in 0..8usize {
+                xv[i] = f32::cast_from(xs[v * stride + j * 8 + i]);
+            }
+        } else {
+            #[unroll]
+            for g in 0..comptime![8 / xw] {
+                let w = x[(v * 32 + j * 8) / xw + g];
+                #[unroll]
+                for l in 0..xw {
+                    xv[comptime![g * xw + l]] = f32::cast_from(w.extract(l));
+                }
+            }
+        }
+        #[unroll]
+        for r in 0..nrows {
+            let word = quads[comptime![q0 + r]].extract(j);
+            let tb = comptime![if r < h { tba } else { tbb }];
+            #[unroll]
+            for i in 0..8usize {
+                let shift = comptime![(8 * (i / 2) + if i.is_multiple_of(2) { 4 } else { 0 }) as u32];
+                let nibble = (word >> shift) & 0xFu32;
+                part[r] += table[tb + usize::cast_from(nibble)] * xv[i];
+            }
+        }
+    }
+    #[unroll]
+    for r in 0..nrows {
+        acc[r] += scales[comptime![q0 + r]] * part[r];
+    }
+}
+
+/// Loads vector `v` of the plane's row `r` (of weight A below `h`, of B from `h`; a row past a
+/// weight's last reads the last, its total unused) and its scale into slot `q`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_vector<N: Size>(
+    quads: &mut Array<Vector<u32, N>>,
+    scales: &mut Array<f32>,
+    w: &[Vector<u32, N>],
     absmax: &[f32],
     qcodes: &[u8],
     nested_code: &[f32],
-    x: &[Vector<F, M>],
-    row: usize,
-    vectors_per_row: usize,
-    full: usize,
     offset: f32,
+    row: usize,
+    last: usize,
+    v: usize,
+    vectors_per_row: usize,
     zero: u32,
-    #[comptime] tb: usize,
+    #[comptime] q: usize,
+    #[comptime] blocksize: usize,
+    #[comptime] nested_blocksize: usize,
+    #[comptime] double: bool,
+) {
+    let t = min(row, last) * vectors_per_row + v;
+    quads[q] = w[t];
+    scales[q] = block_scale(absmax, qcodes, nested_code, (t * 32) / blocksize, offset, zero, nested_blocksize, double);
+}
+
+/// The plane's totals `Σ_vectors scale · Σ code[q]·x̂` for rows `ra .. ra + h` of weight A and,
+/// with `pair`, rows `rb .. rb + h` of weight B, into `acc[0..h]` and `acc[h..2h]`, over the
+/// vectors `32·j + lane` of every row in increasing `j` (each row's sum in the order of the
+/// one-row kernel), loading `uk` vectors of every row before their
+/// products.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn rows_dot<F: Float, N: Size, M: Size>(
+    acc: &mut Array<f32>,
+    table: &Shared<[f32]>,
+    xs: &Shared<[F]>,
+    x: &[Vector<F, M>],
+    pa: &[Vector<u32, N>],
+    aa: &[f32],
+    qa: &[u8],
+    na: &[f32],
+    offset_a: f32,
+    ra: usize,
+    last_a: usize,
+    pb: &[Vector<u32, N>],
+    ab: &[f32],
+    qb: &[u8],
+    nb: &[f32],
+    offset_b: f32,
+    rb: usize,
+    last_b: usize,
+    vectors_per_row: usize,
+    zero: u32,
+    #[comptime] h: usize,
+    #[comptime] pair: bool,
+    #[comptime] uk: usize,
+    #[comptime] tba: usize,
+    #[comptime] tbb: usize,
     #[comptime] stride: usize,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
     #[comptime] double: bool,
-) -> f32 {
+) {
+    let nrows = comptime![if pair { 2 * h } else { h }];
     let lane = UNIT_POS_X as usize;
-    let base = row * vectors_per_row;
-    let mut acc = 0.0f32;
+    #[unroll]
+    for r in 0..nrows {
+        acc[r] = 0.0f32;
+    }
+    let mut quads = Array::<Vector<u32, N>>::new(comptime![uk * nrows]);
+    let mut scales = Array::<f32>::new(comptime![uk * nrows]);
+    let full = vectors_per_row / (32 * uk);
     for k in 0..full {
         #[unroll]
-        for u in 0..UNROLL {
-            let v = lane + (k * UNROLL + u) * 32;
-            let quad = packed[base + v];
-            let scale = block_scale(absmax, qcodes, nested_code, ((base + v) * 32) / blocksize, offset, zero, nested_blocksize, double);
-            if comptime![stride > 0] {
-                acc += scale * vector_dot_staged::<F, N>(table, quad, xs, v, tb, stride);
-            } else {
-                acc += scale * vector_dot::<F, N, M>(table, quad, x, v, tb);
+        for u in 0..uk {
+            let v = lane + (k * uk + u) * 32;
+            #[unroll]
+            for r in 0..nrows {
+                let q = comptime![u * nrows + r];
+                if comptime![r < h] {
+                    load_vector::<N>(
+                        &mut quads,
+                        &mut scales,
+                        pa,
+                        aa,
+                        qa,
+                        na,
+                        offset_a,
+                        ra + r,
+                        last_a,
+                        v,
+                        vectors_per_row,
+                        zero,
+                        q,
+                        blocksize,
+                        nested_blocksize,
+                        double,
+                    );
+                } else {
+                    load_vector::<N>(
+                        &mut quads,
+                        &mut scales,
+                        pb,
+                        ab,
+                        qb,
+                        nb,
+                        offset_b,
+                        rb + (r - h),
+                        last_b,
+                        v,
+                        vectors_per_row,
+                        zero,
+                        q,
+                        blocksize,
+                        nested_blocksize,
+                        double,
+                    );
+                }
             }
         }
-    }
-    let mut v = lane + full * UNROLL * 32;
-    while v < vectors_per_row {
-        let scale = block_scale(absmax, qcodes, nested_code, ((base + v) * 32) / blocksize, offset, zero, nested_blocksize, double);
-        if comptime![stride > 0] {
-            acc += scale * vector_dot_staged::<F, N>(table, packed[base + v], xs, v, tb, stride);
-        } else {
-            acc += scale * vector_dot::<F, N, M>(table, packed[base + v], x, v, tb);
+        #[unroll]
+        for u in 0..uk {
+            let v = lane + (k * uk + u) * 32;
+            rows_vector::<F, N, M>(acc, table, xs, x, &quads, &scales, v, comptime![u * nrows], nrows, h, tba, tbb, stride);
         }
+    }
+    let mut v = lane + full * uk * 32;
+    while v < vectors_per_row {
+        #[unroll]
+        for r in 0..nrows {
+            if comptime![r < h] {
+                load_vector::<N>(
+                    &mut quads,
+                    &mut scales,
+                    pa,
+                    aa,
+                    qa,
+                    na,
+                    offset_a,
+                    ra + r,
+                    last_a,
+                    v,
+                    vectors_per_row,
+                    zero,
+                    r,
+                    blocksize,
+                    nested_blocksize,
+                    double,
+                );
+            } else {
+                load_vector::<N>(
+                    &mut quads,
+                    &mut scales,
+                    pb,
+                    ab,
+                    qb,
+                    nb,
+                    offset_b,
+                    rb + (r - h),
+                    last_b,
+                    v,
+                    vectors_per_row,
+                    zero,
+                    r,
+                    blocksize,
+                    nested_blocksize,
+                    double,
+                );
+            }
+        }
+        rows_vector::<F, N, M>(acc, table, xs, x, &quads, &scales, v, 0usize, nrows, h, tba, tbb, stride);
         v += 32;
     }
-    plane_sum(acc)
+    #[unroll]
+    for r in 0..nrows {
+        acc[r] = plane_sum(acc[r]);
+    }
 }
 
 /// `epilogue`: 0 concatenated outputs, 1 SwiGLU of weights 0 and 1, 2 residual plus weight 0.
-/// `ends`: the first output row past weight 0, past weight 1 (concatenation); `rows`: outputs.
+/// Plane `t` of the launch computes rows `t·h ..` of one weight (concatenation: planes `< planes0`
+/// weight 0, `< planes01` weight 1, the rest weight 2, each from its own row 0), or the same rows
+/// of gate and up (SwiGLU). `end0`, `end1`: weight 0's rows, weights 0 and 1's; lane `r`
+/// writes the plane's row `r`.
 #[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments, unused_assignments)]
+#[allow(clippy::too_many_arguments)]
 fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
     p0: &[Vector<u32, N>],
     a0: &[f32],
@@ -136,13 +311,17 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
     end0: usize,
     end1: usize,
     rows: usize,
+    planes0: usize,
+    planes01: usize,
+    planes: usize,
     vectors_per_row: usize,
-    full: usize,
     offset0: f32,
     offset1: f32,
     offset2: f32,
     eps: f32,
     zero: u32,
+    #[comptime] h: usize,
+    #[comptime] uk: usize,
     #[comptime] stage_cols: usize,
     #[comptime] stride: usize,
     #[comptime] norm: bool,
@@ -160,7 +339,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
     } else if unit < 48 {
         table[unit] = c2[unit - 32];
     }
-    let row = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
+    let plane = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
     let mut xs = Shared::<[F]>::new_slice(comptime![if stage_cols > 0 { stage_cols / 32 * stride } else { 1 }]);
     if comptime![stage_cols > 0] {
         let step = comptime![PLANES * 32];
@@ -183,141 +362,200 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
         }
     }
     sync_cube();
-    if row >= rows {
+    if plane >= planes {
         terminate!();
     }
     let lane = UNIT_POS_X as usize;
+    let mut acc = Array::<f32>::new(comptime![2 * h]);
+    #[unroll]
+    for r in 0..comptime![2 * h] {
+        acc[r] = 0.0f32;
+    }
+    // The plane's weight: its first row there, its row count, where its outputs start.
+    let mut first = plane * h;
+    let mut count = rows;
+    let mut out = 0usize;
     if comptime![epilogue == 1] {
-        let g = f32::cast_from(F::cast_from(row_dot::<F, N, M>(
+        rows_dot::<F, N, M>(
+            &mut acc,
             &table,
             &xs,
+            x,
             p0,
             a0,
             q0,
             n0,
-            x,
-            row,
-            vectors_per_row,
-            full,
             offset0,
-            zero,
-            0usize,
-            stride,
-            blocksize,
-            nested_blocksize,
-            double,
-        )));
-        let u = f32::cast_from(F::cast_from(row_dot::<F, N, M>(
-            &table,
-            &xs,
+            first,
+            rows - 1,
             p1,
             a1,
             q1,
             n1,
-            x,
-            row,
-            vectors_per_row,
-            full,
             offset1,
+            first,
+            rows - 1,
+            vectors_per_row,
             zero,
+            h,
+            true,
+            uk,
+            0usize,
             16usize,
             stride,
             blocksize,
             nested_blocksize,
             double,
-        )));
-        if lane == 0 {
-            let sig = 1.0f32 / (1.0f32 + (-g).exp());
-            y[row] = F::cast_from(g * sig * u);
-        }
+        );
     } else if comptime![epilogue == 2] {
-        let t = row_dot::<F, N, M>(
+        rows_dot::<F, N, M>(
+            &mut acc,
             &table,
             &xs,
+            x,
             p0,
             a0,
             q0,
             n0,
-            x,
-            row,
-            vectors_per_row,
-            full,
             offset0,
+            first,
+            rows - 1,
+            p0,
+            a0,
+            q0,
+            n0,
+            offset0,
+            first,
+            rows - 1,
+            vectors_per_row,
             zero,
+            h,
+            false,
+            uk,
+            0usize,
             0usize,
             stride,
             blocksize,
             nested_blocksize,
             double,
         );
-        if lane == 0 {
-            y[row] = residual[row] + F::cast_from(t);
-        }
+    } else if plane < planes0 {
+        count = end0;
+        rows_dot::<F, N, M>(
+            &mut acc,
+            &table,
+            &xs,
+            x,
+            p0,
+            a0,
+            q0,
+            n0,
+            offset0,
+            first,
+            end0 - 1,
+            p0,
+            a0,
+            q0,
+            n0,
+            offset0,
+            first,
+            end0 - 1,
+            vectors_per_row,
+            zero,
+            h,
+            false,
+            uk,
+            0usize,
+            0usize,
+            stride,
+            blocksize,
+            nested_blocksize,
+            double,
+        );
+    } else if plane < planes01 {
+        first = (plane - planes0) * h;
+        count = end1 - end0;
+        out = end0;
+        rows_dot::<F, N, M>(
+            &mut acc,
+            &table,
+            &xs,
+            x,
+            p1,
+            a1,
+            q1,
+            n1,
+            offset1,
+            first,
+            count - 1,
+            p1,
+            a1,
+            q1,
+            n1,
+            offset1,
+            first,
+            count - 1,
+            vectors_per_row,
+            zero,
+            h,
+            false,
+            uk,
+            16usize,
+            16usize,
+            stride,
+            blocksize,
+            nested_blocksize,
+            double,
+        );
     } else {
-        let mut t = 0.0f32;
-        if row < end0 {
-            t = row_dot::<F, N, M>(
-                &table,
-                &xs,
-                p0,
-                a0,
-                q0,
-                n0,
-                x,
-                row,
-                vectors_per_row,
-                full,
-                offset0,
-                zero,
-                0usize,
-                stride,
-                blocksize,
-                nested_blocksize,
-                double,
-            );
-        } else if row < end1 {
-            t = row_dot::<F, N, M>(
-                &table,
-                &xs,
-                p1,
-                a1,
-                q1,
-                n1,
-                x,
-                row - end0,
-                vectors_per_row,
-                full,
-                offset1,
-                zero,
-                16usize,
-                stride,
-                blocksize,
-                nested_blocksize,
-                double,
-            );
-        } else {
-            t = row_dot::<F, N, M>(
-                &table,
-                &xs,
-                p2,
-                a2,
-                q2,
-                n2,
-                x,
-                row - end1,
-                vectors_per_row,
-                full,
-                offset2,
-                zero,
-                32usize,
-                stride,
-                blocksize,
-                nested_blocksize,
-                double,
-            );
-        }
-        if lane == 0 {
-            y[row] = F::cast_from(t);
+        first = (plane - planes01) * h;
+        count = rows - end1;
+        out = end1;
+        rows_dot::<F, N, M>(
+            &mut acc,
+            &table,
+            &xs,
+            x,
+            p2,
+            a2,
+            q2,
+            n2,
+            offset2,
+            first,
+            count - 1,
+            p2,
+            a2,
+            q2,
+            n2,
+            offset2,
+            first,
+            count - 1,
+            vectors_per_row,
+            zero,
+            h,
+            false,
+            uk,
+            32usize,
+            32usize,
+            stride,
+            blocksize,
+            nested_blocksize,
+            double,
+        );
+    }
+    #[unroll]
+    for r in 0..h {
+        if lane == r && first + r < count {
+            if comptime![epilogue == 1] {
+                let g = f32::cast_from(F::cast_from(acc[r]));
+                let u = f32::cast_from(F::cast_from(acc[comptime![h + r]]));
+                let sig = 1.0f32 / (1.0f32 + (-g).exp());
+                y[first + r] = F::cast_from(g * sig * u);
+            } else if comptime![epilogue == 2] {
+                y[first + r] = residual[first + r] + F::cast_from(acc[r]);
+            } else {
+                y[out + first + r] = F::cast_from(acc[r]);
+            }
         }
     }
 }
@@ -382,10 +620,20 @@ pub(crate) fn nf4_gemv_fused(
     let out = client.empty(rows * x.dtype.size());
     let result = CubeTensor::new_contiguous(client.clone(), x.device.clone(), [1, rows].into(), out.clone(), x.dtype);
     let vectors_per_row = cols / 32;
-    let full = vectors_per_row / (32 * UNROLL);
+    let tuning = crate::gemv_tuning::gemv_tuning();
+    let h = tuning.rows;
+    let uk = (tuning.in_flight / if epilogue == 1 { 2 * h } else { h }).max(1);
+    // Planes: `h` rows of one weight each (concatenation: each weight's rows apart).
+    let (planes0, planes01, planes) = if epilogue == 0 {
+        let (t0, t1) = (end0.div_ceil(h), (end1 - end0).div_ceil(h));
+        (t0, t0 + t1, t0 + t1 + (rows - end1).div_ceil(h))
+    } else {
+        let t = rows.div_ceil(h);
+        (t, t, t)
+    };
     let x_vector = if x.dtype == DType::F32 { 4 } else { 8 };
     let cube_dim = CubeDim::new_2d(32, PLANES as u32);
-    let count = CubeCount::Static(rows.div_ceil(PLANES) as u32, 1, 1);
+    let count = CubeCount::Static(planes.div_ceil(PLANES) as u32, 1, 1);
     let len = |t: &CubeTensor| t.meta.num_elements();
     let eps = plan.norm_eps.unwrap_or(0.0) as f32;
     macro_rules! weight {
@@ -404,7 +652,8 @@ pub(crate) fn nf4_gemv_fused(
             // SAFETY: each `packed` holds rows·cols/8 words read as rows·cols/32 vectors of 4;
             // `x` (read as cols/8 or cols/4 vectors and as cols values) and `norm_w` hold cols
             // values, `residual` and the output `rows`; the scale indices stay below each weight's
-            // blocks, as in the dequantization; rows past `rows` return before reading anything.
+            // blocks, as in the dequantization (a plane's rows past its weight's read its last row and
+            // are not written); planes past `planes` return before reading anything.
             unsafe {
                 let (p0, a0, q0, n0, c0) = weight!(w[0]);
                 let (p1, a1, q1, n1, c1) = weight!(w[1]);
@@ -438,13 +687,17 @@ pub(crate) fn nf4_gemv_fused(
                     end0,
                     end1,
                     rows,
+                    planes0,
+                    planes01,
+                    planes,
                     vectors_per_row,
-                    full,
                     w[0].meta.offset,
                     w[1].meta.offset,
                     w[2].meta.offset,
                     eps,
                     0u32,
+                    h,
+                    uk,
                     stage_cols,
                     if stage_cols > 0 { stride } else { 0 },
                     norm,

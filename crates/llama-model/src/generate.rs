@@ -62,14 +62,20 @@ pub struct Generated {
     pub finish: Finish,
 }
 
-fn last_logits(model: &Llama, ids: &[u32], cache: Option<&mut crate::KvCache>) -> Result<Vec<f32>> {
-    let device = model.embed_tokens.weight.device();
+/// Token ids as a `[1, n]` tensor on the model's device.
+pub(crate) fn ids_tensor(model: &Llama, ids: &[u32]) -> Tensor<2, Int> {
     let data = TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, ids.len()]);
-    let tokens = Tensor::<2, Int>::from_data(data, &device);
-    let hidden = model.forward_hidden(tokens, cache);
+    Tensor::from_data(data, &model.embed_tokens.weight.device())
+}
+
+/// The logits `[1, 1, V]` of the last position of `hidden` `[1, n, d]`.
+pub(crate) fn last_position_logits(model: &Llama, hidden: Tensor<3>) -> Tensor<3> {
     let [_, len, d] = hidden.dims();
-    let last = hidden.narrow(1, len - 1, 1).reshape([1, 1, d]);
-    let logits = model.logits(last);
+    model.logits(hidden.narrow(1, len - 1, 1).reshape([1, 1, d]))
+}
+
+fn last_logits(model: &Llama, ids: &[u32], cache: Option<&mut crate::KvCache>) -> Result<Vec<f32>> {
+    let logits = last_position_logits(model, model.forward_hidden(ids_tensor(model, ids), cache));
     logits.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Generation(format!("reading logits: {e:?}")))
 }
 

@@ -10,9 +10,9 @@
 //! (at most `MAX_BATCH - 1`) are computed and dropped. The callback sees each token in order,
 //! up to a batch late.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
-use crate::generate::{Finish, Generated};
+use crate::generate::{Finish, Generated, ids_tensor, last_position_logits};
 use crate::model::Llama;
 use crate::{Error, KvCache, Result};
 
@@ -21,9 +21,7 @@ pub const MAX_BATCH: usize = 16;
 
 /// The id with the largest logit of the last position, `[1, 1]` on the device.
 fn choose(model: &Llama, hidden: Tensor<3>) -> Tensor<2, Int> {
-    let [_, len, d] = hidden.dims();
-    let last = hidden.narrow(1, len - 1, 1).reshape([1, 1, d]);
-    let logits = model.logits(last);
+    let logits = last_position_logits(model, hidden);
     let vocab = logits.dims()[2];
     argmax_row(logits.reshape([1, vocab]))
 }
@@ -67,10 +65,8 @@ pub(crate) fn generate_greedy(
     if max_new_tokens == 0 {
         return Ok(out);
     }
-    let device = model.embed_tokens.weight.device();
     let mut cache: KvCache = model.new_cache();
-    let data = TensorData::new(prompt.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, prompt.len()]);
-    let mut next = choose(model, model.forward_hidden(Tensor::from_data(data, &device), Some(&mut cache)));
+    let mut next = choose(model, model.forward_hidden(ids_tensor(model, prompt), Some(&mut cache)));
     let mut pending: Vec<Tensor<2, Int>> = Vec::new();
     let mut batch = 1;
     for step in 0..max_new_tokens {
@@ -107,7 +103,7 @@ pub(crate) fn generate_greedy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     #[test]
     fn grids_divide_the_vocabulary() {

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{DType, Device, Distribution, Tensor};
 use gpu_kernels::{GemvEpilogue, GemvTuning, HostScales, PackedNf4, nf4_gemv_fused, set_gemv_tuning};
 
-use super::{Args, emit};
+use super::ops::{host, rel};
+use super::{Args, emit, xorshift};
 
 /// The tunings `--tunings` takes by default: `rows/in_flight`.
 pub const DEFAULT_TUNINGS: &str = "2/4 1/4 4/4 2/8 4/8";
@@ -47,12 +48,7 @@ pub fn parse_tunings(text: &str) -> Result<Vec<GemvTuning>> {
 /// A random packed weight `[rows, cols]`, NF4 code, blocksize 64, double-quantized scales.
 fn random_weight(rows: usize, cols: usize, seed: u64, device: &Device) -> Result<PackedNf4> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = move || xorshift(&mut x);
     let n = rows * cols;
     let packed: Vec<u8> = (0..n / 2).map(|_| next() as u8).collect();
     let blocks = n.div_ceil(64);
@@ -193,16 +189,6 @@ pub fn run(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     }
     set_gemv_tuning(None);
     Ok(())
-}
-
-fn host(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.cast(burn::tensor::FloatDType::F32).into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
-}
-
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (diff / norm.max(1e-30)).sqrt()
 }
 
 #[cfg(test)]

@@ -117,6 +117,15 @@ pub struct Args {
     pub tunings: String,
 }
 
+/// One step of the benches' xorshift generator (`x ^= x << 13; x ^= x >> 7; x ^= x << 17`): the
+/// new state, which is also the draw.
+pub(super) fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 fn emit(args: &Args, value: serde_json::Value) -> Result<()> {
     let line = value.to_string();
     println!("{line}");

@@ -11,7 +11,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::{Args, emit};
+use super::{Args, emit, xorshift};
 use crate::backend::Backend;
 
 /// The operations `--op` takes.
@@ -23,14 +23,7 @@ const SHAPES: [[usize; 4]; 2] = [[1, 4, 7, 16], [4, 32, 512, 128]];
 fn draw(shape: [usize; 4], seed: u64) -> TensorData {
     let n: usize = shape.iter().product();
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect();
+    let values: Vec<f32> = (0..n).map(|_| (xorshift(&mut x) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect();
     TensorData::new(values, shape)
 }
 
@@ -38,11 +31,13 @@ fn on(data: &TensorData, device: &Device, backend: Backend) -> Tensor<4> {
     Tensor::<4>::from_data(data.clone(), device).cast(backend.dtype())
 }
 
-fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+/// A tensor's values as f32 on the host.
+pub(super) fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.cast(burn::tensor::FloatDType::F32).into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
-fn rel(a: &[f32], b: &[f32]) -> f64 {
+/// `‖a − b‖ / ‖b‖`.
+pub(super) fn rel(a: &[f32], b: &[f32]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
     let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (diff / norm.max(1e-30)).sqrt()

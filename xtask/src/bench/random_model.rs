@@ -22,10 +22,7 @@ fn fill(seed: u64, n: usize) -> Vec<bf16> {
             s.spawn(move || {
                 let mut x = seed ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 for v in part.iter_mut() {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let u = (x >> 40) as f32 / (1u64 << 24) as f32;
+                    let u = (super::xorshift(&mut x) >> 40) as f32 / (1u64 << 24) as f32;
                     *v = bf16::from_f32((2.0 * u - 1.0) * a);
                 }
             });

@@ -162,12 +162,5 @@ fn train_rank(
 
 /// `n` token ids below `vocab` from a xorshift64 stream (`state` advances; never 0).
 pub(super) fn random_ids(state: &mut u64, n: usize, vocab: usize) -> Vec<u32> {
-    (0..n)
-        .map(|_| {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            (*state % vocab as u64) as u32
-        })
-        .collect()
+    (0..n).map(|_| (super::xorshift(state) % vocab as u64) as u32).collect()
 }

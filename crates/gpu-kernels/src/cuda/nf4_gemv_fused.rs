@@ -126,6 +126,82 @@ fn load_vector<N: Size>(
     scales[q] = block_scale(absmax, qcodes, nested_code, (t * 32) / blocksize, offset, zero, nested_blocksize, double);
 }
 
+/// Loads vector `v` of each of the plane's `nrows` rows (`ra + r` of weight A for `r < h`,
+/// `rb + r - h` of weight B after) into slots `q0 + r`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn load_rows<N: Size>(
+    quads: &mut Array<Vector<u32, N>>,
+    scales: &mut Array<f32>,
+    pa: &[Vector<u32, N>],
+    aa: &[f32],
+    qa: &[u8],
+    na: &[f32],
+    offset_a: f32,
+    ra: usize,
+    last_a: usize,
+    pb: &[Vector<u32, N>],
+    ab: &[f32],
+    qb: &[u8],
+    nb: &[f32],
+    offset_b: f32,
+    rb: usize,
+    last_b: usize,
+    v: usize,
+    vectors_per_row: usize,
+    zero: u32,
+    #[comptime] q0: usize,
+    #[comptime] nrows: usize,
+    #[comptime] h: usize,
+    #[comptime] blocksize: usize,
+    #[comptime] nested_blocksize: usize,
+    #[comptime] double: bool,
+) {
+    #[unroll]
+    for r in 0..nrows {
+        let q = comptime![q0 + r];
+        if comptime![r < h] {
+            load_vector::<N>(
+                quads,
+                scales,
+                pa,
+                aa,
+                qa,
+                na,
+                offset_a,
+                ra + r,
+                last_a,
+                v,
+                vectors_per_row,
+                zero,
+                q,
+                blocksize,
+                nested_blocksize,
+                double,
+            );
+        } else {
+            load_vector::<N>(
+                quads,
+                scales,
+                pb,
+                ab,
+                qb,
+                nb,
+                offset_b,
+                rb + (r - h),
+                last_b,
+                v,
+                vectors_per_row,
+                zero,
+                q,
+                blocksize,
+                nested_blocksize,
+                double,
+            );
+        }
+    }
+}
+
 /// The plane's totals `Σ_vectors scale · Σ code[q]·x̂` for rows `ra .. ra + h` of weight A and,
 /// with `pair`, rows `rb .. rb + h` of weight B, into `acc[0..h]` and `acc[h..2h]`, over the
 /// vectors `32·j + lane` of every row in increasing `j` (each row's sum in the order of the
@@ -177,49 +253,33 @@ fn rows_dot<F: Float, N: Size, M: Size>(
         #[unroll]
         for u in 0..uk {
             let v = lane + (k * uk + u) * 32;
-            #[unroll]
-            for r in 0..nrows {
-                let q = comptime![u * nrows + r];
-                if comptime![r < h] {
-                    load_vector::<N>(
-                        &mut quads,
-                        &mut scales,
-                        pa,
-                        aa,
-                        qa,
-                        na,
-                        offset_a,
-                        ra + r,
-                        last_a,
-                        v,
-                        vectors_per_row,
-                        zero,
-                        q,
-                        blocksize,
-                        nested_blocksize,
-                        double,
-                    );
-                } else {
-                    load_vector::<N>(
-                        &mut quads,
-                        &mut scales,
-                        pb,
-                        ab,
-                        qb,
-                        nb,
-                        offset_b,
-                        rb + (r - h),
-                        last_b,
-                        v,
-                        vectors_per_row,
-                        zero,
-                        q,
-                        blocksize,
-                        nested_blocksize,
-                        double,
-                    );
-                }
-            }
+            load_rows::<N>(
+                &mut quads,
+                &mut scales,
+                pa,
+                aa,
+                qa,
+                na,
+                offset_a,
+                ra,
+                last_a,
+                pb,
+                ab,
+                qb,
+                nb,
+                offset_b,
+                rb,
+                last_b,
+                v,
+                vectors_per_row,
+                zero,
+                comptime![u * nrows],
+                nrows,
+                h,
+                blocksize,
+                nested_blocksize,
+                double,
+            );
         }
         #[unroll]
         for u in 0..uk {
@@ -229,48 +289,33 @@ fn rows_dot<F: Float, N: Size, M: Size>(
     }
     let mut v = lane + full * uk * 32;
     while v < vectors_per_row {
-        #[unroll]
-        for r in 0..nrows {
-            if comptime![r < h] {
-                load_vector::<N>(
-                    &mut quads,
-                    &mut scales,
-                    pa,
-                    aa,
-                    qa,
-                    na,
-                    offset_a,
-                    ra + r,
-                    last_a,
-                    v,
-                    vectors_per_row,
-                    zero,
-                    r,
-                    blocksize,
-                    nested_blocksize,
-                    double,
-                );
-            } else {
-                load_vector::<N>(
-                    &mut quads,
-                    &mut scales,
-                    pb,
-                    ab,
-                    qb,
-                    nb,
-                    offset_b,
-                    rb + (r - h),
-                    last_b,
-                    v,
-                    vectors_per_row,
-                    zero,
-                    r,
-                    blocksize,
-                    nested_blocksize,
-                    double,
-                );
-            }
-        }
+        load_rows::<N>(
+            &mut quads,
+            &mut scales,
+            pa,
+            aa,
+            qa,
+            na,
+            offset_a,
+            ra,
+            last_a,
+            pb,
+            ab,
+            qb,
+            nb,
+            offset_b,
+            rb,
+            last_b,
+            v,
+            vectors_per_row,
+            zero,
+            0usize,
+            nrows,
+            h,
+            blocksize,
+            nested_blocksize,
+            double,
+        );
         rows_vector::<F, N, M>(acc, table, xs, x, &quads, &scales, v, 0usize, nrows, h, tba, tbb, stride);
         v += 32;
     }

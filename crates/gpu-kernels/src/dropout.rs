@@ -32,18 +32,10 @@ fn next_seed() -> u64 {
     splitmix(STREAM.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The 24-bit uniform of element `index` under `seed` (murmur3's finalizer, twice, with the two
-/// halves of the seed); the kernel computes the same in u32 arithmetic.
+/// The 24-bit uniform of element `index` under `seed`: the top 24 bits of
+/// [`crate::counter_hash::counter_hash`]; the kernel computes the same in u32 arithmetic.
 pub fn keep_bits(seed: u64, index: u32) -> u32 {
-    let fmix = |mut h: u32| {
-        h ^= h >> 16;
-        h = h.wrapping_mul(0x85EB_CA6B);
-        h ^= h >> 13;
-        h = h.wrapping_mul(0xC2B2_AE35);
-        h ^ (h >> 16)
-    };
-    let h = fmix(index.wrapping_mul(0x9E37_79B1) ^ seed as u32);
-    fmix(h ^ (seed >> 32) as u32) >> 8
+    crate::counter_hash::counter_hash(seed, index) >> 8
 }
 
 /// The threshold below which an element is dropped: `⌊p · 2²⁴⌋`.

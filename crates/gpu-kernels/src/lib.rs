@@ -39,6 +39,7 @@
 
 pub mod attention;
 pub mod attention_blocks;
+pub mod counter_hash;
 pub mod cross_entropy;
 pub mod decode;
 pub mod dropout;
@@ -58,6 +59,7 @@ mod row_chunks;
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod server_debug;
 pub mod softmax;
+pub mod stochastic_round;
 pub mod swiglu;
 
 #[cfg(feature = "cuda")]

@@ -10,9 +10,13 @@
 //! clipping coefficient `c`, step `t`, rate `η`, decay `λ`, all in f32:
 //! `g ← c·g`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `p ← p·(1 − ηλ) − η · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`; `p` is returned in its own dtype,
-//! `m` and `v` in f32.
+//! `m` and `v` in theirs: f32, or bf16 (half the memory) stored by stochastic rounding
+//! ([`crate::stochastic_round`]) with the draws of [`crate::counter_hash::counter_hash`]`(seed, i)`
+//! (`m` its low 16 bits, `v` its high 16 bits); `p` is computed from the unrounded f32 moments.
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Tensor, TensorData};
+
+use crate::stochastic_round::to_bf16_stochastic;
 
 /// The scalars of one AdamW update.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,18 +37,27 @@ pub struct AdamWStep {
     pub bias_correction2: f64,
     /// Factor applied to the gradient first (the clipping coefficient; 1 for none).
     pub grad_scale: f64,
+    /// Seed of the stochastic rounding of bf16 moments (a fresh one per tensor and step;
+    /// unused for f32 moments).
+    pub seed: u64,
 }
 
-/// One AdamW update of `p` with gradient `g` and f32 moments `m`, `v` (all one shape); returns
-/// the new `(p, m, v)`, `p` in its own dtype and detached.
+/// One AdamW update of `p` with gradient `g` and moments `m`, `v` (all one shape; the moments
+/// both f32 or both bf16); returns the new `(p, m, v)`, each in its own dtype, detached.
 ///
 /// # Shapes
 /// `p`, `g`, `m`, `v`: `[rows, cols]` → three tensors of that shape.
 ///
 /// # Panics
-/// If the shapes differ.
+/// If the shapes differ, or the moments' dtypes differ or are neither f32 nor bf16.
 pub fn adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &AdamWStep) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
     assert!(p.dims() == g.dims() && p.dims() == m.dims() && p.dims() == v.dims(), "adamw_update: shapes differ");
+    assert!(
+        m.dtype() == v.dtype() && matches!(m.dtype(), DType::F32 | DType::BF16),
+        "adamw_update: moments must be both f32 or both bf16, not {:?} and {:?}",
+        m.dtype(),
+        v.dtype()
+    );
     #[cfg(feature = "cuda")]
     if crate::is_cuda(&p.device()) {
         // The kernel takes the plain CUDA tensors; results go back to the autodiff device (with
@@ -61,8 +74,10 @@ pub fn adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &
     portable_adamw_update(p, g, m, v, s)
 }
 
-/// [`adamw_update`] as burn ops (every backend).
+/// [`adamw_update`] as burn ops (every backend); bf16 moments are rounded on the host.
 pub fn portable_adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &AdamWStep) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    let state = m.dtype();
+    let (m, v) = (m.cast(DType::F32), v.cast(DType::F32));
     let g = g.cast(DType::F32);
     let g = if s.grad_scale == 1.0 { g } else { g.mul_scalar(s.grad_scale) };
     let m = m.mul_scalar(s.beta1) + g.clone().mul_scalar(1.0 - s.beta1);
@@ -71,7 +86,21 @@ pub fn portable_adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor
     let dtype = p.dtype();
     let p32 = p.cast(DType::F32).mul_scalar(1.0 - s.lr * s.weight_decay);
     let p_new = p32 - m.clone().div_scalar(s.bias_correction1).div(denom).mul_scalar(s.lr);
+    let (m, v) = if state == DType::BF16 { round_moments(m, v, s.seed) } else { (m, v) };
     (p_new.cast(dtype).detach(), m.detach(), v.detach())
+}
+
+/// `m`, `v` (f32) stochastically rounded to bf16 with the draws of element `i`'s hash (`m` the
+/// low 16 bits, `v` the high), on the host.
+fn round_moments(m: Tensor<2>, v: Tensor<2>, seed: u64) -> (Tensor<2>, Tensor<2>) {
+    let (shape, device) = (m.dims(), m.device());
+    let host = |t: Tensor<2>| t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 moments");
+    let (mh, vh) = (host(m), host(v));
+    let hash = |i: usize| crate::counter_hash::counter_hash(seed, i as u32);
+    let mb: Vec<half::bf16> = mh.iter().enumerate().map(|(i, &x)| to_bf16_stochastic(x, hash(i))).collect();
+    let vb: Vec<half::bf16> = vh.iter().enumerate().map(|(i, &x)| to_bf16_stochastic(x, hash(i) >> 16)).collect();
+    let up = |values: Vec<half::bf16>| Tensor::from_data(TensorData::new(values, shape), (&device, DType::BF16));
+    (up(mb), up(vb))
 }
 
 /// `Σ ‖g‖²` over all `grads`, summed in f32, as a one-element tensor on their device (one
@@ -118,6 +147,7 @@ mod tests {
             bias_correction1: 1.0 - 0.9f64.powi(3),
             bias_correction2: 1.0 - 0.999f64.powi(3),
             grad_scale: 0.5,
+            seed: 7,
         };
         let (p, g, m, v) = ([1.0f32, -2.0, 0.5, 0.0], [0.3f32, -4.0, 0.0, 1.0], [0.1f32, 0.2, -0.3, 0.0], [0.01f32, 0.5, 0.2, 0.0]);
         let (pn, mn, vn) =
@@ -137,6 +167,51 @@ mod tests {
         pn.into_data().assert_approx_eq::<f32>(&TensorData::new(pe, [2, 2]), tol);
         mn.into_data().assert_approx_eq::<f32>(&TensorData::new(me, [2, 2]), tol);
         vn.into_data().assert_approx_eq::<f32>(&TensorData::new(ve, [2, 2]), tol);
+    }
+
+    /// 1,100 steps of one `[4, 64]` tensor with f32 and with bf16 moments: a gradient of 1 for
+    /// 100 steps, then 0.1, so that `v` must decay from ≈ 0.095 to ≈ 0.041 by steps of 10⁻³ of
+    /// itself — below half a bf16 gap, where rounding to nearest leaves it at 0.095.
+    #[test]
+    fn bf16_moments_follow_f32_moments_where_nearest_rounding_stalls() {
+        let d = Device::flex();
+        let shape = [4, 64];
+        let n = shape[0] * shape[1];
+        let zeros = || t(vec![0.0; n], shape, &d);
+        let (mut p32, mut m32, mut v32) = (zeros(), zeros(), zeros());
+        let (mut p16, mut m16, mut v16) = (zeros(), zeros().cast(DType::BF16), zeros().cast(DType::BF16));
+        let mut v_nearest = vec![half::bf16::ZERO; n];
+        for step in 1..=1100 {
+            let gv = if step <= 100 { 1.0f32 } else { 0.1 };
+            let s = AdamWStep {
+                lr: 1e-6,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                bias_correction1: 1.0 - 0.9f64.powi(step),
+                bias_correction2: 1.0 - 0.999f64.powi(step),
+                grad_scale: 1.0,
+                seed: step as u64,
+            };
+            let g = t(vec![gv; n], shape, &d);
+            (p32, m32, v32) = adamw_update(p32, g.clone(), m32, v32, &s);
+            (p16, m16, v16) = adamw_update(p16, g, m16, v16, &s);
+            for v in &mut v_nearest {
+                *v = half::bf16::from_f32(v.to_f32() * 0.999 + gv * gv * 0.001);
+            }
+        }
+        assert_eq!((m16.dtype(), v16.dtype(), p16.dtype()), (DType::BF16, DType::BF16, DType::F32));
+        let mean = |x: Tensor<2>| f64::from(x.cast(DType::F32).mean().into_scalar::<f32>());
+        let (want, got) = (mean(v32), mean(v16));
+        assert!((0.035..0.045).contains(&want), "f32 v {want}");
+        assert!((got - want).abs() < 0.02 * want, "bf16 v {got} against f32 {want}");
+        let nearest = f64::from(v_nearest[0].to_f32());
+        assert!(nearest > 2.0 * want, "rounding to nearest stalls at {nearest}");
+        let (want, got) = (mean(m32), mean(m16));
+        assert!((got - want).abs() < 0.01 * want, "bf16 m {got} against f32 {want}");
+        let (want, got) = (mean(p32), mean(p16));
+        assert!((got - want).abs() < 0.02 * want.abs(), "p {got} against {want}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn leaf(path: &str) -> &str {
 pub fn attach_lora(model: &mut Llama, config: &LoraConfig) -> Result<usize> {
     config.validate()?;
     let targets = config.target_modules.resolve()?;
-    let device = model.embed_tokens.weight.device();
+    let device = model.embed_tokens.device();
     let mut count = 0;
     for (path, p) in model.projections_mut() {
         if targets.contains(&leaf(&path)) {
@@ -50,8 +50,8 @@ pub fn apply_peft_adapter(model: &mut Llama, dir: &Path) -> Result<()> {
 /// # Errors
 /// A module the model does not have, or factors whose shapes disagree with it, named.
 pub fn apply_adapter(model: &mut Llama, adapter: &PeftAdapter, origin: &Path) -> Result<()> {
-    let device = model.embed_tokens.weight.device();
-    let dtype = model.embed_tokens.weight.val().dtype();
+    let device = model.embed_tokens.device();
+    let dtype = model.embed_tokens.dtype();
     let mut projections: BTreeMap<String, &mut lora::Projection> = model.projections_mut().into_iter().collect();
     for (module, w) in &adapter.modules {
         let p = projections

@@ -65,7 +65,7 @@ pub struct Generated {
 /// Token ids as a `[1, n]` tensor on the model's device.
 pub(crate) fn ids_tensor(model: &Llama, ids: &[u32]) -> Tensor<2, Int> {
     let data = TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, ids.len()]);
-    Tensor::from_data(data, &model.embed_tokens.weight.device())
+    Tensor::from_data(data, &model.embed_tokens.device())
 }
 
 /// The logits `[1, 1, V]` of the last position of `hidden` `[1, n, d]`.

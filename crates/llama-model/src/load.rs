@@ -10,7 +10,7 @@ use nf4_quant::{Nf4Linear, Nf4LinearConfig, Nf4Tensor, QuantConfig};
 
 use crate::config::LlamaConfig;
 use crate::model::Llama;
-use crate::nn::{Attention, Block, Mlp, RmsNorm};
+use crate::nn::{Attention, Block, Mlp, RmsNorm, TokenEmbedding};
 use crate::weights::WeightSource;
 use crate::{Error, Result};
 
@@ -21,12 +21,30 @@ pub struct LoadOptions {
     pub device: Device,
     /// Float dtype of dense weights and activations (f32 on CPU; bf16 on GPUs).
     pub dtype: DType,
+    /// Keep the token-embedding table in host memory (rows are gathered there and only the
+    /// looked-up `[batch, len, d]` block is uploaded): frees `vocab · d` elements of device
+    /// memory (1 GiB in bf16 for Llama-3-8B) for training, where the lookup happens once per
+    /// step. Ignored for tied embeddings, whose table is also the vocabulary projection.
+    pub host_embeddings: bool,
 }
 
 impl LoadOptions {
     /// f32 on the given device.
     pub fn f32(device: &Device) -> Self {
-        Self { device: device.clone(), dtype: DType::F32 }
+        Self::new(device, DType::F32)
+    }
+
+    /// `dtype` on `device`, every table on the device.
+    pub fn new(device: &Device, dtype: DType) -> Self {
+        Self { device: device.clone(), dtype, host_embeddings: false }
+    }
+
+    /// The same options with the token-embedding table in host memory (see
+    /// [`LoadOptions::host_embeddings`]).
+    #[must_use]
+    pub fn with_host_embeddings(mut self, on: bool) -> Self {
+        self.host_embeddings = on;
+        self
     }
 }
 
@@ -44,6 +62,13 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let data = self.data(name, shape)?;
+        Ok(Tensor::<D>::from_data(data, (&self.options.device, self.options.dtype)))
+    }
+
+    /// `name`'s values in the compute dtype, on the host: converted before any upload, so a
+    /// bf16 table never passes through the device in f32.
+    fn data<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<TensorData> {
         let info = self
             .source
             .info(name)
@@ -58,8 +83,8 @@ impl Builder<'_> {
         }
         let values = self.source.read_f32(name)?;
         self.used.insert(name.to_string());
-        let t = Tensor::<D>::from_data(TensorData::new(values, shape), &self.options.device);
-        Ok(if self.options.dtype == DType::F32 { t } else { t.cast(self.options.dtype) })
+        let data = TensorData::new(values, shape);
+        Ok(if self.options.dtype == DType::F32 { data } else { data.convert_dtype(self.options.dtype) })
     }
 
     fn optional<const D: usize>(&mut self, name: &str, shape: [usize; D], present: bool) -> Result<Option<Tensor<D>>> {
@@ -139,6 +164,10 @@ pub fn load(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptio
 ///
 /// # Errors
 /// See [`load`]; a quantization failure names the tensor.
+///
+/// The weights are allocated as the device's persistent memory (each its own exact-size
+/// allocation, outside the pools that serve activations), so that a 1 GiB table does not size
+/// the pages every later activation is carved from.
 pub fn load_quantized(
     source: &dyn WeightSource,
     config: &LlamaConfig,
@@ -146,11 +175,20 @@ pub fn load_quantized(
     quant: Option<&QuantConfig>,
 ) -> Result<Llama> {
     config.validate()?;
+    options.device.memory_persistent_allocations((), |()| build(source, config, options, quant))
+}
+
+fn build(source: &dyn WeightSource, config: &LlamaConfig, options: &LoadOptions, quant: Option<&QuantConfig>) -> Result<Llama> {
     let c = config;
     let mut b = Builder { source, options, quant, used: BTreeSet::new() };
     let (d, ffn) = (c.hidden_size, c.intermediate_size);
     let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-    let embed = b.tensor("model.embed_tokens.weight", [c.vocab_size, d])?;
+    let embed_data = b.data("model.embed_tokens.weight", [c.vocab_size, d])?;
+    let embed = if options.host_embeddings && !c.tie_word_embeddings {
+        TokenEmbedding::host(embed_data, &options.device)
+    } else {
+        TokenEmbedding::new(Tensor::from_data(embed_data, (&options.device, options.dtype)))
+    };
     let mut layers = Vec::with_capacity(c.num_layers);
     for i in 0..c.num_layers {
         let p = format!("model.layers.{i}");

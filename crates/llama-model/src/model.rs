@@ -1,12 +1,11 @@
 //! The Llama decoder: embeddings → blocks → final norm → `lm_head` (or tied embeddings).
 
-use burn::module::{Module, Param};
-use burn::nn::Embedding;
+use burn::module::Module;
 use burn::tensor::{Bool, Int, Tensor};
 use lora::Projection;
 
 use crate::config::LlamaConfig;
-use crate::nn::{Block, KvCache, RmsNorm, RopeTables, rope};
+use crate::nn::{Block, KvCache, RmsNorm, RopeTables, TokenEmbedding, rope};
 
 /// What every decoder block of one forward pass shares: the RoPE tables of the rows' positions
 /// and, for packed rows, the mask that keeps their sequences apart. Lets a caller run the
@@ -30,8 +29,9 @@ impl LayerContext {
 /// A Llama-architecture causal language model.
 #[derive(Module, Debug)]
 pub struct Llama {
-    /// `model.embed_tokens`, weight `[vocab, d]`.
-    pub embed_tokens: Embedding,
+    /// `model.embed_tokens`, weight `[vocab, d]` (on the device, or in host memory for
+    /// training: [`crate::LoadOptions::host_embeddings`]).
+    pub embed_tokens: TokenEmbedding,
     /// `model.layers`.
     pub layers: Vec<Block>,
     /// `model.norm`.
@@ -50,13 +50,13 @@ impl Llama {
     /// Assembles a model from its parts (see [`crate::load`] to read one from disk).
     pub fn from_parts(
         config: LlamaConfig,
-        embed_tokens: Tensor<2>,
+        embed_tokens: TokenEmbedding,
         layers: Vec<Block>,
         norm: RmsNorm,
         lm_head: Option<Projection>,
     ) -> Self {
         let inv_freq = rope::inv_freq(&config);
-        Self { embed_tokens: Embedding { weight: Param::from_tensor(embed_tokens) }, layers, norm, lm_head, config, inv_freq }
+        Self { embed_tokens, layers, norm, lm_head, config, inv_freq }
     }
 
     /// Hidden states after the final norm.
@@ -148,7 +148,7 @@ impl Llama {
     pub fn vocab_weight(&self) -> Option<Tensor<2>> {
         match &self.lm_head {
             Some(head) => head.plain_weight(),
-            None => Some(self.embed_tokens.weight.val()),
+            None => self.embed_tokens.device_weight(),
         }
     }
 
@@ -169,7 +169,7 @@ impl Llama {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => lora::matmul::linear(hidden, self.embed_tokens.weight.val()),
+            None => lora::matmul::linear(hidden, self.embed_tokens.device_weight().expect("tied embeddings live on the device")),
         }
     }
 

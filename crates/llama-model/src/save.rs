@@ -31,8 +31,10 @@ pub fn named_tensors(model: &Llama) -> Result<Vec<(String, Vec<usize>, Vec<f32>)
 /// See [`named_tensors`].
 pub fn named_tensors_with(model: &Llama, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
     let mut out = Vec::new();
-    let (s, v) = host(model.embed_tokens.weight.val())?;
-    out.push(("model.embed_tokens.weight".to_string(), s, v));
+    let table = model.embed_tokens.to_data();
+    let shape = table.shape().to_vec();
+    let v = table.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Generation(format!("{e:?}")))?;
+    out.push(("model.embed_tokens.weight".to_string(), shape, v));
     for (i, b) in model.layers.iter().enumerate() {
         let p = format!("model.layers.{i}");
         let (s, v) = host(b.input_layernorm.weight.val())?;

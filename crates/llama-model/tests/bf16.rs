@@ -17,7 +17,7 @@ fn bf16_model(case: &str, quant: Option<&QuantConfig>, device: &Device) -> (Llam
     let dir = fixture(case);
     let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
     let source = weights::open(&dir).expect("weights");
-    let options = LoadOptions { device: device.clone(), dtype: DType::BF16 };
+    let options = LoadOptions::new(&device, DType::BF16);
     (load_quantized(source.as_ref(), &config, &options, quant).expect("model"), config)
 }
 

@@ -16,6 +16,29 @@ pub enum OptimizerKind {
     /// AdamW, 32-bit states in host memory streamed per update (bitsandbytes' paged AdamW).
     #[serde(rename = "paged_adamw_32bit")]
     PagedAdamw32bit,
+    /// AdamW, bf16 states on the device written by stochastic rounding (half the states'
+    /// memory; the update itself in f32).
+    #[serde(rename = "adamw_bf16")]
+    AdamwBf16,
+}
+
+impl OptimizerKind {
+    /// The names the config accepts.
+    pub const NAMES: [&'static str; 3] = ["adamw_32bit", "paged_adamw_32bit", "adamw_bf16"];
+
+    /// Parses a config name (`adamw_32bit`, `paged_adamw_32bit`, `adamw_bf16`; `adamw_torch`
+    /// and `adamw_hf` are `adamw_32bit`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the value and the accepted names.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "adamw_32bit" | "adamw_torch" | "adamw_hf" => Ok(Self::Adamw32bit),
+            "paged_adamw_32bit" => Ok(Self::PagedAdamw32bit),
+            "adamw_bf16" => Ok(Self::AdamwBf16),
+            _ => Err(Error::Config(format!("`optim` `{name}` is not one of {}", Self::NAMES.join(", ")))),
+        }
+    }
 }
 
 /// The training loop's settings. Defaults are the seed recipe's `TrainingArguments`.

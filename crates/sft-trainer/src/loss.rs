@@ -86,7 +86,7 @@ mod tests {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
         let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
         let device = Device::flex().autodiff();
-        let options = LoadOptions { device: device.clone(), dtype: burn::tensor::DType::F32 };
+        let options = LoadOptions::new(&device, burn::tensor::DType::F32);
         let model = load(weights::open(&dir).expect("weights").as_ref(), &config, &options).expect("model");
         assert!(model.vocab_weight().is_some(), "the fixture's projection is plain");
         let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 9, 2, 7, 3, 8, 4], [2, 4]), &device);

@@ -1,17 +1,19 @@
-//! AdamW with 32-bit states (torch / bitsandbytes `AdamW32bit` math), HF's global-norm gradient
-//! clipping, and an optional "paged" mode that keeps the states in host memory. The arithmetic
-//! is `gpu_kernels::optim` (one kernel per tensor on CUDA).
+//! AdamW (torch / bitsandbytes `AdamW32bit` math) with its states in f32 on the device, in f32
+//! in host memory ("paged", streamed to the device per update), or in bf16 on the device
+//! (stochastically rounded, half the memory: `gpu_kernels::stochastic_round`), and HF's
+//! global-norm gradient clipping. The arithmetic is `gpu_kernels::optim` (one kernel per tensor
+//! on CUDA), always in f32.
 //!
 //! For a parameter `p` with gradient `g` at step `t` (1-based), rate `η`, decay `λ`:
 //! `p ← p·(1 − ηλ)`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `p ← p − η · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
 //! Clipping: `N = √Σ‖g‖²`; if `N > c`, every `g ← g · c / (N + 10⁻⁶)`.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use gpu_kernels::{AdamWStep, adamw_update, squared_norm};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, OptimizerKind, Result};
 
 /// Optimizer hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,8 @@ enum Moments {
 pub struct AdamW {
     config: AdamWConfig,
     moments: Vec<Moments>,
+    /// The dtype of device-resident moments (f32, or bf16 with stochastic rounding).
+    dtype: DType,
     /// Updates made so far.
     pub step: usize,
 }
@@ -55,20 +59,22 @@ fn host(t: Tensor<2>) -> Result<Vec<f32>> {
 }
 
 impl AdamW {
-    /// Zero states for parameters of the given shapes.
-    pub fn new(config: AdamWConfig, shapes: &[[usize; 2]], device: &Device, paged: bool) -> Self {
+    /// Zero states for parameters of the given shapes, placed and typed as `kind` says.
+    pub fn new(config: AdamWConfig, shapes: &[[usize; 2]], device: &Device, kind: OptimizerKind) -> Self {
+        let dtype = if kind == OptimizerKind::AdamwBf16 { DType::BF16 } else { DType::F32 };
         let moments = shapes
             .iter()
             .map(|&shape| {
-                if paged {
+                if kind == OptimizerKind::PagedAdamw32bit {
                     let n = shape[0] * shape[1];
                     Moments::Host { m: vec![0.0; n], v: vec![0.0; n], shape }
                 } else {
-                    Moments::Device { m: Tensor::zeros(shape, device), v: Tensor::zeros(shape, device) }
+                    let zeros = || Tensor::<2>::zeros(shape, device).cast(dtype);
+                    Moments::Device { m: zeros(), v: zeros() }
                 }
             })
             .collect();
-        Self { config, moments, step: 0 }
+        Self { config, moments, dtype, step: 0 }
     }
 
     /// One update with rate `lr`; `params` and `grads` are in the order given to [`AdamW::new`].
@@ -99,9 +105,13 @@ impl AdamW {
             bias_correction1: 1.0 - c.beta1.powi(t),
             bias_correction2: 1.0 - c.beta2.powi(t),
             grad_scale,
+            seed: 0,
         };
         let mut out = Vec::with_capacity(params.len());
-        for ((p, g), state) in params.into_iter().zip(grads).zip(self.moments.iter_mut()) {
+        for (index, ((p, g), state)) in params.into_iter().zip(grads).zip(self.moments.iter_mut()).enumerate() {
+            // The rounding draws of bf16 states: one stream per (step, tensor), so a resumed run
+            // draws what the uninterrupted one did.
+            let step = AdamWStep { seed: (self.step as u64) << 32 | index as u64, ..step };
             let device = p.device();
             let (m, v) = match state {
                 Moments::Device { m, v } => (m.clone(), v.clone()),
@@ -152,8 +162,8 @@ impl AdamW {
             }
             *slot = match slot {
                 Moments::Device { .. } => Moments::Device {
-                    m: Tensor::from_data(TensorData::new(m, shape), device),
-                    v: Tensor::from_data(TensorData::new(v, shape), device),
+                    m: Tensor::<2>::from_data(TensorData::new(m, shape), device).cast(self.dtype),
+                    v: Tensor::<2>::from_data(TensorData::new(v, shape), device).cast(self.dtype),
                 },
                 Moments::Host { .. } => Moments::Host { m, v, shape },
             };
@@ -203,7 +213,7 @@ mod tests {
     fn first_step_moves_each_weight_by_about_lr() {
         // At t = 1, m̂ = g and v̂ = g², so the step is lr·g/(|g| + ε) ≈ ±lr.
         let d = Device::flex();
-        let mut opt = AdamW::new(AdamWConfig::default(), &[[1, 3]], &d, false);
+        let mut opt = AdamW::new(AdamWConfig::default(), &[[1, 3]], &d, OptimizerKind::Adamw32bit);
         let p = t(vec![1.0, -2.0, 0.5], &d);
         let g = t(vec![0.3, -4.0, 0.0], &d);
         let out = opt.update(0.1, vec![p], vec![g]).expect("update");
@@ -215,8 +225,8 @@ mod tests {
     fn paged_and_device_states_agree_over_steps() {
         let d = Device::flex();
         let cfg = AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() };
-        let mut a = AdamW::new(cfg, &[[1, 4]], &d, false);
-        let mut b = AdamW::new(cfg, &[[1, 4]], &d, true);
+        let mut a = AdamW::new(cfg, &[[1, 4]], &d, OptimizerKind::Adamw32bit);
+        let mut b = AdamW::new(cfg, &[[1, 4]], &d, OptimizerKind::PagedAdamw32bit);
         let (mut pa, mut pb) = (t(vec![0.1, 0.2, -0.3, 0.4], &d), t(vec![0.1, 0.2, -0.3, 0.4], &d));
         for step in 0..5 {
             let g = t(vec![0.5 - step as f32 * 0.1, 0.2, -0.1, 0.05 * step as f32], &d);
@@ -246,8 +256,8 @@ mod tests {
         let (norm2, clipped) = clip_global_norm(grads.clone(), Some(1.0)).expect("clip");
         assert_eq!(norm, norm2);
         assert!(coef < 1.0);
-        let mut a = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, false);
-        let mut b = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, false);
+        let mut a = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, OptimizerKind::Adamw32bit);
+        let mut b = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, OptimizerKind::Adamw32bit);
         let fused = a.update_scaled(0.1, params.clone(), grads, coef).expect("a");
         let plain = b.update(0.1, params, clipped).expect("b");
         for (x, y) in fused.into_iter().zip(plain) {

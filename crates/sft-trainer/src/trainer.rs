@@ -21,7 +21,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use llama_model::Llama;
 use lora::LoraConfig;
 
-use crate::args::{OptimizerKind, TrainingArgs};
+use crate::args::TrainingArgs;
 use crate::callback::{Callback, LogRecord};
 use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
 use crate::data::{Batch, Example, collate, epoch_batches};
@@ -140,7 +140,7 @@ impl Trainer {
         if setup.train.is_empty() {
             return Err(Error::Config("the training set is empty".into()));
         }
-        let device = model.embed_tokens.weight.device();
+        let device = model.embed_tokens.device();
         if !device.is_autodiff() {
             return Err(Error::Config("the model must be on an autodiff device to train".into()));
         }
@@ -157,7 +157,7 @@ impl Trainer {
             AdamWConfig { beta1: args.adam_beta1, beta2: args.adam_beta2, eps: args.adam_epsilon, weight_decay: args.weight_decay },
             &shapes,
             &device,
-            args.optim == OptimizerKind::PagedAdamw32bit,
+            args.optim,
         );
         let batches_per_epoch = setup.train.len().div_ceil(args.per_device_train_batch_size);
         let total = args.total_steps(batches_per_epoch);
@@ -380,7 +380,7 @@ impl Trainer {
             return Ok(None);
         }
         let model = self.model.valid();
-        let device = model.embed_tokens.weight.device();
+        let device = model.embed_tokens.device();
         let bs = self.setup.args.per_device_eval_batch_size.max(1);
         let (mut weighted, mut count) = (0.0f64, 0usize);
         for chunk in self.setup.eval.chunks(bs) {

@@ -46,7 +46,7 @@ fn losses(out: &Path, dtype: DType, optim: OptimizerKind, checkpointing: bool) -
 #[test]
 fn bf16_steps_run_in_one_dtype_and_follow_f32() {
     let dir = tempfile::tempdir().expect("tmp");
-    for optim in [OptimizerKind::Adamw32bit, OptimizerKind::PagedAdamw32bit] {
+    for optim in [OptimizerKind::Adamw32bit, OptimizerKind::PagedAdamw32bit, OptimizerKind::AdamwBf16] {
         let name = format!("{optim:?}");
         let (bf16, eval_bf16) = losses(&dir.path().join(format!("bf16-{name}")), DType::BF16, optim, false);
         let (f32, eval_f32) = losses(&dir.path().join(format!("f32-{name}")), DType::F32, optim, false);

@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::tensor::{DType, Device};
 use lora::{LoraConfig, TargetModules};
 use sft_trainer::data::Example;
-use sft_trainer::{RunSetup, ScheduleKind, Trainer, TrainingArgs};
+use sft_trainer::{OptimizerKind, RunSetup, ScheduleKind, Trainer, TrainingArgs};
 
 use common::tiny_model;
 
@@ -60,8 +60,14 @@ fn setup(out: &Path, resume: bool, stop_after: Option<usize>) -> RunSetup {
 }
 
 fn run(out: &Path, resume: bool, stop_after: Option<usize>) -> sft_trainer::RunSummary {
+    run_with(out, resume, stop_after, TrainingArgs::default().optim)
+}
+
+fn run_with(out: &Path, resume: bool, stop_after: Option<usize>, optim: OptimizerKind) -> sft_trainer::RunSummary {
     let device = Device::flex().autodiff();
-    let mut trainer = Trainer::new(tiny_model(&device, DType::F32), setup(out, resume, stop_after)).expect("trainer");
+    let mut setup = setup(out, resume, stop_after);
+    setup.args.optim = optim;
+    let mut trainer = Trainer::new(tiny_model(&device, DType::F32), setup).expect("trainer");
     trainer.train(|_, _, _| {}).expect("train")
 }
 
@@ -85,6 +91,27 @@ fn fixed_seed_losses_are_stable_and_resume_is_exact() {
         assert_eq!(s1, s2);
         assert!((a - b).abs() <= 1e-5, "step {s1}: {a} vs {b}");
     }
+    let a = std::fs::read(full_dir.path().join("checkpoints/step-8/adapter_model.safetensors")).expect("full");
+    let b = std::fs::read(dir.path().join("checkpoints/step-8/adapter_model.safetensors")).expect("resumed");
+    assert_eq!(a, b, "the final adapters are identical");
+}
+
+/// bf16 AdamW states: checkpoints hold them exactly (bf16 → f32 → bf16) and the stochastic
+/// rounding draws depend only on the step and the tensor, so a resumed run ends on the same
+/// adapter; its losses stay near the f32 states' run.
+#[test]
+fn bf16_optimizer_states_resume_exactly_and_follow_f32_states() {
+    let full_dir = tempfile::tempdir().expect("tmp");
+    let full = run_with(full_dir.path(), false, None, OptimizerKind::AdamwBf16);
+    let f32_dir = tempfile::tempdir().expect("tmp");
+    let f32_states = run_with(f32_dir.path(), false, None, OptimizerKind::Adamw32bit);
+    for ((step, a), (_, b)) in full.losses.iter().zip(&f32_states.losses) {
+        assert!((a - b).abs() <= 1e-2 * b, "step {step}: bf16 states {a}, f32 states {b}");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    run_with(dir.path(), false, Some(3), OptimizerKind::AdamwBf16);
+    let resumed = run_with(dir.path(), true, None, OptimizerKind::AdamwBf16);
+    assert_eq!(resumed.resumed_from, Some(2));
     let a = std::fs::read(full_dir.path().join("checkpoints/step-8/adapter_model.safetensors")).expect("full");
     let b = std::fs::read(dir.path().join("checkpoints/step-8/adapter_model.safetensors")).expect("resumed");
     assert_eq!(a, b, "the final adapters are identical");

@@ -87,9 +87,19 @@ pub struct Args {
     /// Untimed steps of the synthetic `train` run.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Keep AdamW states in host memory in the synthetic `train` run.
+    /// The optimizer of the synthetic `train` run: `adamw_32bit` (f32 states on the device),
+    /// `paged_adamw_32bit` (f32 states in host memory) or `adamw_bf16` (bf16 states on the
+    /// device, stochastically rounded).
+    #[arg(long, default_value = "adamw_32bit")]
+    pub optim: String,
+    /// Keep the token-embedding table in host memory in the synthetic `train` run (only the
+    /// step's rows are uploaded).
     #[arg(long)]
-    pub paged: bool,
+    pub host_embeddings: bool,
+    /// Double-quantize the NF4 scales of the synthetic `train` run's base (QLoRA's
+    /// `bnb_4bit_use_double_quant`: 0.3 GiB less for Llama-3-8B).
+    #[arg(long)]
+    pub double_quant: bool,
     /// Layer recomputation (gradient checkpointing by decoder block) in the synthetic `train`
     /// run, as the Python anchor does.
     #[arg(long)]
@@ -159,7 +169,9 @@ pub fn run(args: Args) -> Result<()> {
                     seq: args.seq,
                     warmup: args.warmup,
                     steps: args.steps,
-                    paged: args.paged,
+                    optim: sft_trainer::OptimizerKind::parse(&args.optim)?,
+                    host_embeddings: args.host_embeddings,
+                    double_quant: args.double_quant,
                     checkpointing: args.checkpointing,
                     profile: args.profile,
                     devices: args.devices,
@@ -251,7 +263,7 @@ fn parity(args: &Args) -> Result<()> {
         let logits = |backend: Backend, quant: Option<&nf4_quant::QuantConfig>| -> Result<Vec<f32>> {
             let device = backend.device()?;
             let source = llama_model::weights::open(&dir)?;
-            let options = llama_model::LoadOptions { device: device.clone(), dtype: backend.dtype() };
+            let options = llama_model::LoadOptions::new(&device, backend.dtype());
             let model = llama_model::load_quantized(source.as_ref(), &config, &options, quant)?;
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [shape[0], shape[1]]), &device);
             model.forward(tokens, None).into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
@@ -259,7 +271,7 @@ fn parity(args: &Args) -> Result<()> {
         let cached_last_logits = |backend: Backend, quant: Option<&nf4_quant::QuantConfig>| -> Result<Vec<f32>> {
             let device = backend.device()?;
             let source = llama_model::weights::open(&dir)?;
-            let options = llama_model::LoadOptions { device: device.clone(), dtype: backend.dtype() };
+            let options = llama_model::LoadOptions::new(&device, backend.dtype());
             let model = llama_model::load_quantized(source.as_ref(), &config, &options, quant)?;
             let (rows, len) = (shape[0], shape[1]);
             anyhow::ensure!(len >= 2, "{case}: the fixture's sequences need two positions for a cached step");
@@ -319,7 +331,7 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     let device = args.backend.device()?;
     let t0 = Instant::now();
     let source = llama_model::weights::open(&args.model_dir)?;
-    let options = llama_model::LoadOptions { device: device.clone(), dtype: args.backend.dtype() };
+    let options = llama_model::LoadOptions::new(&device, args.backend.dtype());
     let model = llama_model::load_quantized(source.as_ref(), config, &options, Some(&nf4_quant::QuantConfig::nf4()))?;
     let load_s = t0.elapsed().as_secs_f64();
     let ids = synthetic::random_ids(&mut 0x1234_5678u64, args.prompt_tokens, config.vocab_size);

@@ -31,8 +31,12 @@ pub struct TrainRun<'a> {
     pub steps: usize,
     /// Layer recomputation (each decoder block recomputed in the backward).
     pub checkpointing: bool,
-    /// Keep AdamW states in host memory.
-    pub paged: bool,
+    /// The optimizer (where its states live and their dtype).
+    pub optim: OptimizerKind,
+    /// Keep the token-embedding table in host memory.
+    pub host_embeddings: bool,
+    /// Double-quantize the base's NF4 scales.
+    pub double_quant: bool,
     /// Data-parallel ranks, one device each (`batch` sequences per rank).
     pub devices: usize,
     /// Profile the timed steps (see `profile`).
@@ -79,12 +83,15 @@ fn train_rank(
     let config = LlamaConfig::from_hf_file(run.model_dir.join("config.json"))?;
     let t0 = Instant::now();
     let source = weights::open(run.model_dir)?;
-    let options = LoadOptions { device: device.clone(), dtype: run.backend.dtype() };
-    let model = load_quantized(source.as_ref(), &config, &options, Some(&nf4_quant::QuantConfig::nf4())).context("loading with NF4")?;
+    let options = LoadOptions::new(&device, run.backend.dtype()).with_host_embeddings(run.host_embeddings);
+    let model =
+        load_quantized(source.as_ref(), &config, &options, Some(&nf4_quant::QuantConfig::nf4().with_double_quant(run.double_quant)))
+            .context("loading with NF4")?;
     device.sync().ok();
     let load_s = t0.elapsed().as_secs_f64();
     eprintln!("rank {rank}: loaded in {load_s:.1}s");
     let base_mem = device.memory_pool_usage().map(|u| u.bytes_in_use);
+    let load_reserved = device.memory_pool_usage().map(|u| u.bytes_reserved);
     let total = run.warmup + run.steps;
     let mut seed = 0x5EEDu64;
     let examples: Vec<Example> = (0..total * run.batch * run.devices.max(1))
@@ -95,7 +102,7 @@ fn train_rank(
         args: TrainingArgs {
             max_steps: Some(total),
             per_device_train_batch_size: run.batch,
-            optim: if run.paged { OptimizerKind::PagedAdamw32bit } else { OptimizerKind::Adamw32bit },
+            optim: run.optim,
             lr_scheduler_type: ScheduleKind::Constant,
             group_by_length: false,
             logging_steps: 1,
@@ -126,7 +133,15 @@ fn train_rank(
     super::profile::check(run.profile)?;
     let mut session = (run.warmup == 0 && rank == 0).then(|| super::profile::start(run.profile)).transpose()?;
     let mut profile = None;
+    // The pool's use sampled every 2 ms through the untimed warm-up steps (the peak inside a
+    // step, which the step-end readings miss).
+    let mut sampler = (run.warmup > 0).then(|| MemorySampler::start(&device));
+    let mut sampled = None;
+    let mut step_end_in_use = 0u64;
     trainer.train(|step, _, loss| {
+        if step == run.warmup {
+            sampled = sampler.take().map(MemorySampler::stop);
+        }
         device.sync().ok();
         if step == total {
             profile = session.take().and_then(|s| super::profile::finish(s, run.steps));
@@ -142,6 +157,7 @@ fn train_rank(
         }
         if let Some(u) = device.memory_pool_usage() {
             peak = peak.max(u.bytes_reserved);
+            step_end_in_use = step_end_in_use.max(u.bytes_in_use);
         }
         last = now;
     })?;
@@ -156,8 +172,47 @@ fn train_rank(
         "tokens_per_s": (run.batch * run.seq * run.devices.max(1)) as f64 / median,
         "pool_reserved_peak_gib": peak as f64 / (1u64 << 30) as f64,
         "base_model_gib": base_mem.map(|b| b as f64 / (1u64 << 30) as f64),
+        "load_reserved_gib": load_reserved.map(gib),
+        "step_end_in_use_gib": gib(step_end_in_use),
+        "warmup_in_use_peak_gib": sampled.map(|(in_use, _)| gib(in_use)),
+        "warmup_reserved_peak_gib": sampled.map(|(_, reserved)| gib(reserved)),
+        "optim": format!("{:?}", run.optim), "loss_chunk_rows": gpu_kernels::linear_cross_entropy::chunk_rows(run.batch * run.seq, config.vocab_size), "host_embeddings": run.host_embeddings, "double_quant": run.double_quant,
         "loss_last": losses.last(), "profile_per_step": profile,
     }))
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// Polls the device's pool usage every 2 ms on a thread of its own; [`MemorySampler::stop`]
+/// returns the largest `(in use, reserved)` seen.
+struct MemorySampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl MemorySampler {
+    fn start(device: &burn::tensor::Device) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, device) = (stop.clone(), device.clone());
+        let thread = std::thread::spawn(move || {
+            let mut peak = (0u64, 0u64);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(u) = device.memory_pool_usage() {
+                    peak = (peak.0.max(u.bytes_in_use), peak.1.max(u.bytes_reserved));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
 }
 
 /// `n` token ids below `vocab` from a xorshift64 stream (`state` advances; never 0).

@@ -64,6 +64,9 @@ pub fn run(args: Args) -> Result<()> {
     let reference = assets::resolve(&cfg.model.name)?.to_string_lossy().into_owned();
     let mut open = OpenOptions::new(&device);
     open.load.dtype = compute_dtype(&cfg, backend);
+    // On a GPU the frozen embedding table (1 GiB for Llama-3-8B) stays in host memory: training
+    // reads `batch · len` rows of it once per step.
+    open.load.host_embeddings = backend != crate::backend::Backend::Cpu;
     open.tokenizer = cfg.tokenizer.path.clone();
     open.hub.progress = true;
     let files = pretrained::resolve(&reference, &open).with_context(|| format!("model {}", cfg.model.name))?;

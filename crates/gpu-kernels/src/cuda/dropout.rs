@@ -1,19 +1,11 @@
 //! The dropout kernel (CubeCL): one thread per element, the mask from the counter hash of
-//! [`crate::dropout::keep_bits`] in u32 arithmetic, the product in f32, one rounding.
+//! [`crate::dropout::keep_bits`] ([`super::counter_hash`]), the product in f32, one rounding.
 
+use super::counter_hash::counter_hash;
 use super::interop::contiguous;
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
-
-#[cube]
-fn fmix(h: u32) -> u32 {
-    let h = h ^ (h >> 16u32);
-    let h = h * 0x85EB_CA6Bu32;
-    let h = h ^ (h >> 13u32);
-    let h = h * 0xC2B2_AE35u32;
-    h ^ (h >> 16u32)
-}
 
 #[cube(launch_unchecked)]
 fn dropout_kernel<I: Float, O: Float>(x: &[I], y: &mut [O], seed_lo: u32, seed_hi: u32, threshold: u32, scale: f32) {
@@ -21,8 +13,7 @@ fn dropout_kernel<I: Float, O: Float>(x: &[I], y: &mut [O], seed_lo: u32, seed_h
     if i >= y.len() {
         terminate!();
     }
-    let h = fmix((u32::cast_from(i) * 0x9E37_79B1u32) ^ seed_lo);
-    let bits = fmix(h ^ seed_hi) >> 8u32;
+    let bits = counter_hash(i, seed_lo, seed_hi) >> 8u32;
     let mut v = 0.0f32;
     if bits >= threshold {
         v = f32::cast_from(x[i]) * scale;

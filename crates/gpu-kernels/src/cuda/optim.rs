@@ -1,24 +1,45 @@
 //! One-kernel AdamW update and squared-norm partial sums (CubeCL); see [`crate::optim`] for the
 //! formulas. Both read their operands contiguously, one element per thread (AdamW) or a strided
 //! run per thread (norm), and do their arithmetic in f32 in the order of the burn-ops path.
+//! bf16 moments are written by stochastic rounding ([`crate::stochastic_round`]) with the
+//! draws of [`super::counter_hash`].
 
 use burn::tensor::{DType, Tensor};
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 use cubecl::prelude::*;
 
+use super::counter_hash::counter_hash;
 use super::interop::contiguous;
 use crate::optim::AdamWStep;
 
+/// `x` as an `M`: stochastically rounded to bf16 with the low 16 bits of `r` when `stochastic`
+/// (see [`crate::stochastic_round::to_bf16_stochastic`]), else converted.
+#[cube]
+fn store<M: Float>(x: f32, r: u32, #[comptime] stochastic: bool) -> M {
+    if comptime![stochastic] {
+        let b = u32::reinterpret(x);
+        let mut y = x;
+        if (b & 0x7F80_0000u32) != 0x7F80_0000u32 {
+            y = f32::reinterpret((b + (r & 0xFFFFu32)) & 0xFFFF_0000u32);
+        }
+        M::cast_from(y)
+    } else {
+        M::cast_from(x)
+    }
+}
+
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn adamw_kernel<P: Float, G: Float>(
+fn adamw_kernel<P: Float, G: Float, M: Float>(
     p: &[P],
     g: &[G],
-    m: &[f32],
-    v: &[f32],
+    m: &[M],
+    v: &[M],
     p_out: &mut [P],
-    m_out: &mut [f32],
-    v_out: &mut [f32],
+    m_out: &mut [M],
+    v_out: &mut [M],
+    seed_lo: u32,
+    seed_hi: u32,
     grad_scale: f32,
     beta1: f32,
     one_minus_beta1: f32,
@@ -29,19 +50,24 @@ fn adamw_kernel<P: Float, G: Float>(
     eps: f32,
     decay: f32,
     lr: f32,
+    #[comptime] stochastic: bool,
 ) {
     let i = ABSOLUTE_POS;
     if i >= p.len() {
         terminate!();
     }
     let gi = f32::cast_from(g[i]) * grad_scale;
-    let mi = m[i] * beta1 + gi * one_minus_beta1;
-    let vi = v[i] * beta2 + gi * gi * one_minus_beta2;
+    let mi = f32::cast_from(m[i]) * beta1 + gi * one_minus_beta1;
+    let vi = f32::cast_from(v[i]) * beta2 + gi * gi * one_minus_beta2;
     let denom = (vi / bias_correction2).sqrt() + eps;
     let pi = f32::cast_from(p[i]) * decay;
     p_out[i] = P::cast_from(pi - mi / bias_correction1 / denom * lr);
-    m_out[i] = mi;
-    v_out[i] = vi;
+    let mut r = 0u32;
+    if comptime![stochastic] {
+        r = counter_hash(i, seed_lo, seed_hi);
+    }
+    m_out[i] = store::<M>(mi, r, stochastic);
+    v_out[i] = store::<M>(vi, r >> 16u32, stochastic);
 }
 
 #[cube(launch_unchecked)]
@@ -74,27 +100,29 @@ pub(crate) fn adamw(
     s: &AdamWStep,
 ) -> Option<(Tensor<2>, Tensor<2>, Tensor<2>)> {
     let (p, g, m, v) = (prim(p)?, prim(g)?, prim(m)?, prim(v)?);
-    if m.dtype != DType::F32 || v.dtype != DType::F32 {
+    let state = m.dtype;
+    if v.dtype != state || !matches!(state, DType::F32 | DType::BF16) {
         return None;
     }
+    let stochastic = state == DType::BF16;
     let n = p.meta.num_elements();
     let shape = p.meta.shape().clone();
     let client = p.client.clone();
     let device = p.device.clone();
     let p_out = client.empty(n * p.dtype.size());
-    let m_out = client.empty(n * 4);
-    let v_out = client.empty(n * 4);
+    let m_out = client.empty(n * state.size());
+    let v_out = client.empty(n * state.size());
     let new = |h, dtype| CubeTensor::new_contiguous(client.clone(), device.clone(), shape.clone(), h, dtype);
-    let outs = (new(p_out.clone(), p.dtype), new(m_out.clone(), DType::F32), new(v_out.clone(), DType::F32));
+    let outs = (new(p_out.clone(), p.dtype), new(m_out.clone(), state), new(v_out.clone(), state));
     if n > 0 {
         let cube_dim = CubeDim::new_1d(BLOCK as u32);
         let count = cubecl::calculate_cube_count_elemwise(&client, n, cube_dim);
         macro_rules! launch {
-            ($p:ty, $g:ty) => {
+            ($p:ty, $g:ty, $m:ty) => {
                 // SAFETY: the seven buffers hold n elements each (inputs contiguous, outputs
                 // allocated for n) and the kernel guards its index.
                 unsafe {
-                    adamw_kernel::launch_unchecked::<$p, $g>(
+                    adamw_kernel::launch_unchecked::<$p, $g, $m>(
                         &client,
                         count,
                         cube_dim,
@@ -105,6 +133,8 @@ pub(crate) fn adamw(
                         BufferArg::from_raw_parts(p_out, n),
                         BufferArg::from_raw_parts(m_out, n),
                         BufferArg::from_raw_parts(v_out, n),
+                        s.seed as u32,
+                        (s.seed >> 32) as u32,
                         s.grad_scale as f32,
                         s.beta1 as f32,
                         (1.0 - s.beta1) as f32,
@@ -115,8 +145,12 @@ pub(crate) fn adamw(
                         s.eps as f32,
                         (1.0 - s.lr * s.weight_decay) as f32,
                         s.lr as f32,
+                        stochastic,
                     )
                 }
+            };
+            ($p:ty, $g:ty) => {
+                if stochastic { launch!($p, $g, half::bf16) } else { launch!($p, $g, f32) }
             };
         }
         match (p.dtype, g.dtype) {

@@ -14,7 +14,7 @@ use sft_trainer::{RunSetup, ScheduleKind, TrainingArgs};
 pub fn tiny_model(device: &Device, dtype: DType) -> Llama {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../llama-model/tests/fixtures/hf_parity/gqa");
     let config = LlamaConfig::from_hf_file(dir.join("config.json")).expect("config");
-    let options = LoadOptions { device: device.clone(), dtype };
+    let options = LoadOptions::new(device, dtype);
     load(weights::open(&dir).expect("weights").as_ref(), &config, &options).expect("model")
 }
 

@@ -1,0 +1,174 @@
+//! Token embeddings: row `id` of a `[vocab, d]` table for every token id, with the table on the
+//! model's device or in host memory.
+//!
+//! The host table serves training, where the frozen embeddings are read once per step: the rows
+//! of the step's `batch · len` ids are gathered on the host and only that `[batch, len, d]`
+//! block is uploaded, so the table (`vocab · d` elements, 1 GiB in bf16 for Llama-3-8B) never
+//! takes device memory. Both give the same values: the host rows are the table's own bytes.
+
+use std::sync::Arc;
+
+use burn::module::{Module, Param};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+
+/// A `[vocab, d]` table held in host memory for a device.
+#[derive(Debug, Clone)]
+pub struct HostTable {
+    data: Arc<TensorData>,
+    device: Device,
+}
+
+/// The token-embedding table, looked up by id.
+#[derive(Module, Debug)]
+pub struct TokenEmbedding {
+    /// `[vocab, d]` on the device, or `None` when the table is in host memory.
+    pub weight: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    host: Option<HostTable>,
+}
+
+impl TokenEmbedding {
+    /// A table on the device.
+    ///
+    /// # Shapes
+    /// - weight: `[vocab, d]`
+    pub fn new(weight: Tensor<2>) -> Self {
+        Self { weight: Some(Param::from_tensor(weight)), host: None }
+    }
+
+    /// A table kept in host memory for lookups on `device`.
+    ///
+    /// # Panics
+    /// If `data` is not 2-D.
+    pub fn host(data: TensorData, device: &Device) -> Self {
+        assert_eq!(data.shape().num_dims(), 2, "token embeddings: a [vocab, d] table");
+        Self { weight: None, host: Some(HostTable { data: Arc::new(data), device: device.clone() }) }
+    }
+
+    /// The device the looked-up rows land on.
+    pub fn device(&self) -> Device {
+        match (&self.weight, &self.host) {
+            (Some(w), _) => w.device(),
+            (None, Some(h)) => h.device.clone(),
+            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        }
+    }
+
+    /// The rows' dtype.
+    pub fn dtype(&self) -> DType {
+        match (&self.weight, &self.host) {
+            (Some(w), _) => w.val().dtype(),
+            (None, Some(h)) => h.data.dtype(),
+            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        }
+    }
+
+    /// `[vocab, d]`.
+    pub fn dims(&self) -> [usize; 2] {
+        match (&self.weight, &self.host) {
+            (Some(w), _) => w.val().dims(),
+            (None, Some(h)) => {
+                let s = h.data.shape();
+                [s[0], s[1]]
+            }
+            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        }
+    }
+
+    /// Whether the table is in host memory.
+    pub fn is_host(&self) -> bool {
+        self.weight.is_none()
+    }
+
+    /// The table on the device, when it lives there.
+    pub fn device_weight(&self) -> Option<Tensor<2>> {
+        self.weight.as_ref().map(Param::val)
+    }
+
+    /// The whole table as host data (a device read for a device table).
+    pub fn to_data(&self) -> TensorData {
+        match (&self.weight, &self.host) {
+            (Some(w), _) => w.val().into_data(),
+            (None, Some(h)) => (*h.data).clone(),
+            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        }
+    }
+
+    /// Row `tokens[b, i]` of the table at `[b, i, :]`.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, len]` → `[batch, len, d]`
+    ///
+    /// # Panics
+    /// If an id is negative or not below `vocab` (host table; the device lookup's behaviour for
+    /// such ids is the backend's).
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match (&self.weight, &self.host) {
+            (Some(w), _) => burn::tensor::module::embedding(w.val(), tokens),
+            (None, Some(h)) => {
+                let [batch, len] = tokens.dims();
+                let ids = tokens.into_data().convert::<i64>();
+                let ids = ids.as_slice::<i64>().expect("i64 ids after conversion");
+                let data = gather_rows(&h.data, ids, [batch, len]);
+                let dtype = data.dtype();
+                Tensor::from_data(data, (&h.device, dtype))
+            }
+            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        }
+    }
+}
+
+/// Rows `ids` of the row-major `[vocab, d]` `table` as `[batch, len, d]` data of its dtype (the
+/// rows' bytes copied as they are).
+///
+/// # Panics
+/// If an id is outside `0..vocab` or `ids` does not hold `batch · len` entries.
+fn gather_rows(table: &TensorData, ids: &[i64], [batch, len]: [usize; 2]) -> TensorData {
+    assert_eq!(ids.len(), batch * len, "token embeddings: {} ids for [{batch}, {len}]", ids.len());
+    let (vocab, d) = (table.shape()[0], table.shape()[1]);
+    let row = d * table.dtype().size();
+    let bytes = table.as_bytes();
+    let mut out = Vec::with_capacity(ids.len() * row);
+    for (k, &id) in ids.iter().enumerate() {
+        let i = usize::try_from(id).ok().filter(|&i| i < vocab);
+        let Some(i) = i else { panic!("token embeddings: id {id} at position {k} is outside the vocabulary of {vocab}") };
+        out.extend_from_slice(&bytes[i * row..(i + 1) * row]);
+    }
+    TensorData::from_bytes_vec(out, [batch, len, d], table.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(dtype: DType) -> TensorData {
+        let values: Vec<f32> = (0..5 * 3).map(|i| i as f32 * 0.37 - 2.0).collect();
+        TensorData::new(values, [5, 3]).convert_dtype(dtype)
+    }
+
+    #[test]
+    fn host_rows_equal_the_device_lookup() {
+        let d = Device::flex();
+        for dtype in [DType::F32, DType::BF16] {
+            let data = table(dtype);
+            let device = TokenEmbedding::new(Tensor::from_data(data.clone(), (&d, dtype)));
+            let host = TokenEmbedding::host(data, &d);
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![4i64, 0, 2, 2, 1, 3], [2, 3]), &d);
+            let a = device.forward(ids.clone()).into_data();
+            let b = host.forward(ids).into_data();
+            assert_eq!(a.shape(), b.shape());
+            assert_eq!(a.dtype(), dtype);
+            assert_eq!(a.as_bytes(), b.as_bytes(), "{dtype:?}");
+            assert_eq!((host.dims(), host.dtype(), host.is_host()), ([5, 3], dtype, true));
+            assert_eq!(host.to_data().as_bytes(), device.to_data().as_bytes());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "id 5 at position 1 is outside the vocabulary of 5")]
+    fn host_lookup_names_an_id_outside_the_vocabulary() {
+        let d = Device::flex();
+        let host = TokenEmbedding::host(table(DType::F32), &d);
+        let _ = host.forward(Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 5], [1, 2]), &d));
+    }
+}

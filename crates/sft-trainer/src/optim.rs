@@ -69,7 +69,7 @@ impl AdamW {
                     let n = shape[0] * shape[1];
                     Moments::Host { m: vec![0.0; n], v: vec![0.0; n], shape }
                 } else {
-                    let zeros = || Tensor::<2>::zeros(shape, device).cast(dtype);
+                    let zeros = || Tensor::<2>::zeros(shape, (device, dtype));
                     Moments::Device { m: zeros(), v: zeros() }
                 }
             })
@@ -162,8 +162,8 @@ impl AdamW {
             }
             *slot = match slot {
                 Moments::Device { .. } => Moments::Device {
-                    m: Tensor::<2>::from_data(TensorData::new(m, shape), device).cast(self.dtype),
-                    v: Tensor::<2>::from_data(TensorData::new(v, shape), device).cast(self.dtype),
+                    m: Tensor::from_data(TensorData::new(m, shape).convert_dtype(self.dtype), (device, self.dtype)),
+                    v: Tensor::from_data(TensorData::new(v, shape).convert_dtype(self.dtype), (device, self.dtype)),
                 },
                 Moments::Host { .. } => Moments::Host { m, v, shape },
             };

@@ -90,8 +90,7 @@ fn train_rank(
     device.sync().ok();
     let load_s = t0.elapsed().as_secs_f64();
     eprintln!("rank {rank}: loaded in {load_s:.1}s");
-    let base_mem = device.memory_pool_usage().map(|u| u.bytes_in_use);
-    let load_reserved = device.memory_pool_usage().map(|u| u.bytes_reserved);
+    let loaded = device.memory_pool_usage();
     let total = run.warmup + run.steps;
     let mut seed = 0x5EEDu64;
     let examples: Vec<Example> = (0..total * run.batch * run.devices.max(1))
@@ -170,9 +169,9 @@ fn train_rank(
         "batch": run.batch, "seq": run.seq, "gradient_checkpointing": run.checkpointing, "devices": run.devices.max(1), "trainable_params": trainable, "load_s": load_s,
         "step_s_median": median, "step_s_min": sorted.first(), "step_s_max": sorted.last(),
         "tokens_per_s": (run.batch * run.seq * run.devices.max(1)) as f64 / median,
-        "pool_reserved_peak_gib": peak as f64 / (1u64 << 30) as f64,
-        "base_model_gib": base_mem.map(|b| b as f64 / (1u64 << 30) as f64),
-        "load_reserved_gib": load_reserved.map(gib),
+        "pool_reserved_peak_gib": gib(peak),
+        "base_model_gib": loaded.as_ref().map(|u| gib(u.bytes_in_use)),
+        "load_reserved_gib": loaded.as_ref().map(|u| gib(u.bytes_reserved)),
         "step_end_in_use_gib": gib(step_end_in_use),
         "warmup_in_use_peak_gib": sampled.map(|(in_use, _)| gib(in_use)),
         "warmup_reserved_peak_gib": sampled.map(|(_, reserved)| gib(reserved)),

@@ -27,7 +27,21 @@ pub struct TokenEmbedding {
     host: Option<HostTable>,
 }
 
+/// Where the table lives.
+enum Table<'a> {
+    Device(&'a Param<Tensor<2>>),
+    Host(&'a HostTable),
+}
+
 impl TokenEmbedding {
+    fn table(&self) -> Table<'_> {
+        match (&self.weight, &self.host) {
+            (Some(w), _) => Table::Device(w),
+            (None, Some(h)) => Table::Host(h),
+            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        }
+    }
+
     /// A table on the device.
     ///
     /// # Shapes
@@ -47,31 +61,28 @@ impl TokenEmbedding {
 
     /// The device the looked-up rows land on.
     pub fn device(&self) -> Device {
-        match (&self.weight, &self.host) {
-            (Some(w), _) => w.device(),
-            (None, Some(h)) => h.device.clone(),
-            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        match self.table() {
+            Table::Device(w) => w.device(),
+            Table::Host(h) => h.device.clone(),
         }
     }
 
     /// The rows' dtype.
     pub fn dtype(&self) -> DType {
-        match (&self.weight, &self.host) {
-            (Some(w), _) => w.val().dtype(),
-            (None, Some(h)) => h.data.dtype(),
-            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        match self.table() {
+            Table::Device(w) => w.val().dtype(),
+            Table::Host(h) => h.data.dtype(),
         }
     }
 
     /// `[vocab, d]`.
     pub fn dims(&self) -> [usize; 2] {
-        match (&self.weight, &self.host) {
-            (Some(w), _) => w.val().dims(),
-            (None, Some(h)) => {
+        match self.table() {
+            Table::Device(w) => w.val().dims(),
+            Table::Host(h) => {
                 let s = h.data.shape();
                 [s[0], s[1]]
             }
-            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
         }
     }
 
@@ -87,10 +98,9 @@ impl TokenEmbedding {
 
     /// The whole table as host data (a device read for a device table).
     pub fn to_data(&self) -> TensorData {
-        match (&self.weight, &self.host) {
-            (Some(w), _) => w.val().into_data(),
-            (None, Some(h)) => (*h.data).clone(),
-            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
+        match self.table() {
+            Table::Device(w) => w.val().into_data(),
+            Table::Host(h) => (*h.data).clone(),
         }
     }
 
@@ -103,9 +113,9 @@ impl TokenEmbedding {
     /// If an id is negative or not below `vocab` (host table; the device lookup's behaviour for
     /// such ids is the backend's).
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        match (&self.weight, &self.host) {
-            (Some(w), _) => burn::tensor::module::embedding(w.val(), tokens),
-            (None, Some(h)) => {
+        match self.table() {
+            Table::Device(w) => burn::tensor::module::embedding(w.val(), tokens),
+            Table::Host(h) => {
                 let [batch, len] = tokens.dims();
                 let ids = tokens.into_data().convert::<i64>();
                 let ids = ids.as_slice::<i64>().expect("i64 ids after conversion");
@@ -113,7 +123,6 @@ impl TokenEmbedding {
                 let dtype = data.dtype();
                 Tensor::from_data(data, (&h.device, dtype))
             }
-            (None, None) => unreachable!("a token embedding holds its table on the device or the host"),
         }
     }
 }

@@ -5,7 +5,8 @@
 # double-quantized NF4 scales on top;
 # the seed workload in the leanest setting (or the RUNS given); then the Python anchor's `all`
 # and `seed` variants (ANCHOR_VARIANTS; `none` for none). DECODE=1 adds a batch-1 decode before the
-# anchor.
+# anchor; ANCHOR_TF32="all …" runs those anchor variants again with TF32 products allowed
+# (scripts/gpu/anchor_tf32.py) into $OUT/anchor_tf32.jsonl.
 #   bash scripts/gpu/run_memory.sh .device/bench .device/anchors
 # Results: $OUT/bench.jsonl (ours; each line names its optimizer and embedding placement, with
 # the pool's load, step-end and sampled warm-up peaks), $OUT/anchor.jsonl, $OUT/stages.txt,
@@ -35,5 +36,12 @@ fi
 if [ "${ANCHOR_VARIANTS:-}" != none ] && [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
   stage anchor "$(($(left) - 10))" env PYTHONPATH=$PWD/$ANCHORS/site bash "$ANCHORS/run_all.sh" "$OUT" ${ANCHOR_VARIANTS:-all seed} || true
 fi
+if [ -n "${ANCHOR_TF32:-}" ] && [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
+  mkdir -p "$OUT/tf32"
+  for v in $ANCHOR_TF32; do
+    stage "anchor-tf32-$v" "$(($(left) - 10))" env PYTHONPATH=$PWD/$ANCHORS/site PYTHONUNBUFFERED=1 python3 "$(dirname "$0")/anchor_tf32.py" "$ANCHORS/qlora_anchor.py" "$OUT/tf32" "$v" || true
+  done
+  mv "$OUT/tf32/anchor.jsonl" "$OUT/anchor_tf32.jsonl" 2>/dev/null; rm -rf "$OUT/tf32"
+fi
 finish
-cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/anchor.jsonl" 2>/dev/null
+cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/anchor.jsonl" "$OUT/anchor_tf32.jsonl" 2>/dev/null

@@ -19,16 +19,17 @@ use burn::tensor::{Bool, Tensor};
 use crate::attention_blocks::query_block_rows;
 use crate::gemm::{bmm, uses_extension};
 
-/// Attention of `q` over `k`/`v` (one key/value head per query head; repeat grouped heads
-/// first), causal when `causal`, hiding what `mask` hides.
+/// Attention of `q` over `k`/`v`, causal when `causal`, hiding what `mask` hides. Grouped-query
+/// attention: each key/value head serves `heads / kv_heads` consecutive query heads (one head
+/// each: multi-head attention).
 ///
 /// # Shapes
-/// - q: `[batch, heads, s, d]`, k: `[batch, heads, t, d]`, v: `[batch, heads, t, d_v]`
+/// - q: `[batch, heads, s, d]`, k: `[batch, kv_heads, t, d]`, v: `[batch, kv_heads, t, d_v]`
 /// - mask: `[batch, heads, s, t]`, `true` = hidden (every row must leave a key visible)
 /// - output: `[batch, heads, s, d_v]`
 ///
 /// # Panics
-/// If the shapes disagree, or `causal` with `s > t`.
+/// If the shapes disagree (`kv_heads` must divide `heads`), or `causal` with `s > t`.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: Option<Tensor<4, Bool>>) -> Tensor<4> {
     let [b, h, s, _] = q.dims();
     let t = k.dims()[2];
@@ -39,7 +40,23 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: O
 /// probabilities kept for the backward) even without a mask, to compare the two on a device.
 static WHOLE_ONLY: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_ATTENTION", "whole");
 
+/// `KINDLING_GQA=repeat`: grouped key/value heads are repeated for every query head even where
+/// the fused route could share them (an A/B switch).
+static REPEAT_KV: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GQA", "repeat");
+
+/// Each of `x`'s heads `groups` times in a row: `[b, kv, t, w]` → `[b, kv · groups, t, w]`.
+fn repeat_heads(x: Tensor<4>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kv, t, w] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, kv, groups, t, w]).reshape([b, kv * groups, t, w])
+}
+
 /// [`attention`] with `rows` queries per block (the mask, when given, takes the whole matrix).
+/// Grouped heads share their key/value head inside the fused route when the queries take one
+/// block (the `groups` query heads of a K/V head are the rows of one product); otherwise the
+/// keys and values are repeated per query head first.
 ///
 /// # Panics
 /// As [`attention`].
@@ -54,20 +71,39 @@ pub fn attention_in_blocks(
     let [b, h, s, d] = q.dims();
     let [kb, kh, t, kd] = k.dims();
     let [vb, vh, vt, dv] = v.dims();
-    assert!((kb, kh, kd) == (b, h, d) && (vb, vh, vt) == (b, h, t), "attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
+    assert!(
+        (kb, kd) == (b, d) && (vb, vh, vt) == (b, kh, t) && kh > 0 && h.is_multiple_of(kh),
+        "attention: q {:?}, k {:?}, v {:?}",
+        q.dims(),
+        k.dims(),
+        v.dims()
+    );
     assert!(!causal || s <= t, "attention: causal with {s} queries over {t} keys");
+    let groups = h / kh;
     let scale = 1.0 / (d as f64).sqrt();
-    if mask.is_none() && !WHOLE_ONLY.is_on() && uses_extension(&q.device()) {
+    let fused = mask.is_none() && !WHOLE_ONLY.is_on() && uses_extension(&q.device());
+    let shared = groups == 1 || (fused && rows >= s && !REPEAT_KV.is_on());
+    let (k, v, kh, groups) = if shared { (k, v, kh, groups) } else { (repeat_heads(k, groups), repeat_heads(v, groups), h, 1) };
+    if fused {
         #[cfg(any(test, feature = "cuda"))]
         {
             use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
-            let flat = |x: Tensor<4>, len: usize, w: usize| x.reshape([b * h, len, w]).into_dispatch();
-            let o = <Dispatch as KernelBackend>::blocked_attention(flat(q, s, d), flat(k, t, d), flat(v, t, dv), scale, causal, rows);
+            // `[b, h, s, d]` is `[b·kv, groups·s, d]`: each K/V head's query heads one after another.
+            let flat = |x: Tensor<4>, len: usize, w: usize| x.reshape([b * kh, len, w]).into_dispatch();
+            let o = <Dispatch as KernelBackend>::blocked_attention(
+                flat(q, groups * s, d),
+                flat(k, t, d),
+                flat(v, t, dv),
+                scale,
+                causal,
+                rows,
+                groups,
+            );
             return Tensor::<3>::from_dispatch(o).reshape([b, h, s, dv]);
         }
     }
-    let _ = rows;
+    let _ = (rows, kh, groups);
     let scores = bmm(q.reshape([b * h, s, d]), k.reshape([b * h, t, d]), false, true);
     let probs = match mask {
         None => crate::softmax::scaled_softmax(scores, scale, causal),
@@ -84,6 +120,25 @@ mod tests {
     use super::*;
     use burn::tensor::ops::AttentionModuleOptions;
     use burn::tensor::{Device, Distribution, Tolerance};
+
+    /// `o = attend(q, k, v)` on autodiff copies of the draws, and `[o, dq, dk, dv]` of
+    /// `Σ o ⊙ w`.
+    fn outputs_and_gradients(
+        device: &Device,
+        [q0, k0, v0, w0]: [&Tensor<4>; 4],
+        attend: impl FnOnce(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>,
+    ) -> [burn::tensor::TensorData; 4] {
+        let lift = |x: &Tensor<4>| Tensor::<4>::from_data(x.to_data(), device).require_grad();
+        let (q, k, v) = (lift(q0), lift(k0), lift(v0));
+        let o = attend(q.clone(), k.clone(), v.clone());
+        let grads = (o.clone() * Tensor::from_data(w0.to_data(), device)).sum().backward();
+        [
+            o.into_data(),
+            q.grad(&grads).expect("dq").into_data(),
+            k.grad(&grads).expect("dk").into_data(),
+            v.grad(&grads).expect("dv").into_data(),
+        ]
+    }
 
     fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
         burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions { scale: None, softcap: None, is_causal: causal })
@@ -133,23 +188,30 @@ mod tests {
         {
             let r = |len: usize, w: usize| Tensor::<4>::random([2, 3, len, w], Distribution::Normal(0.0, 1.0), &plain);
             let (q0, k0, v0, w0) = (r(s, 8), r(t, 8), r(t, 5), r(s, 5));
-            let run = |blocked: bool| {
-                let lift = |x: &Tensor<4>| Tensor::<4>::from_data(x.to_data(), &device).require_grad();
-                let (q, k, v) = (lift(&q0), lift(&k0), lift(&v0));
-                let o = if blocked {
-                    attention_in_blocks(q.clone(), k.clone(), v.clone(), causal, None, rows)
-                } else {
-                    reference(q.clone(), k.clone(), v.clone(), causal)
-                };
-                let grads = (o.clone() * Tensor::from_data(w0.to_data(), &device)).sum().backward();
-                [
-                    o.into_data(),
-                    q.grad(&grads).expect("dq").into_data(),
-                    k.grad(&grads).expect("dk").into_data(),
-                    v.grad(&grads).expect("dv").into_data(),
-                ]
-            };
-            for (name, (got, want)) in ["o", "dq", "dk", "dv"].iter().zip(run(true).iter().zip(run(false).iter())) {
+            let draws = [&q0, &k0, &v0, &w0];
+            let blocked = outputs_and_gradients(&device, draws, |q, k, v| attention_in_blocks(q, k, v, causal, None, rows));
+            let whole = outputs_and_gradients(&device, draws, |q, k, v| reference(q, k, v, causal));
+            for (name, (got, want)) in ["o", "dq", "dk", "dv"].iter().zip(blocked.iter().zip(whole.iter())) {
+                assert_eq!(got.shape(), want.shape(), "{name} for s {s}, t {t}, rows {rows}");
+                got.assert_approx_eq::<f32>(want, Tolerance::rel_abs(1e-4, 1e-5));
+            }
+        }
+    }
+
+    /// Grouped key/value heads shared inside one block (and repeated when the queries take
+    /// several) give what burn's attention gives on repeated heads, outputs and gradients, after
+    /// a cache too (`s < t`: the causal rule at `row mod s` with the offset `t − s`).
+    #[test]
+    fn grouped_heads_match_repeated_heads_in_one_block_and_in_several() {
+        let device = Device::flex().autodiff();
+        let plain = device.clone().without_autodiff();
+        for (s, t, causal, rows) in [(6, 6, true, 6), (3, 7, true, 3), (5, 5, false, 5), (6, 6, true, 2)] {
+            let r = |heads: usize, len: usize, w: usize| Tensor::<4>::random([2, heads, len, w], Distribution::Normal(0.0, 1.0), &plain);
+            let (q0, k0, v0, w0) = (r(6, s, 8), r(2, t, 8), r(2, t, 5), r(6, s, 5));
+            let draws = [&q0, &k0, &v0, &w0];
+            let grouped = outputs_and_gradients(&device, draws, |q, k, v| attention_in_blocks(q, k, v, causal, None, rows));
+            let repeated = outputs_and_gradients(&device, draws, |q, k, v| reference(q, repeat_heads(k, 3), repeat_heads(v, 3), causal));
+            for (name, (got, want)) in ["o", "dq", "dk", "dv"].iter().zip(grouped.iter().zip(repeated.iter())) {
                 assert_eq!(got.shape(), want.shape(), "{name} for s {s}, t {t}, rows {rows}");
                 got.assert_approx_eq::<f32>(want, Tolerance::rel_abs(1e-4, 1e-5));
             }

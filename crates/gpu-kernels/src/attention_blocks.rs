@@ -16,6 +16,12 @@
 //! `dq_b = dS·k_{<t_b}`, `dk_{<t_b} += dSᵀ·q_b` (sums over blocks in f32).
 //!
 //! Memory: one block's `[n, c, t_b]` scores, probabilities and their gradients at a time.
+//!
+//! Grouped-query attention (`groups > 1`, one block): `q: [n, groups·s, d]` holds the `groups`
+//! query heads that share the key/value head of each matrix, one after another; the scores
+//! `[n, groups·s, t]` are the softmax's `[n·groups, s, t]` (so its causal rule sees position
+//! `row mod s`), and the backward's `Pᵀ·dO` and `dSᵀ·q` sum the group's rows into the shared
+//! head's `dv` and `dk` — no repeated keys and values, no reduction over the copies.
 
 #[cfg(any(test, feature = "cuda"))]
 use burn::backend::{TensorMetadata, tensor::FloatTensor};
@@ -68,9 +74,33 @@ fn add_rows<B: KernelBackend>(acc: FloatTensor<B>, part: FloatTensor<B>) -> Floa
 }
 
 #[cfg(any(test, feature = "cuda"))]
-/// The block's probabilities `P = softmax(scale · q_b·k_{<t_b}ᵀ)`: `[n, c, t_b]`.
-fn probabilities<B: KernelBackend>(q: FloatTensor<B>, k: FloatTensor<B>, scale: f64, causal: bool) -> FloatTensor<B> {
-    B::scaled_softmax(B::gemm(q, k, false, true), scale, causal)
+/// The block's probabilities `P = softmax(scale · q_b·k_{<t_b}ᵀ)`: `[n, c, t_b]` (`c` rows of
+/// `groups` query heads: the softmax sees `[n·groups, c / groups, t_b]`).
+fn probabilities<B: KernelBackend>(q: FloatTensor<B>, k: FloatTensor<B>, scale: f64, causal: bool, groups: usize) -> FloatTensor<B> {
+    let scores = B::gemm(q, k, false, true);
+    if groups == 1 {
+        return B::scaled_softmax(scores, scale, causal);
+    }
+    let [n, c, t] = scores.shape().dims::<3>();
+    let p = B::scaled_softmax(B::float_reshape(scores, Shape::new([n * groups, c / groups, t])), scale, causal);
+    B::float_reshape(p, Shape::new([n, c, t]))
+}
+
+#[cfg(any(test, feature = "cuda"))]
+/// The plan for `q: [n, groups·s, d]` over `t` keys; grouped heads take one block.
+///
+/// # Panics
+/// If the rows are not `groups` equal parts, or a grouped plan needs more than one block.
+fn plan(rows_total: usize, t: usize, rows_per_block: usize, causal: bool, groups: usize) -> Vec<Block> {
+    assert!(groups >= 1 && rows_total.is_multiple_of(groups), "attention: {rows_total} query rows in {groups} groups");
+    let s = rows_total / groups;
+    let plan = blocks(s, t, rows_per_block, causal);
+    assert!(
+        groups == 1 || (plan.len() == 1 && plan[0].keys == t),
+        "attention: grouped query heads take one block ({} planned)",
+        plan.len()
+    );
+    plan
 }
 
 #[cfg(any(test, feature = "cuda"))]
@@ -82,19 +112,20 @@ pub(crate) fn forward<B: KernelBackend>(
     scale: f64,
     causal: bool,
     rows_per_block: usize,
+    groups: usize,
 ) -> FloatTensor<B> {
     let [_, s, _] = q.shape().dims::<3>();
     let t = k.shape().dims::<3>()[1];
-    let plan = blocks(s, t, rows_per_block, causal);
+    let plan = plan(s, t, rows_per_block, causal, groups);
     if let [only] = plan[..]
         && only.keys == t
     {
-        return B::gemm(probabilities::<B>(q, k, scale, causal), v, false, false);
+        return B::gemm(probabilities::<B>(q, k, scale, causal, groups), v, false, false);
     }
     let parts: Vec<_> = plan
         .iter()
         .map(|b| {
-            let p = probabilities::<B>(rows::<B>(&q, b.start..b.end), rows::<B>(&k, 0..b.keys), scale, causal);
+            let p = probabilities::<B>(rows::<B>(&q, b.start..b.end), rows::<B>(&k, 0..b.keys), scale, causal, 1);
             B::gemm(p, rows::<B>(&v, 0..b.keys), false, false)
         })
         .collect();
@@ -102,7 +133,8 @@ pub(crate) fn forward<B: KernelBackend>(
 }
 
 #[cfg(any(test, feature = "cuda"))]
-/// `(dq, dk, dv)` for upstream `grad: [n, s, d_v]` (see the module docs).
+/// `(dq, dk, dv)` for upstream `grad: [n, groups·s, d_v]` (see the module docs).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<B: KernelBackend>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
@@ -111,14 +143,15 @@ pub(crate) fn backward<B: KernelBackend>(
     scale: f64,
     causal: bool,
     rows_per_block: usize,
+    groups: usize,
 ) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
     let [n, s, d] = q.shape().dims::<3>();
     let [_, t, dv] = v.shape().dims::<3>();
-    let plan = blocks(s, t, rows_per_block, causal);
+    let plan = plan(s, t, rows_per_block, causal, groups);
     let step = |b: Block| {
         let (qb, kb) = (rows::<B>(&q, b.start..b.end), rows::<B>(&k, 0..b.keys));
         let (vb, gb) = (rows::<B>(&v, 0..b.keys), rows::<B>(&grad, b.start..b.end));
-        let p = probabilities::<B>(qb.clone(), kb.clone(), scale, causal);
+        let p = probabilities::<B>(qb.clone(), kb.clone(), scale, causal, groups);
         let dv_b = B::gemm(p.clone(), gb.clone(), true, false);
         let ds = B::scaled_softmax_backward(p, B::gemm(gb, vb, false, true), scale);
         let dq_b = B::gemm(ds.clone(), kb, false, false);
@@ -128,7 +161,8 @@ pub(crate) fn backward<B: KernelBackend>(
     if let [only] = plan[..]
         && only.keys == t
     {
-        return step(only);
+        // Every query row at once (with grouped heads, all `groups · s` of them).
+        return step(Block { end: s, ..only });
     }
     let (device, dtype) = (q.device(), q.dtype());
     let mut dk = B::float_zeros(Shape::new([n, t, d]), &device, FloatDType::F32);

@@ -73,8 +73,13 @@ pub trait KernelBackend: Backend {
     /// `silu(gate) ⊙ up` on 1-D tensors of one length (see [`crate::swiglu`]).
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// The gradient of [`KernelBackend::swiglu`] for upstream `grad`: `du` when `wrt_up`, else `dg`.
-    fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>, wrt_up: bool) -> FloatTensor<Self>;
+    /// The gradients `(dg, du)` of [`KernelBackend::swiglu`] for upstream `grad` (one pass
+    /// over the three inputs).
+    fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `base + delta` of two 1-D tensors of one length in f32, rounded once to `base`'s dtype
+    /// (see [`crate::add_cast`]).
+    fn add_cast(base: FloatTensor<Self>, delta: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Inverted dropout of a 1-D tensor with the counter-hash mask of `seed`, times `scale`,
     /// the result cast to `dtype` (see [`crate::dropout`]).
@@ -93,10 +98,13 @@ pub trait KernelBackend: Backend {
     ) -> FloatTensor<Self>;
 
     /// `softmax(scale · q·kᵀ)·v`, causal when asked, over blocks of `rows` queries (see
-    /// [`crate::attention_blocks`]); under autodiff only `q`, `k` and `v` are kept.
+    /// [`crate::attention_blocks`]); under autodiff only `q`, `k` and `v` are kept. With
+    /// `groups > 1` each matrix's rows are `groups` query heads of `s` positions sharing one key
+    /// and value head (grouped-query attention; one block).
     ///
     /// # Shapes
-    /// - `q`: `[n, s, d]`, `k`: `[n, t, d]`, `v`: `[n, t, d_v]` → `[n, s, d_v]` (`s ≤ t` when causal).
+    /// - `q`: `[n, groups·s, d]`, `k`: `[n, t, d]`, `v`: `[n, t, d_v]` → `[n, groups·s, d_v]`
+    ///   (`s ≤ t` when causal).
     fn blocked_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -104,13 +112,14 @@ pub trait KernelBackend: Backend {
         scale: f64,
         causal: bool,
         rows: usize,
+        groups: usize,
     ) -> FloatTensor<Self> {
-        crate::attention_blocks::forward::<Self>(q, k, v, scale, causal, rows)
+        crate::attention_blocks::forward::<Self>(q, k, v, scale, causal, rows, groups)
     }
 
-    /// `(dq, dk, dv)` of [`KernelBackend::blocked_attention`] for upstream `grad: [n, s, d_v]`,
+    /// `(dq, dk, dv)` of [`KernelBackend::blocked_attention`] for upstream `grad: [n, groups·s, d_v]`,
     /// recomputing each block's probabilities.
-    #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn blocked_attention_backward(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -119,8 +128,9 @@ pub trait KernelBackend: Backend {
         scale: f64,
         causal: bool,
         rows: usize,
+        groups: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        crate::attention_blocks::backward::<Self>(q, k, v, grad, scale, causal, rows)
+        crate::attention_blocks::backward::<Self>(q, k, v, grad, scale, causal, rows, groups)
     }
 
     /// Per-row cross-entropy of the logits `h·wᵀ` against `targets` (`ignore` → 0), f32 `[n]`,

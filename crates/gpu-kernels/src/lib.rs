@@ -19,10 +19,13 @@
 //!   exist whole.
 //! - [`nf4_gemv_fused`]: batch-1 decoding products of one row with up to three packed weights,
 //!   the RMSNorm before and SwiGLU / a residual add after folded in (one launch on CUDA).
+//! - [`add_cast`]: a sum of two float dtypes in f32, rounded once (a LoRA adapter's f32 output
+//!   joining its base's bf16 output), one kernel on CUDA.
 //! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
 //!   counter hash in the backward instead of kept (CUDA training).
 //! - [`adamw_update`] / [`squared_norm`]: AdamW's update and the gradients' squared norm, one
 //!   kernel per parameter tensor on CUDA.
+//! - [`set_f32_matmul_precision`]: f32 products on CUDA in f32 or on TF32 tensor cores.
 //!
 //! # Invariant
 //! Every function computes the same mathematical result on every device: the CUDA paths are
@@ -37,6 +40,7 @@
 //!   enabling it is a compile error here, not a silent slow path.
 #![warn(missing_docs)]
 
+pub mod add_cast;
 pub mod attention;
 pub mod attention_blocks;
 pub mod counter_hash;
@@ -54,6 +58,7 @@ pub mod linear_cross_entropy;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
+pub mod precision;
 pub mod rope;
 mod row_chunks;
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -65,6 +70,7 @@ pub mod swiglu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+pub use add_cast::add_cast;
 pub use attention::attention;
 pub use cross_entropy::cross_entropy;
 pub use decode::{GemvEpilogue, decode_attention, nf4_gemv_fused};
@@ -76,6 +82,7 @@ pub use linear_cross_entropy::linear_cross_entropy;
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};
 pub use norm::rms_norm;
 pub use optim::{AdamWStep, adamw_update, squared_norm};
+pub use precision::{F32MatmulPrecision, f32_matmul_precision, set_f32_matmul_precision, with_f32_matmul_precision};
 pub use rope::rope_heads;
 pub use softmax::scaled_softmax;
 pub use swiglu::swiglu;

@@ -13,6 +13,9 @@ fn cuda() -> Device {
 /// One profile at a time: the profiler's counters are process-wide and tests run in parallel.
 static PROFILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// One dropout test at a time: the stream of dropout seeds is process-wide.
+static DROPOUT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Host copy as f64 (any float dtype).
 fn host(t: Tensor<2>) -> Vec<f64> {
     t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect()
@@ -76,6 +79,29 @@ fn cublaslt_gemm_matches_an_f64_reference_for_every_transpose_and_dtype() {
             }
         }
     }
+}
+
+#[test]
+fn tf32_products_round_f32_operands_and_keep_bf16_valued_ones_exact() {
+    use gpu_kernels::F32MatmulPrecision::{Highest, Tf32};
+    use gpu_kernels::with_f32_matmul_precision;
+    let device = cuda();
+    let (m, k, n) = (256, 4096, 64);
+    let a = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), (&device, DType::F32));
+    let b = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), (&device, DType::F32));
+    let want = matmul_f64(&host(a.clone()), &transpose(&host(b.clone()), n, k), m, k, n);
+    let highest = host(with_f32_matmul_precision(Highest, || gemm(a.clone(), b.clone(), false, true)));
+    let tf32 = host(with_f32_matmul_precision(Tf32, || gemm(a.clone(), b.clone(), false, true)));
+    assert_close("f32 highest", &highest, &want, 1e-5, 1e-6, 1e-6);
+    // TF32 keeps 10 mantissa bits of each operand: products err by ~2⁻¹¹ relative, sums by √k.
+    assert_close("f32 as tf32", &tf32, &want, 5e-2, 4e-3, 2e-3);
+    let moved = tf32.iter().zip(&highest).filter(|(t, h)| t != h).count();
+    assert!(moved > m * n / 2, "TF32 changed only {moved} of {} outputs: the setting did not reach cuBLASLt", m * n);
+    // Operands with bf16 values (LoRA's input in bf16 training) lose nothing to the rounding.
+    let (a16, b16) = (a.cast(FloatDType::BF16).cast(FloatDType::F32), b.cast(FloatDType::BF16).cast(FloatDType::F32));
+    let want16 = matmul_f64(&host(a16.clone()), &transpose(&host(b16.clone()), n, k), m, k, n);
+    let tf32_16 = host(with_f32_matmul_precision(Tf32, || gemm(a16, b16, false, true)));
+    assert_close("bf16 values as tf32", &tf32_16, &want16, 1e-5, 1e-6, 1e-6);
 }
 
 #[test]
@@ -260,25 +286,28 @@ fn strided_batched_gemm_matches_an_f64_reference() {
 fn attention_and_its_gradients_match_the_cpu_whole_and_in_blocks() {
     use burn::tensor::TensorData;
     let (gpu, cpu) = (cuda().autodiff(), Device::flex().autodiff());
-    let shape = [2, 4, 24, 16];
     let plain = Device::flex();
-    let draws: Vec<TensorData> = (0..4).map(|_| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &plain).into_data()).collect();
+    let draw = |heads: usize| Tensor::<4>::random([2, heads, 24, 16], Distribution::Normal(0.0, 1.0), &plain).into_data();
     // 24 rows: one block (the product and softmax as before); 7 and 1: causal blocks over key
-    // prefixes, the key and value gradients summed over blocks.
-    for rows in [24, 7, 1] {
-        let run = |device: &Device| {
-            let lift = |d: &TensorData| Tensor::<4>::from_data(d.clone(), device).require_grad();
-            let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
-            let o = gpu_kernels::attention::attention_in_blocks(q.clone(), k.clone(), v.clone(), true, None, rows);
-            let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
-            let host = |t: Tensor<4>| {
-                t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>()
+    // prefixes, the key and value gradients summed over blocks. Two K/V heads for four query
+    // heads: shared in one block (the CPU repeats them), repeated on the GPU too in several.
+    for kv_heads in [4, 2] {
+        let draws: Vec<TensorData> = vec![draw(4), draw(kv_heads), draw(kv_heads), draw(4)];
+        for rows in [24, 7, 1] {
+            let run = |device: &Device| {
+                let lift = |d: &TensorData| Tensor::<4>::from_data(d.clone(), device).require_grad();
+                let (q, k, v) = (lift(&draws[0]), lift(&draws[1]), lift(&draws[2]));
+                let o = gpu_kernels::attention::attention_in_blocks(q.clone(), k.clone(), v.clone(), true, None, rows);
+                let grads = (o.clone() * Tensor::<4>::from_data(draws[3].clone(), device)).sum().backward();
+                let host = |t: Tensor<4>| {
+                    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect::<Vec<f64>>()
+                };
+                [host(o), host(q.grad(&grads).expect("dq")), host(k.grad(&grads).expect("dk")), host(v.grad(&grads).expect("dv"))]
             };
-            [host(o), host(q.grad(&grads).expect("dq")), host(k.grad(&grads).expect("dk")), host(v.grad(&grads).expect("dv"))]
-        };
-        let (got, want) = (run(&gpu), run(&cpu));
-        for (name, (g, w)) in ["output", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
-            assert_close(&format!("attention {name}, {rows} rows per block"), g, w, 1e-4, 1e-5, 1e-5);
+            let (got, want) = (run(&gpu), run(&cpu));
+            for (name, (g, w)) in ["output", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+                assert_close(&format!("attention {name}, {kv_heads} K/V heads, {rows} rows per block"), g, w, 1e-4, 1e-5, 1e-5);
+            }
         }
     }
 }
@@ -333,7 +362,7 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
     assert_eq!((fused.1.dtype(), fused.2.dtype()), (DType::BF16, DType::BF16));
     assert_close("adamw p (bf16 moments)", &host(fused.0), &host(plain.0), 1e-5, 1e-5, 1e-5);
     for (name, a, b) in [("m", fused.1, plain.1), ("v", fused.2, plain.2)] {
-        let bits = |t: Tensor<2>| t.into_data().convert::<half::bf16>().to_vec::<half::bf16>().expect("bf16");
+        let bits = |t: Tensor<2>| t.into_data().convert::<half::bf16>().try_to_vec::<half::bf16>().expect("bf16");
         let (a, b) = (bits(a), bits(b));
         let same = a.iter().zip(&b).filter(|(x, y)| x.to_bits() == y.to_bits()).count();
         assert!(same as f64 >= 0.999 * a.len() as f64, "adamw {name}: {same} of {} equal", a.len());
@@ -423,18 +452,20 @@ fn fused_rope_softmax_and_swiglu_match_the_burn_ops_path_and_its_autodiff() {
             assert_close("softmax dS", &fast.1, &slow.1, tol, tol, 2.0 * tol);
         }
 
-        // SwiGLU.
-        let (g0, u0, w) = (weight([2, 3, 5, 333]), weight([2, 3, 5, 333]), weight([2, 3, 5, 333]));
-        let run = |fast: bool| {
-            let (g, u) = (lift(&g0), lift(&u0));
-            let h = if fast { swiglu(g.clone(), u.clone()) } else { portable_swiglu(g.clone(), u.clone()) };
-            let grads = (h.clone() * Tensor::from_data(w.to_data(), &device)).sum().backward();
-            (host_n(h.inner()), host_n(g.grad(&grads).expect("dg")), host_n(u.grad(&grads).expect("du")))
-        };
-        let (fast, slow) = (run(true), run(false));
-        assert_close("swiglu h", &fast.0, &slow.0, tol, tol, tol);
-        assert_close("swiglu dg", &fast.1, &slow.1, tol, tol, tol);
-        assert_close("swiglu du", &fast.2, &slow.2, tol, tol, tol);
+        // SwiGLU: a length of 9,990 (one value per thread) and 10,080 (16-byte vectors).
+        for width in [333, 336] {
+            let (g0, u0, w) = (weight([2, 3, 5, width]), weight([2, 3, 5, width]), weight([2, 3, 5, width]));
+            let run = |fast: bool| {
+                let (g, u) = (lift(&g0), lift(&u0));
+                let h = if fast { swiglu(g.clone(), u.clone()) } else { portable_swiglu(g.clone(), u.clone()) };
+                let grads = (h.clone() * Tensor::from_data(w.to_data(), &device)).sum().backward();
+                (host_n(h.inner()), host_n(g.grad(&grads).expect("dg")), host_n(u.grad(&grads).expect("du")))
+            };
+            let (fast, slow) = (run(true), run(false));
+            assert_close(&format!("swiglu h {width}"), &fast.0, &slow.0, tol, tol, tol);
+            assert_close(&format!("swiglu dg {width}"), &fast.1, &slow.1, tol, tol, tol);
+            assert_close(&format!("swiglu du {width}"), &fast.2, &slow.2, tol, tol, tol);
+        }
     }
 }
 
@@ -474,6 +505,7 @@ fn batch_one_nf4_gemv_matches_an_f64_reference_on_the_codecs_weight() {
 #[test]
 fn fused_dropout_keeps_scales_and_reuses_its_mask_in_the_backward() {
     use gpu_kernels::dropout::fused_dropout;
+    let _turn = DROPOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = cuda().autodiff();
     let plain = cuda();
     for (in_dtype, out_dtype) in [(DType::BF16, DType::F32), (DType::F32, DType::F32), (DType::BF16, DType::BF16)] {
@@ -498,6 +530,70 @@ fn fused_dropout_keeps_scales_and_reuses_its_mask_in_the_backward() {
             assert!((y[i] - want_y).abs() <= 1e-6 * want_y.abs(), "{in_dtype:?} y[{i}] {} vs {want_y}", y[i]);
             assert!((dx[i] - want_dx).abs() <= 1e-6 * want_dx.abs(), "{in_dtype:?} dx[{i}] {} vs {want_dx}", dx[i]);
         }
+    }
+}
+
+/// `add_cast` rounds the f32 sum once, bit for bit as the host does, in vectors (a length of
+/// 4·k) and one value per thread (a view one element in); `d base = dy`, `d delta = f32(dy)`.
+#[test]
+fn add_cast_rounds_the_f32_sum_once_and_passes_the_gradient_to_both() {
+    use gpu_kernels::add_cast;
+    let device = cuda().autodiff();
+    let plain = cuda();
+    let n = 4099 * 4;
+    for (base_dtype, shift) in [(DType::BF16, 0), (DType::BF16, 1), (DType::F16, 0), (DType::F32, 1)] {
+        let b0 = Tensor::<1>::random([n + shift], Distribution::Normal(0.0, 1.0), &plain).cast(base_dtype).narrow(0, shift, n);
+        let d0 = Tensor::<1>::random([n + shift], Distribution::Normal(0.0, 0.05), &plain).narrow(0, shift, n);
+        let w = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &plain).cast(base_dtype);
+        let base = Tensor::<1>::from_data(b0.to_data(), (&device, base_dtype)).require_grad();
+        let delta = Tensor::<1>::from_data(d0.to_data(), &device).require_grad();
+        // `shift` = 1 feeds the kernel views one element in (one value per thread).
+        let (bv, dv) = if shift == 0 {
+            (base.clone(), delta.clone())
+        } else {
+            (
+                Tensor::cat(vec![base.clone().narrow(0, 0, 1), base.clone()], 0).narrow(0, 1, n),
+                Tensor::cat(vec![delta.clone().narrow(0, 0, 1), delta.clone()], 0).narrow(0, 1, n),
+            )
+        };
+        let y = add_cast(bv, dv);
+        assert_eq!(y.dtype(), base_dtype);
+        let want = (b0.clone().cast(FloatDType::F32) + d0.clone()).cast(base_dtype);
+        let bits = |t: Tensor<1>| {
+            t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let (got, want) = (bits(y.clone().inner()), bits(want));
+        let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{base_dtype:?} shift {shift}: {differ} of {n} sums differ from the host's");
+        let grads = (y * Tensor::<1>::from_data(w.to_data(), (&device, base_dtype))).sum().backward();
+        let (db, dd) = (base.grad(&grads).expect("d base"), delta.grad(&grads).expect("d delta"));
+        assert_eq!((db.dtype(), dd.dtype()), (base_dtype, DType::F32));
+        assert_eq!(bits(db), bits(w.clone()), "{base_dtype:?}: d base");
+        assert_eq!(bits(dd), bits(w), "{base_dtype:?}: d delta");
+    }
+}
+
+/// The vector kernel (aligned buffer) and the one-value-per-thread kernel (a view one element
+/// in) draw the same mask for the same seed: every element's mask comes from its own index.
+#[test]
+fn dropout_masks_do_not_depend_on_the_kernels_vector_width() {
+    use gpu_kernels::dropout::{fused_dropout, set_seed};
+    let _turn = DROPOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let device = cuda().autodiff();
+    let n = 300 * 520;
+    for (in_dtype, out_dtype) in [(DType::BF16, DType::F32), (DType::F32, DType::F32), (DType::BF16, DType::BF16)] {
+        let base = Tensor::<1>::random([n + 1], Distribution::Normal(0.0, 1.0), (&device, in_dtype));
+        let shifted = base.narrow(0, 1, n);
+        let fresh = Tensor::<1>::from_data(shifted.to_data(), (&device, in_dtype));
+        let bits = |t: Tensor<1>| {
+            t.cast(FloatDType::F32).into_data().try_to_vec::<f32>().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        set_seed(7);
+        let wide = bits(fused_dropout(fresh, 0.1, 0.25, out_dtype).expect("fused"));
+        set_seed(7);
+        let narrow = bits(fused_dropout(shifted, 0.1, 0.25, out_dtype).expect("fused"));
+        let differ = wide.iter().zip(&narrow).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{in_dtype:?} → {out_dtype:?}: {differ} of {n} elements differ");
     }
 }
 

@@ -56,17 +56,28 @@ impl LoraAdapter {
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let y = self.delta_unrounded(x);
+        if y.dtype() == dtype { y } else { y.cast(dtype) }
+    }
+
+    /// [`LoraAdapter::delta`] left in the factors' dtype (for [`gpu_kernels::add_cast`] to join
+    /// the base's output with one rounding).
+    ///
+    /// # Shapes
+    /// - x: `[..., in]`
+    /// - output: `[..., out]`
+    pub fn delta_unrounded<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let (dtype, a) = (x.dtype(), self.a.val());
         // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
         // moves to its input), and no mask is kept for the backward.
-        let y = match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, a.dtype()) {
+        match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, a.dtype()) {
             Some(scaled) => crate::matmul::linear(crate::matmul::linear(scaled, a), self.b.val()),
             None => {
                 let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });
                 crate::matmul::linear(crate::matmul::linear(x, a), self.b.val()).mul_scalar(self.scaling)
             }
-        };
-        if y.dtype() == dtype { y } else { y.cast(dtype) }
+        }
     }
 
     /// The dense weight update `s · B · A`, shape `[out, in]` (for merging).

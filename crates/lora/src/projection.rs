@@ -20,14 +20,15 @@ impl Projection {
         Self { base, lora: None }
     }
 
-    /// The output.
+    /// The output; the adapter's f32 contribution joins the base's output with one rounding
+    /// on CUDA ([`gpu_kernels::add_cast`]; a cast, then an add elsewhere).
     ///
     /// # Shapes
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.lora {
-            Some(lora) if lora.enabled => self.base.forward(x.clone()) + lora.delta(x),
+            Some(lora) if lora.enabled => gpu_kernels::add_cast(self.base.forward(x.clone()), lora.delta_unrounded(x)),
             _ => self.base.forward(x),
         }
     }

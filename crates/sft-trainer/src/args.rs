@@ -89,6 +89,12 @@ pub struct TrainingArgs {
     pub seed: u64,
     /// Compute in bf16 where the backend has it.
     pub bf16: bool,
+    /// f32 products (the LoRA side path's) on TF32 tensor cores on CUDA (HF's `tf32`): `true`
+    /// sets [`gpu_kernels::F32MatmulPrecision::Tf32`] for the process, `false` `Highest`, unset
+    /// leaves the process's setting (`KINDLING_F32_MATMUL`, else `Highest`). Not written when
+    /// unset, so runs from before the field keep their fingerprint (and resume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tf32: Option<bool>,
     /// Recompute each decoder block in the backward instead of keeping every block's graph
     /// (HF's `gradient_checkpointing`; see [`crate::recompute`]): far less activation memory
     /// for one extra forward of each block.
@@ -122,6 +128,7 @@ impl Default for TrainingArgs {
             save_total_limit: None,
             seed: 42,
             bf16: false,
+            tf32: None,
             gradient_checkpointing: true,
             max_seq_length: None,
         }
@@ -169,5 +176,22 @@ impl TrainingArgs {
                 ((self.num_train_epochs * per_epoch as f64).ceil() as usize).max(1)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf32_is_read_when_given_and_left_out_of_the_written_args_when_unset() {
+        let args: TrainingArgs = serde_json::from_str(r#"{"tf32": true}"#).expect("args");
+        assert_eq!(args.tf32, Some(true));
+        let unset = serde_json::to_value(TrainingArgs::default()).expect("json");
+        assert!(unset.get("tf32").is_none(), "an unset tf32 keeps older runs' fingerprints: {unset}");
+        let set = serde_json::to_value(TrainingArgs { tf32: Some(false), ..TrainingArgs::default() }).expect("json");
+        assert_eq!(set["tf32"], serde_json::json!(false));
+        let err = serde_json::from_str::<TrainingArgs>(r#"{"tf32": "yes"}"#).expect_err("a string is not a bool");
+        assert!(err.to_string().contains("invalid type"), "{err}");
     }
 }

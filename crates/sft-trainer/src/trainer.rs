@@ -145,6 +145,10 @@ impl Trainer {
             return Err(Error::Config("the model must be on an autodiff device to train".into()));
         }
         let args = &setup.args;
+        if let Some(tf32) = args.tf32 {
+            use gpu_kernels::F32MatmulPrecision::{Highest, Tf32};
+            gpu_kernels::set_f32_matmul_precision(if tf32 { Tf32 } else { Highest });
+        }
         let mut model = model.no_grad();
         {
             let _turn = STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -117,6 +117,20 @@ fn bf16_optimizer_states_resume_exactly_and_follow_f32_states() {
     assert_eq!(a, b, "the final adapters are identical");
 }
 
+/// `tf32` reaches the process's f32 product precision when set (and is left alone when unset).
+#[test]
+fn the_tf32_argument_sets_the_f32_product_precision() {
+    use gpu_kernels::F32MatmulPrecision::{Highest, Tf32};
+    let dir = tempfile::tempdir().expect("tmp");
+    let device = Device::flex().autodiff();
+    for (tf32, want) in [(Some(true), Tf32), (None, Tf32), (Some(false), Highest), (None, Highest)] {
+        let mut setup = setup(dir.path(), false, None);
+        setup.args.tf32 = tf32;
+        Trainer::new(tiny_model(&device, DType::F32), setup).expect("trainer");
+        assert_eq!(gpu_kernels::f32_matmul_precision(), want, "after tf32 = {tf32:?}");
+    }
+}
+
 #[test]
 fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().expect("tmp");

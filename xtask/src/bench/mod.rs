@@ -100,6 +100,10 @@ pub struct Args {
     /// `bnb_4bit_use_double_quant`: 0.3 GiB less for Llama-3-8B).
     #[arg(long)]
     pub double_quant: bool,
+    /// f32 products (the LoRA side path) on TF32 tensor cores in the synthetic `train` run
+    /// (`tf32 = true`; the anchor's equivalent is `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1`).
+    #[arg(long)]
+    pub tf32: bool,
     /// Layer recomputation (gradient checkpointing by decoder block) in the synthetic `train`
     /// run, as the Python anchor does.
     #[arg(long)]
@@ -172,6 +176,7 @@ pub fn run(args: Args) -> Result<()> {
                     optim: sft_trainer::OptimizerKind::parse(&args.optim)?,
                     host_embeddings: args.host_embeddings,
                     double_quant: args.double_quant,
+                    tf32: args.tf32,
                     checkpointing: args.checkpointing,
                     profile: args.profile,
                     devices: args.devices,

@@ -37,6 +37,8 @@ pub struct TrainRun<'a> {
     pub host_embeddings: bool,
     /// Double-quantize the base's NF4 scales.
     pub double_quant: bool,
+    /// f32 products on TF32 tensor cores.
+    pub tf32: bool,
     /// Data-parallel ranks, one device each (`batch` sequences per rank).
     pub devices: usize,
     /// Profile the timed steps (see `profile`).
@@ -108,6 +110,7 @@ fn train_rank(
             save_steps: total + 1,
             eval_steps: Some(total + 1),
             bf16: true,
+            tf32: Some(run.tf32),
             gradient_checkpointing: run.checkpointing,
             ..TrainingArgs::default()
         },
@@ -175,7 +178,7 @@ fn train_rank(
         "step_end_in_use_gib": gib(step_end_in_use),
         "warmup_in_use_peak_gib": sampled.map(|(in_use, _)| gib(in_use)),
         "warmup_reserved_peak_gib": sampled.map(|(_, reserved)| gib(reserved)),
-        "optim": format!("{:?}", run.optim), "loss_chunk_rows": gpu_kernels::linear_cross_entropy::chunk_rows(run.batch * run.seq, config.vocab_size), "host_embeddings": run.host_embeddings, "double_quant": run.double_quant,
+        "optim": format!("{:?}", run.optim), "loss_chunk_rows": gpu_kernels::linear_cross_entropy::chunk_rows(run.batch * run.seq, config.vocab_size), "host_embeddings": run.host_embeddings, "double_quant": run.double_quant, "tf32": run.tf32,
         "loss_last": losses.last(), "profile_per_step": profile,
     }))
 }

@@ -28,6 +28,9 @@ pub enum GemmDType {
     F16,
     /// float32 (full-precision fp32 compute, no TF32).
     F32,
+    /// float32 operands and output, products on the tensor cores with the operands rounded to
+    /// TF32 (`CUBLAS_COMPUTE_32F_FAST_TF32`), sums in f32.
+    Tf32,
 }
 
 impl GemmDType {
@@ -35,7 +38,7 @@ impl GemmDType {
     pub fn size(self) -> usize {
         match self {
             GemmDType::Bf16 | GemmDType::F16 => 2,
-            GemmDType::F32 => 4,
+            GemmDType::F32 | GemmDType::Tf32 => 4,
         }
     }
 
@@ -43,7 +46,14 @@ impl GemmDType {
         match self {
             GemmDType::Bf16 => ltsys::cudaDataType::CUDA_R_16BF,
             GemmDType::F16 => ltsys::cudaDataType::CUDA_R_16F,
-            GemmDType::F32 => ltsys::cudaDataType::CUDA_R_32F,
+            GemmDType::F32 | GemmDType::Tf32 => ltsys::cudaDataType::CUDA_R_32F,
+        }
+    }
+
+    fn compute(self) -> ltsys::cublasComputeType_t {
+        match self {
+            GemmDType::Tf32 => ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+            GemmDType::Bf16 | GemmDType::F16 | GemmDType::F32 => ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
         }
     }
 }
@@ -264,8 +274,7 @@ impl Plan {
         let align = key.align;
         let dt = call.dtype.cuda();
         let desc = Desc(
-            lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, ltsys::cudaDataType::CUDA_R_32F)
-                .map_err(lt_err("cublasLtMatmulDescCreate"))?,
+            lt::create_matmul_desc(call.dtype.compute(), ltsys::cudaDataType::CUDA_R_32F).map_err(lt_err("cublasLtMatmulDescCreate"))?,
         );
         // cuBLASLt's first operand is B: op = N when op(B) = B (its column-major view is Bᵀ).
         let trans_first = if call.transpose_b { OP_T } else { OP_N };

@@ -1,24 +1,41 @@
-//! The dropout kernel (CubeCL): one thread per element, the mask from the counter hash of
-//! [`crate::dropout::keep_bits`] ([`super::counter_hash`]), the product in f32, one rounding.
+//! The dropout kernel (CubeCL): vectors of 4 elements per thread (8 from bf16/f16 to bf16/f16)
+//! when the length and the buffers' offsets allow, else one; each element's mask from the
+//! counter hash of its index ([`crate::dropout::keep_bits`], [`super::counter_hash`]), the
+//! product in f32, one rounding.
 
 use super::counter_hash::counter_hash;
-use super::interop::contiguous;
+use super::interop::{Elemwise, contiguous, empty_1d};
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
+/// Element `N·i + l` (lane `l` of vector `i`) keeps `x·scale` when its hash clears `threshold`.
 #[cube(launch_unchecked)]
-fn dropout_kernel<I: Float, O: Float>(x: &[I], y: &mut [O], seed_lo: u32, seed_hi: u32, threshold: u32, scale: f32) {
+#[allow(clippy::too_many_arguments)]
+fn dropout_kernel<I: Float, O: Float, N: Size>(
+    x: &[Vector<I, N>],
+    y: &mut [Vector<O, N>],
+    len: usize,
+    seed_lo: u32,
+    seed_hi: u32,
+    threshold: u32,
+    scale: f32,
+) {
     let i = ABSOLUTE_POS;
-    if i >= y.len() {
+    if i >= len {
         terminate!();
     }
-    let bits = counter_hash(i, seed_lo, seed_hi) >> 8u32;
-    let mut v = 0.0f32;
-    if bits >= threshold {
-        v = f32::cast_from(x[i]) * scale;
+    let scaled = Vector::<f32, N>::cast_from(x[i]) * Vector::<f32, N>::new(scale);
+    let width = scaled.vector_size().comptime();
+    let mut kept = Vector::<f32, N>::new(0.0f32);
+    #[unroll]
+    for l in 0..width {
+        let bits = counter_hash(i * width + l, seed_lo, seed_hi) >> 8u32;
+        if bits >= threshold {
+            kept.insert(l, scaled.extract(l));
+        }
     }
-    y[i] = O::cast_from(v);
+    y[i] = Vector::<O, N>::cast_from(kept);
 }
 
 /// `cast(x · m · scale / (1 − p))` over a 1-D tensor; `None` for dtypes the kernel does not take.
@@ -26,26 +43,30 @@ pub(crate) fn dropout(x: CubeTensor, p: f64, scale: f64, seed: u64, dtype: DType
     let x = contiguous(x);
     let n = x.meta.num_elements();
     let client = x.client.clone();
-    let out = client.empty(n * dtype.size());
-    let result = CubeTensor::new_contiguous(client.clone(), x.device.clone(), [n].into(), out.clone(), dtype);
+    let result = empty_1d(&x, n, dtype);
     if n == 0 {
         return Some(result);
     }
-    let cube_dim = CubeDim::new_1d(256);
-    let count = cubecl::calculate_cube_count_elemwise(&client, n, cube_dim);
+    // 16-byte loads of 2-byte inputs when both sides are 2-byte; 4 values when either is f32
+    // (the widest f32 vector the compiler emits).
+    let wide = if x.dtype.size() == 2 && dtype.size() == 2 { 8 } else { 4 };
+    let Elemwise { vs, len, cube_dim, count } = Elemwise::new(n, wide, &[&x, &result]);
     let (lo, hi) = (seed as u32, (seed >> 32) as u32);
     let threshold = crate::dropout::drop_threshold(p);
     let scale = (scale / (1.0 - p)) as f32;
     macro_rules! launch {
         ($i:ty, $o:ty) => {
-            // SAFETY: input and output hold n contiguous elements; the kernel guards `i < n`.
+            // SAFETY: input and output hold n contiguous elements (`len` vectors of `vs`, 16-byte
+            // aligned when vs > 1); the kernel guards `i < len`.
             unsafe {
                 dropout_kernel::launch_unchecked::<$i, $o>(
                     &client,
                     count,
                     cube_dim,
+                    vs,
                     BufferArg::from_raw_parts(x.handle.clone(), n),
-                    BufferArg::from_raw_parts(out, n),
+                    BufferArg::from_raw_parts(result.handle.clone(), n),
+                    len,
                     lo,
                     hi,
                     threshold,

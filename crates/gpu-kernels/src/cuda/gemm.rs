@@ -57,12 +57,16 @@ impl KernelBackend for CubeBackend {
         super::softmax::softmax(probs, Some(grad), scale, false)
     }
 
-    fn swiglu(gate: CubeTensor, up: CubeTensor) -> CubeTensor {
-        super::swiglu::swiglu(gate, up, None, false)
+    fn add_cast(base: CubeTensor, delta: CubeTensor) -> CubeTensor {
+        super::add_cast::add_cast(base, delta)
     }
 
-    fn swiglu_backward(gate: CubeTensor, up: CubeTensor, grad: CubeTensor, wrt_up: bool) -> CubeTensor {
-        super::swiglu::swiglu(gate, up, Some(grad), wrt_up)
+    fn swiglu(gate: CubeTensor, up: CubeTensor) -> CubeTensor {
+        super::swiglu::swiglu(gate, up)
+    }
+
+    fn swiglu_backward(gate: CubeTensor, up: CubeTensor, grad: CubeTensor) -> (CubeTensor, CubeTensor) {
+        super::swiglu::swiglu_backward(gate, up, grad)
     }
 
     fn nf4_linear(
@@ -118,12 +122,16 @@ impl KernelBackend for CubeBackend {
     }
 }
 
-/// The cuBLASLt element type of a pair of operands, if it handles them.
+/// The cuBLASLt element type of a pair of operands, if it handles them (f32 as
+/// [`crate::f32_matmul_precision`] says).
 fn gemm_dtype(a: DType, b: DType) -> Option<GemmDType> {
     match (a, b) {
         (DType::BF16, DType::BF16) => Some(GemmDType::Bf16),
         (DType::F16, DType::F16) => Some(GemmDType::F16),
-        (DType::F32, DType::F32) => Some(GemmDType::F32),
+        (DType::F32, DType::F32) => Some(match crate::f32_matmul_precision() {
+            crate::F32MatmulPrecision::Highest => GemmDType::F32,
+            crate::F32MatmulPrecision::Tf32 => GemmDType::Tf32,
+        }),
         _ => None,
     }
 }

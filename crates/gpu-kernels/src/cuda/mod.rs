@@ -1,6 +1,7 @@
 //! CUDA-only pieces: cuBLASLt, burn-cuda buffer interop, the NF4, optimizer and fused layer kernels
 //! (RMSNorm, RoPE, softmax, SwiGLU), the kernel profiler.
 
+pub(crate) mod add_cast;
 pub(crate) mod counter_hash;
 pub(crate) mod cross_entropy;
 pub mod cublaslt;

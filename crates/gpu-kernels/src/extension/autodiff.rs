@@ -154,6 +154,22 @@ impl<B: KernelBackend> InputGradient<B> for SoftmaxGrad {
 }
 
 #[derive(Debug)]
+struct AddCastBackward;
+
+impl<B: KernelBackend> Backward<B, 2> for AddCastBackward {
+    /// `delta`'s dtype.
+    type State = DType;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_base, node_delta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let dd = node_delta.as_ref().map(|_| B::float_cast(grad.clone(), ops.state.into()));
+        register::<B>(grads, node_delta.map(|n| n.id), dd);
+        register::<B>(grads, node_base.map(|n| n.id), Some(grad));
+    }
+}
+
+#[derive(Debug)]
 struct SwigluBackward;
 
 impl<B: KernelBackend> Backward<B, 2> for SwigluBackward {
@@ -164,10 +180,12 @@ impl<B: KernelBackend> Backward<B, 2> for SwigluBackward {
         let [node_g, node_u] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (gate, up) = ops.state;
-        let du = node_u.as_ref().map(|_| B::swiglu_backward(gate.clone(), up.clone(), grad.clone(), true));
-        register::<B>(grads, node_u.map(|n| n.id), du);
-        let dg = node_g.as_ref().map(|_| B::swiglu_backward(gate, up, grad, false));
-        register::<B>(grads, node_g.map(|n| n.id), dg);
+        if node_g.is_none() && node_u.is_none() {
+            return;
+        }
+        let (dg, du) = B::swiglu_backward(gate, up, grad);
+        register::<B>(grads, node_u.map(|n| n.id), Some(du));
+        register::<B>(grads, node_g.map(|n| n.id), Some(dg));
     }
 }
 
@@ -194,8 +212,8 @@ impl<B: KernelBackend> Backward<B, 2> for GemmBackward {
 #[derive(Debug)]
 struct BlockedAttentionBackward;
 
-/// `q`, `k`, `v`, the scale, causality and the rows per block.
-type AttentionState<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64, bool, usize);
+/// `q`, `k`, `v`, the scale, causality, the rows per block and the query heads per K/V head.
+type AttentionState<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64, bool, usize, usize);
 
 impl<B: KernelBackend> Backward<B, 3> for BlockedAttentionBackward {
     type State = AttentionState<B>;
@@ -203,8 +221,8 @@ impl<B: KernelBackend> Backward<B, 3> for BlockedAttentionBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_q, node_k, node_v] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (q, k, v, scale, causal, rows) = ops.state;
-        let (dq, dk, dv) = B::blocked_attention_backward(q, k, v, grad, scale, causal, rows);
+        let (q, k, v, scale, causal, rows, groups) = ops.state;
+        let (dq, dk, dv) = B::blocked_attention_backward(q, k, v, grad, scale, causal, rows, groups);
         register::<B>(grads, node_q.map(|n| n.id), Some(dq));
         register::<B>(grads, node_k.map(|n| n.id), Some(dk));
         register::<B>(grads, node_v.map(|n| n.id), Some(dv));
@@ -285,6 +303,17 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         FloatTensor::<Self>::new(B::scaled_softmax_backward(probs.into_primitive(), grad.into_primitive(), scale))
     }
 
+    fn add_cast(base: FloatTensor<Self>, delta: FloatTensor<Self>) -> FloatTensor<Self> {
+        use burn::backend::TensorMetadata;
+        let delta_dtype = delta.dtype();
+        let (b, b_node) = base.into_parts();
+        let (d, d_node) = delta.into_parts();
+        match AddCastBackward.prepare::<C>([b_node, d_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(delta_dtype, B::add_cast(b, d)),
+            OpsKind::UnTracked(prep) => prep.finish(B::add_cast(b, d)),
+        }
+    }
+
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         let (g, g_node) = gate.into_parts();
         let (u, u_node) = up.into_parts();
@@ -297,8 +326,9 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         }
     }
 
-    fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>, wrt_up: bool) -> FloatTensor<Self> {
-        FloatTensor::<Self>::new(B::swiglu_backward(gate.into_primitive(), up.into_primitive(), grad.into_primitive(), wrt_up))
+    fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dg, du) = B::swiglu_backward(gate.into_primitive(), up.into_primitive(), grad.into_primitive());
+        (FloatTensor::<Self>::new(dg), FloatTensor::<Self>::new(du))
     }
 
     fn rms_norm_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, g: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
@@ -313,14 +343,15 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         scale: f64,
         causal: bool,
         rows: usize,
+        groups: usize,
     ) -> FloatTensor<Self> {
         let ((q, q_node), (k, k_node), (v, v_node)) = (q.into_parts(), k.into_parts(), v.into_parts());
         match BlockedAttentionBackward.prepare::<C>([q_node, k_node, v_node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = B::blocked_attention(q.clone(), k.clone(), v.clone(), scale, causal, rows);
-                prep.finish((q, k, v, scale, causal, rows), out)
+                let out = B::blocked_attention(q.clone(), k.clone(), v.clone(), scale, causal, rows, groups);
+                prep.finish((q, k, v, scale, causal, rows, groups), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::blocked_attention(q, k, v, scale, causal, rows)),
+            OpsKind::UnTracked(prep) => prep.finish(B::blocked_attention(q, k, v, scale, causal, rows, groups)),
         }
     }
 
@@ -332,9 +363,10 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         scale: f64,
         causal: bool,
         rows: usize,
+        groups: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (q, k, v, grad) = (q.into_primitive(), k.into_primitive(), v.into_primitive(), grad.into_primitive());
-        let (dq, dk, dv) = B::blocked_attention_backward(q, k, v, grad, scale, causal, rows);
+        let (dq, dk, dv) = B::blocked_attention_backward(q, k, v, grad, scale, causal, rows, groups);
         (FloatTensor::<Self>::new(dq), FloatTensor::<Self>::new(dk), FloatTensor::<Self>::new(dv))
     }
 

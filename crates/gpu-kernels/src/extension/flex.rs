@@ -90,6 +90,14 @@ impl KernelBackend for burn::backend::Flex {
         ds.try_into_primitive::<F>().expect("a Flex tensor")
     }
 
+    fn add_cast(base: FloatTensor<Self>, delta: FloatTensor<Self>) -> FloatTensor<Self> {
+        use burn::tensor::{DType, Tensor};
+        type F = burn::backend::Flex;
+        let (b, d) = (Tensor::<1>::from_primitive::<F>(base), Tensor::<1>::from_primitive::<F>(delta));
+        let dtype = b.dtype();
+        (b.cast(DType::F32) + d.cast(DType::F32)).cast(dtype).try_into_primitive::<F>().expect("a Flex tensor")
+    }
+
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         use burn::tensor::Tensor;
         type F = burn::backend::Flex;
@@ -97,7 +105,7 @@ impl KernelBackend for burn::backend::Flex {
         h.try_into_primitive::<F>().expect("a Flex tensor")
     }
 
-    fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>, wrt_up: bool) -> FloatTensor<Self> {
+    fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
         use burn::tensor::{DType, Tensor, activation::sigmoid};
         type F = burn::backend::Flex;
         let (g, u, dh) =
@@ -105,8 +113,10 @@ impl KernelBackend for burn::backend::Flex {
         let dtype = g.dtype();
         let (g, u, dh) = (g.cast(DType::F32), u.cast(DType::F32), dh.cast(DType::F32));
         let sig = sigmoid(g.clone());
-        let out = if wrt_up { dh * g * sig } else { dh * u * sig.clone() * (g * (sig.neg().add_scalar(1.0))).add_scalar(1.0) };
-        out.cast(dtype).try_into_primitive::<F>().expect("a Flex tensor")
+        let du = dh.clone() * g.clone() * sig.clone();
+        let dg = dh * u * sig.clone() * (g * (sig.neg().add_scalar(1.0))).add_scalar(1.0);
+        let back = |t: Tensor<1>| t.cast(dtype).try_into_primitive::<F>().expect("a Flex tensor");
+        (back(dg), back(du))
     }
 
     fn rms_norm_backward(x: FloatTensor<Self>, w: FloatTensor<Self>, g: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {

@@ -76,7 +76,6 @@ impl Attention {
             // `[b, H_kv, t, d_h]`, nothing to mask — so the cache is never copied per head.
             attend(q.reshape([b, hkv, groups, dh]), k, v, false, None).reshape([b, h, 1, dh])
         } else {
-            let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
             let t = k.dims()[2];
             let mask = mask.map(|m| m.clone().expand([b, h, s, t]));
             attend(q, k, v, mask.is_none() && s > 1, mask)
@@ -85,17 +84,21 @@ impl Attention {
     }
 }
 
-/// `softmax(q·kᵀ/√d_h (+ causal | mask)) · v` on the device's best route.
+/// `softmax(q·kᵀ/√d_h (+ causal | mask)) · v` on the device's best route; each K/V head serves
+/// `heads / kv_heads` consecutive query heads.
 ///
 /// # Shapes
-/// - q: `[batch, heads, rows, d_h]`; k, v: `[batch, heads, t, d_h]`; mask: `[batch, heads, rows, t]`
+/// - q: `[batch, heads, rows, d_h]`; k, v: `[batch, kv_heads, t, d_h]`; mask: `[batch, heads, rows, t]`
 /// - output: `[batch, heads, rows, d_h]`
 fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: Option<Tensor<4, Bool>>) -> Tensor<4> {
     if gpu_kernels::is_cuda(&q.device()) {
         // cuBLASLt products and burn's element-wise kernels: burn's own attention and batched
-        // matmul select CubeCL kernels that fail to launch on the H200 (docs/cuda.md).
+        // matmul select CubeCL kernels that fail to launch on the H200 (docs/cuda.md). The
+        // grouped heads are shared, not repeated, where the route allows.
         gpu_kernels::attention(q, k, v, causal, mask)
     } else {
+        let groups = q.dims()[1] / k.dims()[1];
+        let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
         attention(q, k, v, mask, None, options)
     }

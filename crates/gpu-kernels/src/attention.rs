@@ -44,8 +44,13 @@ static WHOLE_ONLY: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::
 /// the fused route could share them (an A/B switch).
 static REPEAT_KV: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GQA", "repeat");
 
-/// Each of `x`'s heads `groups` times in a row: `[b, kv, t, w]` → `[b, kv · groups, t, w]`.
-fn repeat_heads(x: Tensor<4>, groups: usize) -> Tensor<4> {
+/// Repeats each K/V head `groups` times so that it lines up with its query heads (for routes
+/// that take one K/V head per query head).
+///
+/// # Shapes
+/// - x: `[batch, kv_heads, len, w]`
+/// - output: `[batch, kv_heads · groups, len, w]`
+pub fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
     if groups == 1 {
         return x;
     }
@@ -83,7 +88,7 @@ pub fn attention_in_blocks(
     let scale = 1.0 / (d as f64).sqrt();
     let fused = mask.is_none() && !WHOLE_ONLY.is_on() && uses_extension(&q.device());
     let shared = groups == 1 || (fused && rows >= s && !REPEAT_KV.is_on());
-    let (k, v, kh, groups) = if shared { (k, v, kh, groups) } else { (repeat_heads(k, groups), repeat_heads(v, groups), h, 1) };
+    let (k, v, kh, groups) = if shared { (k, v, kh, groups) } else { (repeat_kv(k, groups), repeat_kv(v, groups), h, 1) };
     if fused {
         #[cfg(any(test, feature = "cuda"))]
         {
@@ -210,7 +215,7 @@ mod tests {
             let (q0, k0, v0, w0) = (r(6, s, 8), r(2, t, 8), r(2, t, 5), r(6, s, 5));
             let draws = [&q0, &k0, &v0, &w0];
             let grouped = outputs_and_gradients(&device, draws, |q, k, v| attention_in_blocks(q, k, v, causal, None, rows));
-            let repeated = outputs_and_gradients(&device, draws, |q, k, v| reference(q, repeat_heads(k, 3), repeat_heads(v, 3), causal));
+            let repeated = outputs_and_gradients(&device, draws, |q, k, v| reference(q, repeat_kv(k, 3), repeat_kv(v, 3), causal));
             for (name, (got, want)) in ["o", "dq", "dk", "dv"].iter().zip(grouped.iter().zip(repeated.iter())) {
                 assert_eq!(got.shape(), want.shape(), "{name} for s {s}, t {t}, rows {rows}");
                 got.assert_approx_eq::<f32>(want, Tolerance::rel_abs(1e-4, 1e-5));

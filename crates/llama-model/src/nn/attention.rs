@@ -98,21 +98,8 @@ fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, mask: Option<T
         gpu_kernels::attention(q, k, v, causal, mask)
     } else {
         let groups = q.dims()[1] / k.dims()[1];
-        let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
+        let (k, v) = (gpu_kernels::attention::repeat_kv(k, groups), gpu_kernels::attention::repeat_kv(v, groups));
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
         attention(q, k, v, mask, None, options)
     }
-}
-
-/// Repeats each K/V head `groups` times so that it lines up with its query heads.
-///
-/// # Shapes
-/// - x: `[batch, kv_heads, len, d_h]`
-/// - output: `[batch, kv_heads · groups, len, d_h]`
-pub fn repeat_kv(x: Tensor<4>, groups: usize) -> Tensor<4> {
-    if groups == 1 {
-        return x;
-    }
-    let [b, hkv, t, dh] = x.dims();
-    x.unsqueeze_dim::<5>(2).expand([b, hkv, groups, t, dh]).reshape([b, hkv * groups, t, dh])
 }

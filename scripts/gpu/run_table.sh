@@ -3,9 +3,11 @@
 # layer recomputation and TF32 side-path products (seed q,v 4×512; all-linear 4×512 with f32
 # AdamW states and the embedding table on the device, and lean: table in host memory, bf16
 # moments; all-linear 1×2048 lean), batch-1 decoding, then the Python anchor's `all seed all_2k
-# decode` (ANCHOR_VARIANTS) in the same call. TESTS_FILTER runs those device tests first.
+# decode` (ANCHOR_VARIANTS) in the same call. TESTS_FILTER runs those device tests first;
+# DECODE_VARIANTS (environment assignments, `+` joining several of one variant) decode again
+# under each, into $OUT/ab-decode.jsonl, before the anchor.
 #   bash scripts/gpu/run_table.sh .device/bench .device/anchors
-# Results: $OUT/bench.jsonl, $OUT/anchor.jsonl, $OUT/stages.txt, $OUT/logs.tgz.
+# Results: $OUT/bench.jsonl, $OUT/ab-decode.jsonl, $OUT/anchor.jsonl, $OUT/stages.txt, $OUT/logs.tgz.
 DIR=${1:-.device/bench}
 ANCHORS=${2:-.device/anchors}
 source "$(dirname "$0")/lib.sh"
@@ -21,9 +23,16 @@ stage seed 150 $TRAIN --targets q_proj,v_proj --batch 4 --seq 512 || true
 stage all 90 $TRAIN --targets all-linear --batch 4 --seq 512 || true
 stage all-lean 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN || true
 stage all-2k-lean 90 $TRAIN --targets all-linear --batch 1 --seq 2048 $LEAN || true
-stage decode 90 $X bench --suite decode --device cuda --shape llama3-8b --model-dir $M --new-tokens 128 --out "$OUT/bench.jsonl" || true
+DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir $M --new-tokens 128"
+stage decode 90 $DECODE --out "$OUT/bench.jsonl" || true
+i=0
+for v in ${DECODE_VARIANTS:-}; do
+  i=$((i + 1))
+  echo "{\"variant\": \"$v\"}" >> "$OUT/ab-decode.jsonl"
+  stage "decode-v$i" 60 env ${v//+/ } $DECODE --out "$OUT/ab-decode.jsonl" || true
+done
 if [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
   stage anchor "$(($(left) - 10))" env PYTHONPATH=$PWD/$ANCHORS/site bash "$ANCHORS/run_all.sh" "$OUT" ${ANCHOR_VARIANTS:-all seed all_2k decode} || true
 fi
 finish
-cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/anchor.jsonl" 2>/dev/null
+cat "$OUT/stages.txt"; cat "$OUT/bench.jsonl" "$OUT/ab-decode.jsonl" "$OUT/anchor.jsonl" 2>/dev/null

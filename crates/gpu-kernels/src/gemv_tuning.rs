@@ -4,7 +4,7 @@
 //!
 //! The tuning in force is, in order: the one set by [`set_gemv_tuning`] (benchmarks comparing
 //! tunings in one process), else the environment read once (`KINDLING_GEMV_ROWS`,
-//! `KINDLING_GEMV_IN_FLIGHT`; an unset variable keeps the default),
+//! `KINDLING_GEMV_IN_FLIGHT`, `KINDLING_GEMV_PREFETCH` (0 or 1); an unset variable keeps the default),
 //! else [`GemvTuning::DEFAULT`].
 
 use std::sync::{OnceLock, RwLock};
@@ -17,12 +17,15 @@ pub struct GemvTuning {
     pub rows: usize,
     /// 16-byte weight vectors a lane loads before using any (over all its rows): 4 or 8.
     pub in_flight: usize,
+    /// Whether a lane loads its next batch of vectors (and their scales) before computing the
+    /// products of the current one, so that two batches are in flight instead of one.
+    pub prefetch: bool,
 }
 
 impl GemvTuning {
     /// The tuning measured fastest over Llama-3-8B's decode shapes on the H200 (see
     /// `docs/benchmarks.md`).
-    pub const DEFAULT: Self = Self { rows: 2, in_flight: 4 };
+    pub const DEFAULT: Self = Self { rows: 2, in_flight: 4, prefetch: true };
 
     /// Checks the fields' ranges.
     ///
@@ -50,7 +53,15 @@ impl GemvTuning {
             }
         };
         let d = Self::DEFAULT;
-        let t = Self { rows: read("KINDLING_GEMV_ROWS", d.rows)?, in_flight: read("KINDLING_GEMV_IN_FLIGHT", d.in_flight)? };
+        let t = Self {
+            rows: read("KINDLING_GEMV_ROWS", d.rows)?,
+            in_flight: read("KINDLING_GEMV_IN_FLIGHT", d.in_flight)?,
+            prefetch: match read("KINDLING_GEMV_PREFETCH", usize::from(d.prefetch))? {
+                0 => false,
+                1 => true,
+                v => return Err(format!("KINDLING_GEMV_PREFETCH={v} is not 0 or 1")),
+            },
+        };
         t.validate().map_err(|e| format!("KINDLING_GEMV_*: {e}"))
     }
 }
@@ -95,7 +106,7 @@ mod tests {
 
     #[test]
     fn an_override_wins_until_cleared() {
-        let t = GemvTuning { rows: 4, in_flight: 8 };
+        let t = GemvTuning { rows: 4, in_flight: 8, prefetch: true };
         set_gemv_tuning(Some(t));
         assert_eq!(gemv_tuning(), t);
         set_gemv_tuning(None);

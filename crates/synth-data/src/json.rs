@@ -122,7 +122,7 @@ pub fn schema_of_shape(shape: &str) -> std::result::Result<Value, String> {
     let (mut in_string, mut escape, mut word) = (false, false, String::new());
     for c in shape.chars() {
         if in_string {
-            in_string = !(c == '"' && !escape);
+            in_string = c != '"' || escape;
             escape = c == '\\' && !escape;
             quoted.push(c);
         } else if c.is_ascii_alphabetic() {

@@ -18,13 +18,14 @@ use gpu_kernels::{GemvEpilogue, GemvTuning, HostScales, PackedNf4, nf4_gemv_fuse
 use super::ops::{host, rel};
 use super::{Args, emit, xorshift};
 
-/// The tunings `--tunings` takes by default: `rows/in_flight`.
-pub const DEFAULT_TUNINGS: &str = "2/4 1/4 4/4 2/8 4/8";
+/// The tunings `--tunings` takes by default: `rows/in_flight[/prefetch]`.
+pub const DEFAULT_TUNINGS: &str = "2/4/1 2/4/0 1/4/1 4/4/1 2/8/1";
 
-/// Parses `rows/in_flight` items separated by spaces or commas.
+/// Parses `rows/in_flight[/prefetch]` items separated by spaces or commas (prefetch 0 or 1, the
+/// default's when left out).
 ///
 /// # Errors
-/// An item that is not three numbers, or a tuning out of range, named with its position.
+/// An item that is not two or three numbers, or a tuning out of range, named with its position.
 pub fn parse_tunings(text: &str) -> Result<Vec<GemvTuning>> {
     let mut out = Vec::new();
     for (i, item) in text.split([' ', ',']).filter(|s| !s.is_empty()).enumerate() {
@@ -33,10 +34,14 @@ pub fn parse_tunings(text: &str) -> Result<Vec<GemvTuning>> {
             .map(|f| f.parse::<usize>())
             .collect::<Result<_, _>>()
             .with_context(|| format!("--tunings item {} `{item}`: expected rows/in_flight numbers", i + 1))?;
-        let [rows, in_flight] = fields[..] else {
-            bail!("--tunings item {} `{item}`: expected two fields rows/in_flight", i + 1);
+        let (rows, in_flight, prefetch) = match fields[..] {
+            [rows, in_flight] => (rows, in_flight, GemvTuning::DEFAULT.prefetch),
+            [rows, in_flight, p @ (0 | 1)] => (rows, in_flight, p == 1),
+            [_, _, p] => bail!("--tunings item {} `{item}`: prefetch must be 0 or 1, got {p}", i + 1),
+            _ => bail!("--tunings item {} `{item}`: expected rows/in_flight or rows/in_flight/prefetch", i + 1),
         };
-        let t = GemvTuning { rows, in_flight }.validate().map_err(|e| anyhow::anyhow!("--tunings item {} `{item}`: {e}", i + 1))?;
+        let t =
+            GemvTuning { rows, in_flight, prefetch }.validate().map_err(|e| anyhow::anyhow!("--tunings item {} `{item}`: {e}", i + 1))?;
         out.push(t);
     }
     if out.is_empty() {
@@ -181,7 +186,7 @@ pub fn run(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
             args,
             serde_json::json!({
                 "suite": "gemv", "backend": format!("{:?}", args.backend).to_lowercase(), "shape": args.shape,
-                "tuning": {"rows": tuning.rows, "in_flight": tuning.in_flight},
+                "tuning": {"rows": tuning.rows, "in_flight": tuning.in_flight, "prefetch": tuning.prefetch},
                 "block_us": layer * 1e6, "block_issue_us": layer_issue * 1e6, "block_gb_per_s": bytes as f64 / layer / 1e9, "products": per,
                 "relative_error_vs_default": worst,
             }),
@@ -201,13 +206,18 @@ mod tests {
         let t = parse_tunings(DEFAULT_TUNINGS).expect("defaults parse");
         assert_eq!(t[0], GemvTuning::DEFAULT);
         assert_eq!(
-            parse_tunings("4/8, 1/4").expect("two"),
-            vec![GemvTuning { rows: 4, in_flight: 8 }, GemvTuning { rows: 1, in_flight: 4 }]
+            parse_tunings("4/8, 1/4/0").expect("two"),
+            vec![
+                GemvTuning { rows: 4, in_flight: 8, prefetch: GemvTuning::DEFAULT.prefetch },
+                GemvTuning { rows: 1, in_flight: 4, prefetch: false }
+            ]
         );
         let err = parse_tunings("2/4 3/4").expect_err("rows 3").to_string();
         assert!(err.contains("item 2") && err.contains("rows"), "{err}");
-        let err = parse_tunings("2/1/4").expect_err("three fields").to_string();
-        assert!(err.contains("two fields"), "{err}");
+        let err = parse_tunings("2/4/3").expect_err("prefetch 3").to_string();
+        assert!(err.contains("prefetch"), "{err}");
+        let err = parse_tunings("2/4/1/1").expect_err("four fields").to_string();
+        assert!(err.contains("rows/in_flight/prefetch"), "{err}");
         assert!(parse_tunings(" ").is_err());
     }
 

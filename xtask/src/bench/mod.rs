@@ -125,7 +125,7 @@ pub struct Args {
     /// burn-matmul, softmax, cross-entropy.
     #[arg(long, default_value = "attention")]
     pub op: String,
-    /// The GEMV tunings of the `gemv` suite, `rows/in_flight` each, space- or
+    /// The GEMV tunings of the `gemv` suite, `rows/in_flight[/prefetch]` each, space- or
     /// comma-separated (the first is the reference the others' outputs are compared with).
     #[arg(long, default_value = gemv::DEFAULT_TUNINGS)]
     pub tunings: String,

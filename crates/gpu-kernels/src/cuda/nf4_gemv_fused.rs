@@ -4,7 +4,8 @@
 //! - `h` rows of one weight per plane (SwiGLU: `h` rows of gate and the same of up), so that
 //!   each value of `x̂` loaded and converted serves `h` (SwiGLU `2h`) rows — with one row per
 //!   plane, each weight value cost a shared-memory load of `x̂` beside its code-table load
-//!   ([`crate::gemv_tuning`] sets `h` and the loads in flight);
+//!   ([`crate::gemv_tuning`] sets `h`, the loads in flight and whether the next batch of loads
+//!   is issued before the current batch's products);
 //! - `x` staged by every cube in shared memory, padded by one 32-bit word per 32 values so that
 //!   the lanes (lane `l` reads values `32·(l + 32k) ..`) hit 32 different banks — read from
 //!   global memory instead, each lane's 64 bytes lie 64 bytes apart and the loads take four
@@ -206,7 +207,8 @@ fn load_rows<N: Size>(
 /// with `pair`, rows `rb .. rb + h` of weight B, into `acc[0..h]` and `acc[h..2h]`, over the
 /// vectors `32·j + lane` of every row in increasing `j` (each row's sum in the order of the
 /// one-row kernel), loading `uk` vectors of every row before their
-/// products.
+/// products — with `prefetch`, the next `uk` while the current ones' products run (two batches
+/// in flight; the same products in the same order).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn rows_dot<F: Float, N: Size, M: Size>(
@@ -233,6 +235,7 @@ fn rows_dot<F: Float, N: Size, M: Size>(
     #[comptime] h: usize,
     #[comptime] pair: bool,
     #[comptime] uk: usize,
+    #[comptime] prefetch: bool,
     #[comptime] tba: usize,
     #[comptime] tbb: usize,
     #[comptime] stride: usize,
@@ -249,42 +252,124 @@ fn rows_dot<F: Float, N: Size, M: Size>(
     let mut quads = Array::<Vector<u32, N>>::new(comptime![uk * nrows]);
     let mut scales = Array::<f32>::new(comptime![uk * nrows]);
     let full = vectors_per_row / (32 * uk);
-    for k in 0..full {
-        #[unroll]
-        for u in 0..uk {
-            let v = lane + (k * uk + u) * 32;
-            load_rows::<N>(
-                &mut quads,
-                &mut scales,
-                pa,
-                aa,
-                qa,
-                na,
-                offset_a,
-                ra,
-                last_a,
-                pb,
-                ab,
-                qb,
-                nb,
-                offset_b,
-                rb,
-                last_b,
-                v,
-                vectors_per_row,
-                zero,
-                comptime![u * nrows],
-                nrows,
-                h,
-                blocksize,
-                nested_blocksize,
-                double,
-            );
+    if comptime![prefetch] {
+        // Batch k + 1's vectors and scales load while batch k's products run.
+        let mut next_quads = Array::<Vector<u32, N>>::new(comptime![uk * nrows]);
+        let mut next_scales = Array::<f32>::new(comptime![uk * nrows]);
+        if full > 0 {
+            #[unroll]
+            for u in 0..uk {
+                load_rows::<N>(
+                    &mut quads,
+                    &mut scales,
+                    pa,
+                    aa,
+                    qa,
+                    na,
+                    offset_a,
+                    ra,
+                    last_a,
+                    pb,
+                    ab,
+                    qb,
+                    nb,
+                    offset_b,
+                    rb,
+                    last_b,
+                    lane + u * 32,
+                    vectors_per_row,
+                    zero,
+                    comptime![u * nrows],
+                    nrows,
+                    h,
+                    blocksize,
+                    nested_blocksize,
+                    double,
+                );
+            }
         }
-        #[unroll]
-        for u in 0..uk {
-            let v = lane + (k * uk + u) * 32;
-            rows_vector::<F, N, M>(acc, table, xs, x, &quads, &scales, v, comptime![u * nrows], nrows, h, tba, tbb, stride);
+        for k in 0..full {
+            if k + 1 < full {
+                #[unroll]
+                for u in 0..uk {
+                    load_rows::<N>(
+                        &mut next_quads,
+                        &mut next_scales,
+                        pa,
+                        aa,
+                        qa,
+                        na,
+                        offset_a,
+                        ra,
+                        last_a,
+                        pb,
+                        ab,
+                        qb,
+                        nb,
+                        offset_b,
+                        rb,
+                        last_b,
+                        lane + ((k + 1) * uk + u) * 32,
+                        vectors_per_row,
+                        zero,
+                        comptime![u * nrows],
+                        nrows,
+                        h,
+                        blocksize,
+                        nested_blocksize,
+                        double,
+                    );
+                }
+            }
+            #[unroll]
+            for u in 0..uk {
+                let v = lane + (k * uk + u) * 32;
+                rows_vector::<F, N, M>(acc, table, xs, x, &quads, &scales, v, comptime![u * nrows], nrows, h, tba, tbb, stride);
+            }
+            #[unroll]
+            for i in 0..comptime![uk * nrows] {
+                quads[i] = next_quads[i];
+                scales[i] = next_scales[i];
+            }
+        }
+    } else {
+        for k in 0..full {
+            #[unroll]
+            for u in 0..uk {
+                let v = lane + (k * uk + u) * 32;
+                load_rows::<N>(
+                    &mut quads,
+                    &mut scales,
+                    pa,
+                    aa,
+                    qa,
+                    na,
+                    offset_a,
+                    ra,
+                    last_a,
+                    pb,
+                    ab,
+                    qb,
+                    nb,
+                    offset_b,
+                    rb,
+                    last_b,
+                    v,
+                    vectors_per_row,
+                    zero,
+                    comptime![u * nrows],
+                    nrows,
+                    h,
+                    blocksize,
+                    nested_blocksize,
+                    double,
+                );
+            }
+            #[unroll]
+            for u in 0..uk {
+                let v = lane + (k * uk + u) * 32;
+                rows_vector::<F, N, M>(acc, table, xs, x, &quads, &scales, v, comptime![u * nrows], nrows, h, tba, tbb, stride);
+            }
         }
     }
     let mut v = lane + full * uk * 32;
@@ -367,6 +452,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
     zero: u32,
     #[comptime] h: usize,
     #[comptime] uk: usize,
+    #[comptime] prefetch: bool,
     #[comptime] stage_cols: usize,
     #[comptime] stride: usize,
     #[comptime] norm: bool,
@@ -445,6 +531,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             h,
             true,
             uk,
+            prefetch,
             0usize,
             16usize,
             stride,
@@ -477,6 +564,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             h,
             false,
             uk,
+            prefetch,
             0usize,
             0usize,
             stride,
@@ -510,6 +598,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             h,
             false,
             uk,
+            prefetch,
             0usize,
             0usize,
             stride,
@@ -545,6 +634,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             h,
             false,
             uk,
+            prefetch,
             16usize,
             16usize,
             stride,
@@ -580,6 +670,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             h,
             false,
             uk,
+            prefetch,
             32usize,
             32usize,
             stride,
@@ -743,6 +834,7 @@ pub(crate) fn nf4_gemv_fused(
                     0u32,
                     h,
                     uk,
+                    tuning.prefetch,
                     stage_cols,
                     if stage_cols > 0 { stride } else { 0 },
                     norm,

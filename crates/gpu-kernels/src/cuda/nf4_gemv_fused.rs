@@ -10,6 +10,8 @@
 //!   the lanes (lane `l` reads values `32·(l + 32k) ..`) hit 32 different banks — read from
 //!   global memory instead, each lane's 64 bytes lie 64 bytes apart and the loads take four
 //!   times the L1 wavefronts (Nsight Compute: 80–93 % "memory throughput" at 6–19 % of DRAM);
+//! - the nested code of double-quantized scales (256 values per weight) staged in shared memory
+//!   too, so that a scale costs one dependent global load (its 8-bit code) instead of two;
 //! - the RMSNorm of `x` computed by every cube while staging (`super::norm::cube_inv_rms`, the
 //!   one-row RMSNorm kernel's own reduction) — no normalized row is written or launched;
 //! - the epilogue on the plane's totals: the concatenated outputs (each weight's rows in planes
@@ -30,6 +32,10 @@ use crate::decode::{GemvEpilogue, GemvPlan};
 use crate::extension::Nf4Parts;
 
 type Parts = Nf4Parts<burn_cubecl::CubeBackend>;
+
+/// `KINDLING_GEMV_NESTED=global`: double-quantized scales read their nested code from global
+/// memory instead of the cube's shared copy (an A/B switch; the same values).
+static GLOBAL_NESTED: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GEMV_NESTED", "global");
 
 /// The most bytes of `x` a cube stages in shared memory (14,336 bf16 columns take 30.5 KiB);
 /// wider rows are read from global memory, and a norm is then composed from the separate ops.
@@ -117,14 +123,45 @@ fn load_vector<N: Size>(
     v: usize,
     vectors_per_row: usize,
     zero: u32,
+    ns: &Shared<[f32]>,
     #[comptime] q: usize,
+    #[comptime] nbase: usize,
+    #[comptime] shared_nested: bool,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
     #[comptime] double: bool,
 ) {
     let t = min(row, last) * vectors_per_row + v;
     quads[q] = w[t];
-    scales[q] = block_scale(absmax, qcodes, nested_code, (t * 32) / blocksize, offset, zero, nested_blocksize, double);
+    let block = (t * 32) / blocksize;
+    if comptime![double && shared_nested] {
+        scales[q] = shared_block_scale(absmax, qcodes, ns, block, offset, zero, nbase, nested_blocksize);
+    } else {
+        scales[q] = block_scale(absmax, qcodes, nested_code, block, offset, zero, nested_blocksize, double);
+    }
+}
+
+/// [`block_scale`] of a double-quantized block with the nested code read from the cube's shared
+/// copy (`ns[nbase..nbase + 256]`) instead of global memory: the same value, one dependent
+/// global load fewer.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn shared_block_scale(
+    absmax: &[f32],
+    qcodes: &[u8],
+    ns: &Shared<[f32]>,
+    block: usize,
+    offset: f32,
+    zero: u32,
+    #[comptime] nbase: usize,
+    #[comptime] nested_blocksize: usize,
+) -> f32 {
+    let q = qcodes[block];
+    let nested = absmax[block / nested_blocksize];
+    let product = ns[nbase + usize::cast_from(q)] * nested;
+    // Rounding barrier, as in `block_scale`.
+    let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
+    product + offset
 }
 
 /// Loads vector `v` of each of the plane's `nrows` rows (`ra + r` of weight A for `r < h`,
@@ -151,9 +188,13 @@ fn load_rows<N: Size>(
     v: usize,
     vectors_per_row: usize,
     zero: u32,
+    ns: &Shared<[f32]>,
     #[comptime] q0: usize,
     #[comptime] nrows: usize,
     #[comptime] h: usize,
+    #[comptime] tba: usize,
+    #[comptime] tbb: usize,
+    #[comptime] shared_nested: bool,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
     #[comptime] double: bool,
@@ -175,7 +216,10 @@ fn load_rows<N: Size>(
                 v,
                 vectors_per_row,
                 zero,
+                ns,
                 q,
+                comptime![tba * 16],
+                shared_nested,
                 blocksize,
                 nested_blocksize,
                 double,
@@ -194,7 +238,10 @@ fn load_rows<N: Size>(
                 v,
                 vectors_per_row,
                 zero,
+                ns,
                 q,
+                comptime![tbb * 16],
+                shared_nested,
                 blocksize,
                 nested_blocksize,
                 double,
@@ -232,10 +279,12 @@ fn rows_dot<F: Float, N: Size, M: Size>(
     last_b: usize,
     vectors_per_row: usize,
     zero: u32,
+    ns: &Shared<[f32]>,
     #[comptime] h: usize,
     #[comptime] pair: bool,
     #[comptime] uk: usize,
     #[comptime] prefetch: bool,
+    #[comptime] shared_nested: bool,
     #[comptime] tba: usize,
     #[comptime] tbb: usize,
     #[comptime] stride: usize,
@@ -279,9 +328,13 @@ fn rows_dot<F: Float, N: Size, M: Size>(
                     lane + u * 32,
                     vectors_per_row,
                     zero,
+                    ns,
                     comptime![u * nrows],
                     nrows,
                     h,
+                    tba,
+                    tbb,
+                    shared_nested,
                     blocksize,
                     nested_blocksize,
                     double,
@@ -312,9 +365,13 @@ fn rows_dot<F: Float, N: Size, M: Size>(
                         lane + ((k + 1) * uk + u) * 32,
                         vectors_per_row,
                         zero,
+                        ns,
                         comptime![u * nrows],
                         nrows,
                         h,
+                        tba,
+                        tbb,
+                        shared_nested,
                         blocksize,
                         nested_blocksize,
                         double,
@@ -357,9 +414,13 @@ fn rows_dot<F: Float, N: Size, M: Size>(
                     v,
                     vectors_per_row,
                     zero,
+                    ns,
                     comptime![u * nrows],
                     nrows,
                     h,
+                    tba,
+                    tbb,
+                    shared_nested,
                     blocksize,
                     nested_blocksize,
                     double,
@@ -394,9 +455,13 @@ fn rows_dot<F: Float, N: Size, M: Size>(
             v,
             vectors_per_row,
             zero,
+            ns,
             0usize,
             nrows,
             h,
+            tba,
+            tbb,
+            shared_nested,
             blocksize,
             nested_blocksize,
             double,
@@ -453,6 +518,7 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
     #[comptime] h: usize,
     #[comptime] uk: usize,
     #[comptime] prefetch: bool,
+    #[comptime] shared_nested: bool,
     #[comptime] stage_cols: usize,
     #[comptime] stride: usize,
     #[comptime] norm: bool,
@@ -471,6 +537,17 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
         table[unit] = c2[unit - 32];
     }
     let plane = CUBE_POS_X as usize * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
+    // The three weights' nested codes (256 values each) when their scales are double-quantized.
+    let mut ns = Shared::<[f32]>::new_slice(comptime![if double && shared_nested { 768usize } else { 1usize }]);
+    if comptime![double && shared_nested] {
+        let mut i = unit;
+        while i < 256 {
+            ns[i] = n0[i];
+            ns[i + 256] = n1[i];
+            ns[i + 512] = n2[i];
+            i += CUBE_DIM as usize;
+        }
+    }
     let mut xs = Shared::<[F]>::new_slice(comptime![if stage_cols > 0 { stage_cols / 32 * stride } else { 1 }]);
     if comptime![stage_cols > 0] {
         let step = comptime![PLANES * 32];
@@ -528,10 +605,12 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             rows - 1,
             vectors_per_row,
             zero,
+            &ns,
             h,
             true,
             uk,
             prefetch,
+            shared_nested,
             0usize,
             16usize,
             stride,
@@ -561,10 +640,12 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             rows - 1,
             vectors_per_row,
             zero,
+            &ns,
             h,
             false,
             uk,
             prefetch,
+            shared_nested,
             0usize,
             0usize,
             stride,
@@ -595,10 +676,12 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             end0 - 1,
             vectors_per_row,
             zero,
+            &ns,
             h,
             false,
             uk,
             prefetch,
+            shared_nested,
             0usize,
             0usize,
             stride,
@@ -631,10 +714,12 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             count - 1,
             vectors_per_row,
             zero,
+            &ns,
             h,
             false,
             uk,
             prefetch,
+            shared_nested,
             16usize,
             16usize,
             stride,
@@ -667,10 +752,12 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             count - 1,
             vectors_per_row,
             zero,
+            &ns,
             h,
             false,
             uk,
             prefetch,
+            shared_nested,
             32usize,
             32usize,
             stride,
@@ -835,6 +922,7 @@ pub(crate) fn nf4_gemv_fused(
                     h,
                     uk,
                     tuning.prefetch,
+                    !GLOBAL_NESTED.is_on(),
                     stage_cols,
                     if stage_cols > 0 { stride } else { 0 },
                     norm,

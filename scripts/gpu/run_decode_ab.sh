@@ -4,12 +4,13 @@
 # VARIANTS (environment assignments, e.g. "KINDLING_GEMV_ROWS=1 KINDLING_DECODE=unfused"), side
 # by side (`+` joins several assignments of one variant), the Python anchor's decode when ANCHORS
 # is a carried anchor folder, the kernel profile of the default decode, then Nsight Compute over
-# a window of its launches while time is left. GEMV=1 adds `bench --suite gemv` (one block's
-# fused products under each GEMV tuning) before the decodes and TEST_ENV (assignments joined by
-# `+`) a second run of the tests under that environment. NCU_GEMV (items `tuning[+VAR=value…]`,
-# the tuning as `bench --suite gemv --tunings` takes it) runs Nsight Compute over the gemv
-# suite's first four fused launches (one per product) under each, into $OUT/ncu-gemv.txt;
-# PARITY=0 and PROFILE=0 leave out the parity check and the profiled decode.
+# a window of its launches while time is left. GEMV=1 adds `bench --suite gemv --profile` (one
+# block's fused products under each GEMV tuning, with their device times) before the decodes
+# and TEST_ENV (assignments joined by `+`) a second run of the tests under that environment.
+# NCU_GEMV (items `tuning[+VAR=value…]`, the tuning as `bench --suite gemv --tunings` takes it)
+# runs Nsight Compute over the gemv suite's first four fused launches (one per product) under
+# each, into $OUT/ncu-gemv.txt; PARITY=0 and PROFILE=0 leave out the parity check and the
+# profiled decode.
 #   VARIANTS="..." ANCHORS=.device/anchors bash scripts/gpu/run_decode_ab.sh .device/bench [ncu-skip] [ncu-count]
 # Results: $OUT/ab-decode.jsonl (the default's line, then each variant's name and line), $OUT/gemv.jsonl, $OUT/anchor.jsonl, $OUT/profile.jsonl,
 # $OUT/ncu.txt, $OUT/stages.txt, $OUT/logs.tgz.
@@ -36,7 +37,7 @@ for t in ${NCU_GEMV:-}; do
   { echo "== $t"; grep -E "nf4_gemv_fused|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Block Limit|Stall|Warp Cycles" "$LOGS/ncu-gemv-$i.log"; } >> "$OUT/ncu-gemv.txt"
 done
 if [ "${GEMV:-0}" = 1 ]; then
-  stage gemv 150 $X bench --suite gemv --device cuda --shape llama3-8b ${TUNINGS:+--tunings "$TUNINGS"} --out "$OUT/gemv.jsonl" || true
+  stage gemv 150 $X bench --suite gemv --device cuda --shape llama3-8b --profile ${TUNINGS:+--tunings "$TUNINGS"} --out "$OUT/gemv.jsonl" || true
 fi
 if [ "${PARITY:-1}" = 1 ]; then stage parity 60 $X bench --suite parity --device cuda --out "$OUT/parity.jsonl" || true; fi
 stage decode 150 $DECODE --new-tokens 128 --out "$OUT/ab-decode.jsonl"

@@ -7,7 +7,9 @@
 //! clock to a device sync, and the host's time to queue them: when the two are close, the
 //! host's launch cost bounds the rate), the weight bytes read per second at that rate, and a
 //! whole block's four products (the decode pattern) the same way; first three other launches
-//! (burn's add, our RMSNorm, the separate NF4 product), for the host cost of a launch. `KINDLING_*` switches do not matter here: tunings are set in process.
+//! (burn's add, our RMSNorm, the separate NF4 product), for the host cost of a launch. With
+//! `--profile` (CUDA builds), each product's kernel time on the device too (`device_us`: every
+//! launch timed by events), which the rate above hides where the host's issue time bounds it. `KINDLING_*` switches do not matter here: tunings are set in process.
 
 use std::time::Instant;
 
@@ -143,9 +145,28 @@ fn time(device: &Device, reps: usize, mut f: impl FnMut() -> Tensor<2>) -> (f64,
     (start.elapsed().as_secs_f64() / reps as f64, issued / reps as f64)
 }
 
+/// With `--profile`, the device time of one run of `f`, averaged over `reps` runs queued back
+/// to back with every launch timed on the device (`super::profile`): the kernels' own time, which
+/// the wall-clock rate does not show where the host's issue time bounds it. `None` without it.
+///
+/// # Errors
+/// `--profile` on a build without the `cuda` feature.
+fn device_seconds(args: &Args, device: &Device, reps: usize, mut f: impl FnMut() -> Tensor<2>) -> Result<Option<f64>> {
+    if !args.profile {
+        return Ok(None);
+    }
+    let session = super::profile::start(true)?;
+    for _ in 0..reps {
+        let _ = f();
+    }
+    device.sync().ok();
+    Ok(super::profile::finish(session, reps).and_then(|p| p["kernel_device_s"].as_f64()))
+}
+
 /// Runs the suite on `config`'s widths.
 pub fn run(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     let tunings = parse_tunings(&args.tunings)?;
+    super::profile::check(args.profile)?;
     let device = args.backend.device()?;
     let block = Block::new(config, &device, args.backend.dtype().into())?;
     let reps = args.steps.max(1) * 50;
@@ -172,10 +193,12 @@ pub fn run(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
         for (w, name) in NAMES.iter().enumerate() {
             worst = worst.max(rel(&host(block.product(w))?, &reference[w]));
             let (s, issue) = time(&device, reps, || block.product(w));
-            per.insert(
-                (*name).into(),
-                serde_json::json!({"us": s * 1e6, "issue_us": issue * 1e6, "gb_per_s": block.bytes(w) as f64 / s / 1e9}),
-            );
+            let mut line = serde_json::json!({"us": s * 1e6, "issue_us": issue * 1e6, "gb_per_s": block.bytes(w) as f64 / s / 1e9});
+            if let Some(d) = device_seconds(args, &device, reps, || block.product(w))? {
+                line["device_us"] = (d * 1e6).into();
+                line["device_gb_per_s"] = (block.bytes(w) as f64 / d / 1e9).into();
+            }
+            per.insert((*name).into(), line);
         }
         let (layer, layer_issue) = time(&device, reps / 4, || {
             let _ = block.product(0);

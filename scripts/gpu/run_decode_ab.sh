@@ -10,7 +10,7 @@
 # NCU_GEMV (items `tuning[+VAR=value…]`, the tuning as `bench --suite gemv --tunings` takes it)
 # runs Nsight Compute over the gemv suite's first four fused launches (one per product) under
 # each, into $OUT/ncu-gemv.txt; PARITY=0 and PROFILE=0 leave out the parity check and the
-# profiled decode.
+# profiled decode; DECODE_ARGS are added to every decode (e.g. --compare-steps).
 #   VARIANTS="..." ANCHORS=.device/anchors bash scripts/gpu/run_decode_ab.sh .device/bench [ncu-skip] [ncu-count]
 # Results: $OUT/ab-decode.jsonl (the default's line, then each variant's name and line), $OUT/gemv.jsonl, $OUT/anchor.jsonl, $OUT/profile.jsonl,
 # $OUT/ncu.txt, $OUT/stages.txt, $OUT/logs.tgz.
@@ -21,7 +21,7 @@ source "$(dirname "$0")/lib.sh"
 unpack "$DIR"
 sample_gpu
 X=/tmp/kb/xtask
-DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir /tmp/kindling-l3-8b"
+DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir /tmp/kindling-l3-8b ${DECODE_ARGS:-}"
 echo "host tools: $(command -v perf nsys ncu /usr/local/cuda/bin/nsys /usr/local/cuda/bin/ncu | tr '\n' ' ')" | tee -a "$OUT/stages.txt"
 stage gk-tests 180 /tmp/kb/cuda ${TESTS:-} --test-threads=1 || true
 if [ -n "${TEST_ENV:-}" ]; then

@@ -162,7 +162,15 @@ pub fn decode_attention(
             keys.try_into_primitive::<B>().expect("a CUDA tensor"),
             values.try_into_primitive::<B>().expect("a CUDA tensor"),
         );
-        return match crate::cuda::decode_attention::decode_attention(parts.0, parts.1, parts.2, parts.3, parts.4, pos, heads) {
+        return match crate::cuda::decode_attention::decode_attention(
+            parts.0,
+            parts.1,
+            parts.2,
+            parts.3,
+            parts.4,
+            crate::cuda::decode_attention::Position::Host(pos),
+            heads,
+        ) {
             Ok((o, k, v)) => (Tensor::from_primitive::<B>(o), Tensor::from_primitive::<B>(k), Tensor::from_primitive::<B>(v)),
             Err((q, c, s, k, v)) => portable_decode_attention(
                 Tensor::from_primitive::<B>(q),

@@ -807,3 +807,67 @@ fn decode_attention_kernel_matches_the_separate_ops_and_writes_the_cache_row() {
         }
     }
 }
+
+/// A step of `decode_attention_at` and `advance_decoding`, recorded once as a CUDA graph and
+/// replayed, attends at the advancing device position exactly as the host-position kernel does
+/// at each position (same kernel, same arithmetic: equal bits), and leaves the chosen ids and
+/// the position in its buffers.
+#[test]
+fn a_recorded_decoding_step_replays_at_the_advancing_device_position() {
+    use burn::tensor::{Int, TensorData};
+    use gpu_kernels::{StepGraph, advance_decoding, decode_attention, decode_attention_at};
+    let device = cuda();
+    let (heads, hkv, dh, cap, start, replays) = (32usize, 8usize, 128usize, 512usize, 250usize, 20usize);
+    let dtype = DType::BF16;
+    let cache_shape = [1, hkv, cap, dh];
+    let n = hkv * cap * dh;
+    let buffer = |seed: u64| Tensor::<4>::from_data(TensorData::new(random_weights(n, seed), cache_shape), &device).cast(dtype);
+    let qkv = Tensor::<2>::random([1, (heads + 2 * hkv) * dh], Distribution::Normal(0.0, 1.0), (&device, dtype));
+    let angle = Tensor::<3>::random([1, cap, dh / 2], Distribution::Uniform(-3.0, 3.0), &device);
+    let angle = Tensor::cat(vec![angle.clone(), angle], 2);
+    let (cos, sin) = (angle.clone().cos().cast(dtype), angle.sin().cast(dtype));
+
+    // The host-position reference: one call per position on its own cache copy.
+    let (mut want_k, mut want_v) = (buffer(11), buffer(12));
+    let mut want = Vec::new();
+    for p in start..start + 1 + replays {
+        let row = |t: &Tensor<3>| t.clone().narrow(1, p, 1);
+        let (o, k, v) = decode_attention(qkv.clone(), row(&cos), row(&sin), want_k, want_v, p, heads);
+        (want_k, want_v) = (k, v);
+        want.push(host(o));
+    }
+
+    let int = |v: i64, dims: &[usize]| {
+        let len = dims.iter().product();
+        Tensor::<1, Int>::from_data(TensorData::new(vec![v; len], [len]), &device)
+    };
+    let mut position = int(start as i64, &[1]);
+    let mut ids = int(0, &[1]).reshape([1, 1]);
+    let mut history = int(-1, &[1 + replays]).reshape([1, 1 + replays]);
+    let chosen = int(7, &[1]).reshape([1, 1]);
+    let mut caches = Some((buffer(11), buffer(12)));
+    let mut last: Option<Tensor<2>> = None;
+    let graph = StepGraph::record(&device, || {
+        let (keys, values) = caches.take().expect("caches");
+        let (o, k, v) = decode_attention_at(qkv.clone(), cos.clone(), sin.clone(), keys, values, &position, heads);
+        caches = Some((k, v));
+        last = Some(o);
+        advance_decoding(chosen.clone(), &mut ids, &mut history, &mut position, start);
+        Ok(())
+    })
+    .expect("record");
+    let output = last.expect("the recorded step's output");
+    assert_eq!(host(output.clone()), want[0], "the warm-up step at position {start}");
+    for (k, expected) in want.iter().enumerate().skip(1) {
+        graph.replay().expect("replay");
+        assert_eq!(&host(output.clone()), expected, "replay {k} at position {}", start + k);
+    }
+    let read = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_into_vec::<i64>().expect("ids");
+    assert_eq!(read(position), vec![(start + 1 + replays) as i64]);
+    assert_eq!(read(ids.reshape([1])), vec![7]);
+    assert_eq!(read(history.reshape([1 + replays])), vec![7; 1 + replays]);
+    let (keys, values) = caches.take().expect("caches");
+    let flat = |t: Tensor<4>| host(t.reshape([hkv * cap, dh]));
+    assert_eq!(flat(keys), flat(want_k), "keys");
+    assert_eq!(flat(values), flat(want_v), "values");
+}

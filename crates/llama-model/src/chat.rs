@@ -98,6 +98,7 @@ impl ChatModel {
             stop_tokens: guard.stop_tokens(),
             use_cache: true,
             top_logprobs: options.top_logprobs.map(|k| k.max(1)),
+            steps: crate::StepIssue::Auto,
         };
         let mut ids: Vec<u32> = Vec::new();
         let mut emitted = 0usize;

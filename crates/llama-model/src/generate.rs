@@ -25,11 +25,39 @@ pub struct GenerateOptions {
     pub use_cache: bool,
     /// Also return each chosen token's logprob and this many top alternatives.
     pub top_logprobs: Option<usize>,
+    /// How greedy decoding with the cache issues its steps (the same tokens every way).
+    pub steps: StepIssue,
+}
+
+/// How the steps of greedy decoding with the cache reach the device. Every way gives the same
+/// tokens; they differ in the host's work per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepIssue {
+    /// [`StepIssue::Graph`] where it applies (a CUDA device, every block on the fused decoding
+    /// route, at most 8,192 positions), else [`StepIssue::Launched`].
+    /// `KINDLING_DECODE_GRAPH=off` / `=eager` choose `Launched` / `DevicePosition` instead.
+    #[default]
+    Auto,
+    /// Each step's kernels launched one by one, the position passed with them.
+    Launched,
+    /// Each step's kernels launched one by one, the position held in a device buffer that the
+    /// step advances (what a graph records); any backend.
+    DevicePosition,
+    /// The device-position step recorded once as a CUDA graph and replayed; an error where it
+    /// does not apply.
+    Graph,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop_tokens: Vec::new(), use_cache: true, top_logprobs: None }
+        Self {
+            max_new_tokens: 128,
+            sampling: SamplingConfig::default(),
+            stop_tokens: Vec::new(),
+            use_cache: true,
+            top_logprobs: None,
+            steps: StepIssue::Auto,
+        }
     }
 }
 
@@ -152,7 +180,13 @@ pub fn generate_constrained(
     }
     let greedy = options.sampling.temperature <= 0.0;
     if greedy && constraint.is_none() && options.top_logprobs.is_none() && options.use_cache && !HOST_GREEDY.is_on() {
-        return crate::greedy::generate_greedy(model, prompt, options.max_new_tokens, &options.stop_tokens, &mut on_token);
+        use crate::greedy_graph::{Replay, generate_at_device_position, steps_for};
+        let (n, stops) = (options.max_new_tokens, &options.stop_tokens);
+        return match steps_for(model, prompt.len(), n, options.steps)? {
+            StepIssue::Graph => generate_at_device_position(model, prompt, n, stops, &mut on_token, Replay::Graph),
+            StepIssue::DevicePosition => generate_at_device_position(model, prompt, n, stops, &mut on_token, Replay::Eager),
+            _ => crate::greedy::generate_greedy(model, prompt, n, stops, &mut on_token),
+        };
     }
     let mut sampler = Sampler::new(options.sampling.clone());
     let mut cache = options.use_cache.then(|| model.new_cache());

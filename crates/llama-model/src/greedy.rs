@@ -20,7 +20,7 @@ use crate::{Error, KvCache, Result};
 pub const MAX_BATCH: usize = 16;
 
 /// The id with the largest logit of the last position, `[1, 1]` on the device.
-fn choose(model: &Llama, hidden: Tensor<3>) -> Tensor<2, Int> {
+pub(crate) fn choose(model: &Llama, hidden: Tensor<3>) -> Tensor<2, Int> {
     let logits = last_position_logits(model, hidden);
     let vocab = logits.dims()[2];
     argmax_row(logits.reshape([1, vocab]))

@@ -26,11 +26,12 @@ pub use model::{LayerContext, Llama};
 pub use nn::KvCache;
 pub mod generate;
 mod greedy;
+mod greedy_graph;
 pub mod json_grammar;
 pub mod json_schema;
 pub mod sampling;
 
-pub use generate::{Constraint, Finish, GenerateOptions, Generated, StepLogprobs, generate, generate_constrained};
+pub use generate::{Constraint, Finish, GenerateOptions, Generated, StepIssue, StepLogprobs, generate, generate_constrained};
 pub use sampling::SamplingConfig;
 pub mod io;
 pub mod tokenizer;

@@ -83,6 +83,40 @@ impl Llama {
         self.norm.forward(h)
     }
 
+    /// Hidden states of one token at the position held on the device by `rope`
+    /// ([`RopeTables::at_device_position`]) — the same values as [`Llama::forward_hidden`] at
+    /// that position — writing the cache in place (reserved beforehand: [`Llama::reserve_cache`])
+    /// and leaving its host-side counts as they were. The step a CUDA graph records
+    /// (`crate::greedy_graph`); blocks take the fused decoding route where they can.
+    ///
+    /// # Shapes
+    /// - tokens: `[1, 1]`; output: `[1, 1, d]`
+    pub fn forward_hidden_at(&self, tokens: Tensor<2, Int>, rope: &RopeTables, cache: &mut KvCache) -> Tensor<3> {
+        let mut h = self.embed_tokens.forward(tokens);
+        for (block, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            h = block.forward(h, rope, None, Some(layer_cache));
+        }
+        self.norm.forward(h)
+    }
+
+    /// Whether every block decodes one row through the fused route (packed projections on a
+    /// GPU, no enabled adapter).
+    pub fn decodes_fused(&self) -> bool {
+        let dtype = self.embed_tokens.dtype();
+        self.layers.iter().all(|b| b.decodes_fused(dtype))
+    }
+
+    /// Gives every layer of `cache` room for `capacity` positions now (see
+    /// [`crate::nn::LayerCache::reserve`]) and returns the capacity taken (≥ `capacity`).
+    pub fn reserve_cache(&self, cache: &mut KvCache, capacity: usize) -> usize {
+        let (device, dtype) = (self.embed_tokens.device(), self.embed_tokens.dtype());
+        let dims = [1, self.config.num_kv_heads, self.config.head_dim];
+        for layer in &mut cache.layers {
+            layer.reserve(capacity, dims, &device, dtype);
+        }
+        cache.layers.first().map_or(capacity, |l| l.capacity())
+    }
+
     /// Hidden states of packed rows: `positions` (row-major `[batch, len]`) restart at 0 where
     /// each sequence starts; every sequence is rotated by its own positions and attends only to
     /// itself ([`crate::packing`]), so it gets the states it would get alone.

@@ -58,20 +58,28 @@ fn check_case_on(case: &str, device: &Device) {
 }
 
 /// Greedy decoding with the cache chooses on the device (ids read back in batches); asking for
-/// logprobs takes the host route. Both give the same tokens, stop before the same stop token and
-/// after the same callback refusal, mid-batch included.
+/// logprobs takes the host route; `StepIssue::DevicePosition` holds the position in a device
+/// buffer that each step advances (the step a CUDA graph records). All give the same tokens,
+/// stop before the same stop token and after the same callback refusal, mid-batch included.
 fn check_greedy_routes(case: &str, model: &llama_model::Llama, prompt: &[u32]) {
-    use llama_model::Finish;
-    let options = GenerateOptions { max_new_tokens: 20, ..GenerateOptions::default() };
+    use llama_model::{Finish, StepIssue};
+    let options = GenerateOptions { max_new_tokens: 20, steps: StepIssue::Launched, ..GenerateOptions::default() };
     let host_route = GenerateOptions { top_logprobs: Some(1), ..options.clone() };
+    let at_device = GenerateOptions { steps: StepIssue::DevicePosition, ..options.clone() };
     let device = generate(model, prompt, &options, |_| true).expect("device route");
     let host = generate(model, prompt, &host_route, |_| true).expect("host route");
+    let positioned = generate(model, prompt, &at_device, |_| true).expect("device-position route");
     assert_eq!(device.tokens, host.tokens, "{case}: device vs host choice");
-    assert_eq!((device.finish, host.finish), (Finish::Length, Finish::Length));
+    assert_eq!(positioned.tokens, device.tokens, "{case}: device-position steps vs launched steps");
+    assert_eq!((device.finish, host.finish, positioned.finish), (Finish::Length, Finish::Length, Finish::Length));
+    // These devices are not CUDA: a recorded graph is refused, and says why.
+    let graph = generate(model, prompt, &GenerateOptions { steps: StepIssue::Graph, ..options.clone() }, |_| true);
+    let error = graph.expect_err("a graph off CUDA").to_string();
+    assert!(error.contains("needs a CUDA device"), "{case}: {error}");
     // A stop token first produced at step 6 (inside the third read-back batch: steps 3..7).
     let stop = device.tokens[6];
     let first = device.tokens.iter().position(|&t| t == stop).expect("present");
-    for opts in [&options, &host_route] {
+    for opts in [&options, &host_route, &at_device] {
         let stopped = generate(model, prompt, &GenerateOptions { stop_tokens: vec![stop], ..opts.clone() }, |_| true).expect("stop");
         assert_eq!(stopped.tokens, device.tokens[..first], "{case}: stop token");
         assert_eq!(stopped.finish, Finish::Stop);

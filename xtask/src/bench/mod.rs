@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, generate, pretrained};
+use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, StepIssue, generate, pretrained};
 
 use crate::backend::Backend;
 use crate::generate::DEFAULT_MODEL;
@@ -118,6 +118,12 @@ pub struct Args {
     /// The HF parity fixtures folder for `parity`.
     #[arg(long, default_value = "crates/llama-model/tests/fixtures/hf_parity")]
     pub fixtures: PathBuf,
+    /// After `decode` on `--shape`: three more rounds, each decoding with the default steps and
+    /// then with each step's kernels launched one by one (`StepIssue::Launched`); reports both
+    /// decode rates (first token to last, the prompt excluded) of every round, and fails unless
+    /// every run chose the same tokens (an A/B of the recorded graph in one process, and its check).
+    #[arg(long)]
+    pub compare_steps: bool,
     /// Random prompt length for `decode` on `--shape` (instead of `--prompt`).
     #[arg(long, default_value_t = 32)]
     pub prompt_tokens: usize,
@@ -220,6 +226,7 @@ fn decode(args: &Args) -> Result<()> {
         stop_tokens: Vec::new(),
         use_cache: true,
         top_logprobs: None,
+        steps: StepIssue::Auto,
     };
     // Warm-up (allocators, thread pools), not timed.
     generate(&model.model, &ids, &GenerateOptions { max_new_tokens: 4, ..options.clone() }, |_| true)?;
@@ -346,7 +353,10 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
         stop_tokens: Vec::new(),
         use_cache: true,
         top_logprobs: None,
+        steps: StepIssue::Auto,
     };
+    // Profiling times each launch, which a recorded graph has none of: launch them.
+    let options = GenerateOptions { steps: if args.profile { StepIssue::Launched } else { StepIssue::Auto }, ..options };
     generate(&model, &ids, &GenerateOptions { max_new_tokens: 8, ..options.clone() }, |_| true)?;
     let session = profile::start(args.profile)?;
     let start = Instant::now();
@@ -354,16 +364,49 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     device.sync().ok();
     let secs = start.elapsed().as_secs_f64();
     let profile = profile::finish(session, out.tokens.len());
+    let rounds = if args.compare_steps { compare_steps(&model, &ids, &options, &out.tokens)? } else { serde_json::Value::Null };
     emit(
         args,
         serde_json::json!({
             "suite": "decode", "backend": format!("{:?}", args.backend).to_lowercase(), "shape": args.shape,
             "base": "nf4", "prompt_tokens": ids.len(), "new_tokens": out.tokens.len(), "load_s": load_s, "seconds": secs,
             "tokens_per_s": out.tokens.len() as f64 / secs,
+            "compare_steps": rounds,
             "pool_reserved_gib": device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64),
             "profile_per_token": profile,
         }),
     )
+}
+
+/// Tokens per second from the first token to the last (the prompt's processing excluded), and
+/// the tokens.
+fn decode_rate(model: &llama_model::Llama, ids: &[u32], options: &GenerateOptions) -> Result<(f64, Vec<u32>)> {
+    let mut first = None;
+    let out = generate(model, ids, options, |_| {
+        first.get_or_insert_with(Instant::now);
+        true
+    })?;
+    let end = Instant::now();
+    let first = first.context("no token generated")?;
+    Ok((out.tokens.len().saturating_sub(1) as f64 / (end - first).as_secs_f64().max(1e-9), out.tokens))
+}
+
+/// `--compare-steps`: three rounds of (default steps, launched steps), each run's decode rate;
+/// an error unless every run chose `want`.
+fn compare_steps(model: &llama_model::Llama, ids: &[u32], options: &GenerateOptions, want: &[u32]) -> Result<serde_json::Value> {
+    let launched = GenerateOptions { steps: StepIssue::Launched, ..options.clone() };
+    let (mut default_rates, mut launched_rates) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for (opts, rates) in [(options, &mut default_rates), (&launched, &mut launched_rates)] {
+            let (rate, tokens) = decode_rate(model, ids, opts)?;
+            if tokens != want {
+                let first = tokens.iter().zip(want).position(|(a, b)| a != b).unwrap_or(tokens.len().min(want.len()));
+                bail!("decode: {:?} steps chose other tokens than the first run from token {first} on", opts.steps);
+            }
+            rates.push(rate);
+        }
+    }
+    Ok(serde_json::json!({ "default_decode_tokens_per_s": default_rates, "launched_decode_tokens_per_s": launched_rates }))
 }
 
 fn train(args: &Args) -> Result<()> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, generate, pretrained};
+use llama_model::{GenerateOptions, OpenOptions, SamplingConfig, StepIssue, generate, pretrained};
 use sft_trainer::data::{self, LoadOptions};
 use sft_trainer::{RunSetup, Trainer};
 
@@ -202,6 +202,7 @@ fn try_model(model: &llama_model::Llama, tokenizer: &llama_model::Tokenizer, cfg
         stop_tokens: tokenizer.eos_ids.clone(),
         use_cache: true,
         top_logprobs: None,
+        steps: StepIssue::Auto,
     };
     let out = generate(&model, &ids, &options, |_| true)?;
     let answer = tokenizer.decode(&out.tokens, true)?;

@@ -6,6 +6,11 @@
 //! dtype as a GEMM's output is), takes an f32 softmax (the probabilities rounded likewise) and
 //! sums the values (two halves of the positions per output element). The new position's key and
 //! value come from shared memory, so no cube waits for another's write.
+//!
+//! The position is a launch scalar, or (`on_device`) the first element of a one-element integer
+//! buffer with the RoPE tables whole (`[capacity, d_h]`, row `pos` read): a CUDA graph recorded
+//! once then serves every position, the buffer advanced by the step's last kernel
+//! ([`advance_decoding`]).
 
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
@@ -14,27 +19,44 @@ use cubecl::prelude::*;
 use super::interop::contiguous;
 
 const PLANES: usize = 8;
+/// Positions whose loads one plane (scores) or thread (values) issues together.
+const ROUND: usize = 4;
 /// The most positions one launch scores (the scores live in shared memory as f32: 32 KiB).
 pub(crate) const MAX_POSITIONS: usize = 8192;
 
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn decode_attention_kernel<F: Float>(
+fn decode_attention_kernel<F: Float, I: Int>(
     qkv: &[F],
     cos: &[F],
     sin: &[F],
     keys: &mut [F],
     values: &mut [F],
     out: &mut [F],
+    position: &[I],
     groups: usize,
     kv_offset: usize,
     v_offset: usize,
     capacity: usize,
-    pos: usize,
+    pos_scalar: usize,
     scale: f32,
     #[comptime] dh: usize,
+    #[comptime] on_device: bool,
 ) {
+    let mut pos = pos_scalar;
+    let mut rope_row = 0usize;
+    if on_device {
+        pos = usize::cast_from(position[0]);
+        rope_row = pos * dh;
+    }
     let head = CUBE_POS_X as usize;
+    if pos >= capacity || pos >= MAX_POSITIONS {
+        // A device position past the cache: loud NaNs rather than writes outside it.
+        if (UNIT_POS as usize) < dh {
+            out[head * dh + UNIT_POS as usize] = F::cast_from(f32::new(f32::NAN));
+        }
+        terminate!();
+    }
     let kv = head / groups;
     let unit = UNIT_POS as usize;
     let lane = UNIT_POS_X as usize;
@@ -48,8 +70,8 @@ fn decode_attention_kernel<F: Float>(
     let mut stats = Shared::<[f32]>::new_slice(comptime![2 * PLANES]);
     let cache_row = (kv * capacity + pos) * dh;
     if unit < half {
-        let c = f32::cast_from(cos[unit]);
-        let s = f32::cast_from(sin[unit]);
+        let c = f32::cast_from(cos[rope_row + unit]);
+        let s = f32::cast_from(sin[rope_row + unit]);
         let qb = head * dh;
         let q1 = f32::cast_from(qkv[qb + unit]);
         let q2 = f32::cast_from(qkv[qb + unit + half]);
@@ -75,31 +97,36 @@ fn decode_attention_kernel<F: Float>(
         }
     }
     sync_cube();
-    // Scores: plane `p` takes positions p, p + 8, …; each lane d_h / 32 products.
+    // Scores: plane `p` takes positions p, p + 8, …, four per round (their loads issued
+    // together); each lane d_h / 32 products. Rows past the last position read the last one
+    // (always inside the cache) and are dropped; row `pos` is taken from shared memory.
     let t = pos + 1;
     let per_lane = comptime![dh / 32];
-    let mut j = plane;
-    while j < t {
-        let mut acc = 0.0f32;
-        if j == pos {
+    let mut j0 = plane;
+    while j0 < t {
+        let mut accs = Array::<f32>::new(ROUND);
+        #[unroll]
+        for u in 0..ROUND {
+            let j = j0 + u * PLANES;
+            let row = (kv * capacity + min(j, pos)) * dh;
+            let mut acc = 0.0f32;
             #[unroll]
             for e in 0..per_lane {
                 let d = lane + e * 32;
-                acc += q[d] * k_new[d];
+                let k = select(j == pos, k_new[d], f32::cast_from(keys[row + d]));
+                acc += q[d] * k;
             }
-        } else {
-            let row = (kv * capacity + j) * dh;
-            #[unroll]
-            for e in 0..per_lane {
-                let d = lane + e * 32;
-                acc += q[d] * f32::cast_from(keys[row + d]);
+            accs[u] = acc;
+        }
+        #[unroll]
+        for u in 0..ROUND {
+            let j = j0 + u * PLANES;
+            let score = f32::cast_from(F::cast_from(plane_sum(accs[u]))) * scale;
+            if lane == 0 && j < t {
+                scores[j] = score;
             }
         }
-        let score = f32::cast_from(F::cast_from(plane_sum(acc))) * scale;
-        if lane == 0 {
-            scores[j] = score;
-        }
-        j += PLANES;
+        j0 += comptime![ROUND * PLANES];
     }
     sync_cube();
     let mut m = scores[0];
@@ -145,20 +172,29 @@ fn decode_attention_kernel<F: Float>(
         total += stats[PLANES + p];
     }
     let inv = 1.0f32 / total;
-    // Values: thread (d, h) sums the positions of parity h for element d (2·d_h ≤ 256 threads).
+    // Values: thread (d, h) sums the positions of parity h for element d (2·d_h ≤ 256 threads),
+    // four per round (loads issued together, summed in position order).
     if unit < comptime![2 * dh] {
         let d = unit % dh;
         let parity = unit / dh;
         let mut acc = 0.0f32;
-        let mut j = parity;
-        while j < t {
-            let p = f32::cast_from(F::cast_from(scores[j] * inv));
-            if j == pos {
-                acc += p * v_new[d];
-            } else {
-                acc += p * f32::cast_from(values[(kv * capacity + j) * dh + d]);
+        let mut j0 = parity;
+        while j0 < t {
+            let mut vs = Array::<f32>::new(ROUND);
+            #[unroll]
+            for u in 0..ROUND {
+                let j = j0 + 2 * u;
+                let value = f32::cast_from(values[(kv * capacity + min(j, pos)) * dh + d]);
+                vs[u] = select(j == pos, v_new[d], value);
             }
-            j += 2;
+            #[unroll]
+            for u in 0..ROUND {
+                let j = j0 + 2 * u;
+                if j < t {
+                    acc += f32::cast_from(F::cast_from(scores[j] * inv)) * vs[u];
+                }
+            }
+            j0 += comptime![2 * ROUND];
         }
         partial[unit] = acc;
     }
@@ -168,31 +204,45 @@ fn decode_attention_kernel<F: Float>(
     }
 }
 
-/// `(o, keys, values)`: the attention output `[1, H·d_h]` and the cache buffers with position
-/// `pos` written, or `None` when the shapes do not fit the kernel (the caller composes the ops).
-/// The buffers are written in place when this call holds them alone, else copied first.
-#[allow(clippy::too_many_arguments)]
+/// Where the launch takes the position from.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Position {
+    /// A launch scalar; the RoPE tables hold that position's row alone (`d_h` values).
+    Host(usize),
+    /// The first element of a one-element integer buffer (i32/i64), read by the kernel; the
+    /// RoPE tables hold rows for every position `0..capacity` (`capacity · d_h` values).
+    Device(CubeTensor),
+}
+
+/// `(o, keys, values)`: the attention output `[1, H·d_h]` and the cache buffers with the
+/// position written, or the inputs back when the shapes do not fit the kernel (the caller
+/// composes the ops). The buffers are written in place when this call holds them alone, else
+/// copied first.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(crate) fn decode_attention(
     qkv: CubeTensor,
     cos: CubeTensor,
     sin: CubeTensor,
     keys: CubeTensor,
     values: CubeTensor,
-    pos: usize,
+    position: Position,
     heads: usize,
 ) -> Result<(CubeTensor, CubeTensor, CubeTensor), (CubeTensor, CubeTensor, CubeTensor, CubeTensor, CubeTensor)> {
     let kd = keys.meta.shape().clone();
+    let (pos_ok, table_rows) = match &position {
+        Position::Host(pos) => (kd.len() == 4 && *pos < kd[2] && *pos < MAX_POSITIONS, 1),
+        Position::Device(p) => (p.meta.num_elements() == 1 && matches!(p.dtype, DType::I32 | DType::I64), kd.get(2).copied().unwrap_or(0)),
+    };
     let fits = kd.len() == 4
+        && pos_ok
         && kd[0] == 1
         && values.meta.shape() == &kd
-        && pos < kd[2]
-        && pos < MAX_POSITIONS
         && kd[3].is_multiple_of(32)
         && 2 * kd[3] <= PLANES * 32
         && heads.is_multiple_of(kd[1].max(1))
         && qkv.meta.num_elements() == (heads + 2 * kd[1]) * kd[3]
-        && cos.meta.num_elements() == kd[3]
-        && sin.meta.num_elements() == kd[3]
+        && cos.meta.num_elements() == table_rows * kd[3]
+        && sin.meta.num_elements() == table_rows * kd[3]
         && [&cos.dtype, &sin.dtype, &keys.dtype, &values.dtype].iter().all(|d| **d == qkv.dtype)
         && matches!(qkv.dtype, DType::BF16 | DType::F16 | DType::F32)
         && keys.is_contiguous()
@@ -209,38 +259,49 @@ pub(crate) fn decode_attention(
     let result = CubeTensor::new_contiguous(client.clone(), qkv.device.clone(), [1, heads * dh].into(), out.clone(), qkv.dtype);
     let cache_len = hkv * capacity * dh;
     let scale = 1.0 / (dh as f32).sqrt();
+    // On the host route the position buffer is never read: any buffer stands in for it.
+    let (pos_scalar, pos_buffer, pos_dtype, on_device) = match &position {
+        Position::Host(pos) => (*pos, qkv.handle.clone(), DType::I32, false),
+        Position::Device(p) => (0, p.handle.clone(), p.dtype, true),
+    };
     macro_rules! launch {
-        ($f:ty) => {
-            // SAFETY: `qkv` holds (H + 2·H_kv)·d_h values, the tables d_h, the caches
-            // H_kv·capacity·d_h with `pos < capacity`, the output H·d_h; one cube per query head
-            // reads its K/V head's rows `0..=pos`, and only the first of each head's cubes writes
-            // row `pos` (read by none: the new row is taken from shared memory).
+        ($f:ty, $i:ty) => {
+            // SAFETY: `qkv` holds (H + 2·H_kv)·d_h values, the tables d_h (or capacity·d_h with
+            // a device position), the caches H_kv·capacity·d_h, the output H·d_h; the kernel
+            // checks `pos < capacity` (a host position was checked above); one cube per query
+            // head reads its K/V head's rows `0..=pos`, and only the first of each head's cubes
+            // writes row `pos` (read by none: the new row is taken from shared memory).
             unsafe {
-                decode_attention_kernel::launch_unchecked::<$f>(
+                decode_attention_kernel::launch_unchecked::<$f, $i>(
                     &client,
                     CubeCount::Static(heads as u32, 1, 1),
                     CubeDim::new_2d(32, PLANES as u32),
                     BufferArg::from_raw_parts(qkv.handle.clone(), qkv.meta.num_elements()),
-                    BufferArg::from_raw_parts(cos.handle.clone(), dh),
-                    BufferArg::from_raw_parts(sin.handle.clone(), dh),
+                    BufferArg::from_raw_parts(cos.handle.clone(), table_rows * dh),
+                    BufferArg::from_raw_parts(sin.handle.clone(), table_rows * dh),
                     BufferArg::from_raw_parts(keys.handle.clone(), cache_len),
                     BufferArg::from_raw_parts(values.handle.clone(), cache_len),
                     BufferArg::from_raw_parts(out, heads * dh),
+                    BufferArg::from_raw_parts(pos_buffer, 1),
                     heads / hkv,
                     heads * dh,
                     (heads + hkv) * dh,
                     capacity,
-                    pos,
+                    pos_scalar,
                     scale,
                     dh,
+                    on_device,
                 )
             }
         };
     }
-    match qkv.dtype {
-        DType::BF16 => launch!(half::bf16),
-        DType::F16 => launch!(half::f16),
-        _ => launch!(f32),
+    match (qkv.dtype, pos_dtype) {
+        (DType::BF16, DType::I64) => launch!(half::bf16, i64),
+        (DType::F16, DType::I64) => launch!(half::f16, i64),
+        (DType::F32, DType::I64) => launch!(f32, i64),
+        (DType::BF16, _) => launch!(half::bf16, i32),
+        (DType::F16, _) => launch!(half::f16, i32),
+        _ => launch!(f32, i32),
     }
     Ok((result, keys, values))
 }

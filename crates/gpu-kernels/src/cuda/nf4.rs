@@ -37,14 +37,21 @@ pub(crate) fn block_scale(
 ) -> f32 {
     if comptime![double] {
         let q = qcodes[block];
-        let nested = absmax[block / nested_blocksize];
-        let product = nested_code[usize::cast_from(q)] * nested;
-        // Rounding barrier: `zero` is 0, so this is `product`, rounded to f32, never fused.
-        let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
-        product + offset
+        double_scale(nested_code[usize::cast_from(q)], absmax[block / nested_blocksize], offset, zero)
     } else {
         absmax[block]
     }
+}
+
+/// A double-quantized scale from its nested code's value and its nested absmax:
+/// `code_value · nested_absmax + offset`, the product rounded to f32 before the sum (as the
+/// host codec computes it; `zero` is 0 and keeps the compiler from fusing the two).
+#[cube]
+pub(crate) fn double_scale(code_value: f32, nested_absmax: f32, offset: f32, zero: u32) -> f32 {
+    let product = code_value * nested_absmax;
+    // Rounding barrier: `zero` is 0, so this is `product`, rounded to f32, never fused.
+    let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
+    product + offset
 }
 
 #[cube(launch_unchecked)]

@@ -20,7 +20,7 @@
 //! Products are rounded to the output dtype before the epilogue, as the separate kernels round
 //! them, and every sum runs in the order of the separate kernels.
 
-use super::nf4::block_scale;
+use super::nf4::{block_scale, double_scale};
 #[cfg(doc)]
 use super::nf4_gemv::vector_dot;
 use super::norm::{PLANES, cube_inv_rms};
@@ -157,11 +157,7 @@ fn shared_block_scale(
     #[comptime] nested_blocksize: usize,
 ) -> f32 {
     let q = qcodes[block];
-    let nested = absmax[block / nested_blocksize];
-    let product = ns[nbase + usize::cast_from(q)] * nested;
-    // Rounding barrier, as in `block_scale`.
-    let product = f32::reinterpret(u32::reinterpret(product) ^ zero);
-    product + offset
+    double_scale(ns[nbase + usize::cast_from(q)], absmax[block / nested_blocksize], offset, zero)
 }
 
 /// Loads vector `v` of each of the plane's `nrows` rows (`ra + r` of weight A for `r < h`,

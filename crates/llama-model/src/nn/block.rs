@@ -50,13 +50,22 @@ impl Block {
         {
             return self.decode_step(x, rope, cache, weights);
         }
+        if rope.device_position.is_some() {
+            assert!(b == 1 && s == 1 && mask.is_none(), "a position held on the device decodes one row, unmasked");
+            return self.decode_step_at(x, rope, cache.expect("decoding at a device position needs a cache"));
+        }
         let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 
+    /// Whether one row decodes through the fused route ([`Block::forward`]'s first branch).
+    pub(crate) fn decodes_fused(&self, dtype: DType) -> bool {
+        !UNFUSED_DECODE.is_on() && !GEMV_ONLY_DECODE.is_on() && self.packed_weights(dtype).is_some()
+    }
+
     /// The seven packed weights in [`Block::projections`]' order when every projection is a
     /// bare packed product in `dtype` (GPU-resident, no bias, no enabled adapter).
-    fn packed_weights(&self, dtype: DType) -> Option<[&PackedNf4; 7]> {
+    pub(crate) fn packed_weights(&self, dtype: DType) -> Option<[&PackedNf4; 7]> {
         let mut out = Vec::with_capacity(7);
         for (_, p) in self.projections() {
             out.push(p.packed_plain(dtype)?);
@@ -75,6 +84,7 @@ impl Block {
         let qkv = nf4_gemv_fused(x.clone(), &w[..3], Some((n1.weight.val(), n1.eps)), GemvEpilogue::Concat, None);
         let (nq, nkv) = (w[0].shape()[0], w[1].shape()[0]);
         let mixed = match cache {
+            Some(c) if rope.device_position.is_some() => c.attend_at(qkv, rope, attn.num_heads),
             Some(c) if !GEMV_ONLY_DECODE.is_on() => {
                 c.attend_one(qkv, rope.cos.clone(), rope.sin.clone(), attn.num_heads, attn.num_kv_heads, attn.head_dim)
             }
@@ -86,6 +96,20 @@ impl Block {
         let h = nf4_gemv_fused(mixed, &w[3..4], None, GemvEpilogue::Residual, Some(x));
         let gated = nf4_gemv_fused(h.clone(), &w[4..6], Some((n2.weight.val(), n2.eps)), GemvEpilogue::SwiGlu, None);
         nf4_gemv_fused(gated, &w[6..7], None, GemvEpilogue::Residual, Some(h)).reshape([1, 1, d])
+    }
+
+    /// One decoded position at the device position of `rope` through the separate projections
+    /// (any projection kind: adapters, dense or packed weights, every backend); the attention is
+    /// [`LayerCache::attend_at`]'s, as on the fused route.
+    fn decode_step_at(&self, x: Tensor<3>, rope: &RopeTables, cache: &mut LayerCache) -> Tensor<3> {
+        let a = &self.self_attn;
+        let xn = self.input_layernorm.forward(x.clone());
+        let (q, k, v) = (a.q_proj.forward(xn.clone()), a.k_proj.forward(xn.clone()), a.v_proj.forward(xn));
+        let width = q.dims()[2] + 2 * k.dims()[2];
+        let mixed = cache.attend_at(Tensor::cat(vec![q, k, v], 2).reshape([1, width]), rope, a.num_heads);
+        let n = mixed.dims()[1];
+        let h = x + a.o_proj.forward(mixed.reshape([1, 1, n]));
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 
     /// The block's seven projections with their paths inside the block

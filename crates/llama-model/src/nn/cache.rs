@@ -74,6 +74,51 @@ impl LayerCache {
         self.len = pos + 1;
         o
     }
+
+    /// Allocates both buffers with room for `capacity` positions now (the cached ones kept), so
+    /// that nothing grows while decoding; the capacity taken is [`reserve`]'s (a power of two).
+    ///
+    /// # Shapes
+    /// - `[b, kv_heads, head_dim]` of the buffers
+    pub fn reserve(&mut self, capacity: usize, dims: [usize; 3], device: &burn::tensor::Device, dtype: burn::tensor::DType) {
+        self.keys = Some(reserve(self.keys.take(), self.len, capacity, dims, device, dtype));
+        self.values = Some(reserve(self.values.take(), self.len, capacity, dims, device, dtype));
+    }
+
+    /// The positions the buffers hold room for (0 before the first write).
+    pub fn capacity(&self) -> usize {
+        self.keys.as_ref().map_or(0, |k| k.dims()[2])
+    }
+
+    /// [`LayerCache::attend_one`] at the position held on the device (`gpu_kernels::decode_attention_at`,
+    /// the RoPE tables of every position): the buffers are written in place at row `position`
+    /// and keep their capacity; the host's count of positions is left as it was (the device
+    /// holds it) until [`LayerCache::set_len`].
+    ///
+    /// # Shapes
+    /// - qkv: `[1, (H + 2·H_kv)·d_h]`; cos, sin: `[1, capacity, d_h]`; position: `[1]`
+    /// - output: `[1, H·d_h]`
+    ///
+    /// # Panics
+    /// If the buffers were not reserved ([`LayerCache::reserve`]) or the tables do not cover them.
+    pub fn attend_at(&mut self, qkv: Tensor<2>, rope: &super::RopeTables, heads: usize) -> Tensor<2> {
+        let position = rope.device_position.as_ref().expect("attend_at: tables for a device position");
+        let keys = self.keys.take().expect("attend_at: a cache reserved before decoding");
+        let values = self.values.take().expect("attend_at: a cache reserved before decoding");
+        let (o, keys, values) = gpu_kernels::decode_attention_at(qkv, rope.cos.clone(), rope.sin.clone(), keys, values, position, heads);
+        self.keys = Some(keys);
+        self.values = Some(values);
+        o
+    }
+
+    /// Sets the count of valid positions (after decoding at a device position).
+    ///
+    /// # Panics
+    /// Past the capacity.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.capacity(), "LayerCache: {len} positions past the capacity {}", self.capacity());
+        self.len = len;
+    }
 }
 
 /// `new` written at positions `start..end` of `buffer`, grown first when too short.

@@ -5,7 +5,7 @@
 //! repeated), and `rope(x) = x·cos + rotate_half(x)·sin` with
 //! `rotate_half([x₁, x₂]) = [−x₂, x₁]` over the two halves of the head.
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::config::{LlamaConfig, RopeScaling};
 
@@ -44,13 +44,18 @@ pub fn inv_freq(config: &LlamaConfig) -> Vec<f32> {
 }
 
 /// `cos` and `sin` tables: `[1, len, head_dim]` for the positions `start..start + len` of every
-/// row, or `[batch, len, head_dim]` for per-token positions (packed sequences).
+/// row, or `[batch, len, head_dim]` for per-token positions (packed sequences), or — for one
+/// decoded position held on the device ([`RopeTables::at_device_position`]) — `[1, capacity,
+/// head_dim]` for every position and that position.
 #[derive(Debug, Clone)]
 pub struct RopeTables {
     /// `cos(angle)`, `[rows, len, head_dim]`.
     pub cos: Tensor<3>,
     /// `sin(angle)`, `[rows, len, head_dim]`.
     pub sin: Tensor<3>,
+    /// The one position `[1]` to rotate at, read on the device, when the tables hold every
+    /// position `0..capacity` (graph-recorded decoding, `gpu_kernels::decode_attention_at`).
+    pub device_position: Option<Tensor<1, Int>>,
 }
 
 impl RopeTables {
@@ -83,7 +88,15 @@ impl RopeTables {
             }
         }
         let table = |values: Vec<f32>| Tensor::from_data(TensorData::new(values, [rows, len, d]).convert_dtype(dtype), (device, dtype));
-        Self { cos: table(cos), sin: table(sin) }
+        Self { cos: table(cos), sin: table(sin), device_position: None }
+    }
+
+    /// Tables of every position `0..capacity` and the position `[1]` (held on the device) that
+    /// one decoded token takes its rows from: the row `p` holds the same values as
+    /// `RopeTables::new(inv_freq, p, 1, …)`.
+    pub fn at_device_position(inv_freq: &[f32], capacity: usize, position: Tensor<1, Int>, dtype: DType) -> Self {
+        let device = position.device();
+        Self { device_position: Some(position), ..Self::new(inv_freq, 0, capacity, &device, dtype) }
     }
 
     /// Rotates `[b, s, n, d_h]` projections into `[b, n, s, d_h]` heads

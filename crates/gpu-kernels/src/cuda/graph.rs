@@ -1,0 +1,62 @@
+//! A step recorded once as a CUDA graph (cubecl 0.11's capture) and replayed.
+//!
+//! `graph_prepare` arms the stream's pools, the step runs once for real (the warm-up: it leaves
+//! the pools holding every buffer the step asks for), `start_capture` opens the recording, the
+//! step runs again and is only recorded, `stop_capture` instantiates it. cubecl guards every
+//! page the recording touched for the graph's lifetime, so the step's intermediate buffers keep
+//! their addresses; the recording refuses host reads, syncs, uploads and new allocations.
+
+use burn::tensor::Device;
+use cubecl::cuda::CudaRuntime;
+use cubecl_runtime::client::{Client, Graph};
+use cubecl_runtime::runtime::Runtime;
+
+use crate::error::{Error, Result};
+
+/// The cubecl client burn uses for `device` (this thread's stream), or `NotCuda`.
+fn client(device: &Device) -> Result<Client> {
+    match device.as_dispatch().clone().inner() {
+        burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(d)) => Ok(CudaRuntime::client(&d)),
+        other => Err(Error::NotCuda(format!("a step graph needs a CUDA device, got {other:?}"))),
+    }
+}
+
+fn graph_err(call: &'static str) -> impl Fn(cubecl_runtime::server::ServerError) -> Error {
+    move |e| Error::Cuda { call, reason: format!("{e:?}") }
+}
+
+/// A recorded step (see the module docs).
+pub(crate) struct Recorded {
+    graph: Graph,
+}
+
+/// Runs `step` once, then records it (see the module docs). The recording is closed whatever
+/// the step returns.
+pub(crate) fn record(device: &Device, step: &mut dyn FnMut() -> Result<()>) -> Result<Recorded> {
+    let client = client(device)?;
+    client.graph_prepare().map_err(graph_err("graph_prepare"))?;
+    if let Err(e) = step() {
+        // Closing from the prepared state unwinds it.
+        let _ = client.stop_capture();
+        return Err(e);
+    }
+    if let Err(e) = client.start_capture() {
+        let _ = client.stop_capture();
+        return Err(graph_err("start_capture")(e));
+    }
+    let recorded = step();
+    let graph = client.stop_capture().map_err(graph_err("stop_capture"));
+    recorded?;
+    Ok(Recorded { graph: graph? })
+}
+
+impl Recorded {
+    /// Enqueues one replay on the stream it was recorded on.
+    pub(crate) fn replay(&self) -> Result<()> {
+        // SAFETY: the graph's buffers are the recorded step's: pages cubecl guards for the
+        // graph's lifetime, and the caller's state buffers, which `StepGraph`'s contract keeps
+        // alive and untouched by other streams while it replays; replays and the caller's reads
+        // are issued from the recording thread, on its stream.
+        unsafe { self.graph.replay() }.map_err(graph_err("graph replay"))
+    }
+}

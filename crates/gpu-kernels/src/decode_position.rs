@@ -1,0 +1,131 @@
+//! Decoding at a position held on the device, so that one recorded step (a CUDA graph,
+//! [`crate::StepGraph`]) serves every position.
+//!
+//! The position is a one-element integer tensor `p` (i32/i64). [`decode_attention_at`] is
+//! [`crate::decode_attention`] reading `p` on the device and the RoPE rows at `p` from tables
+//! of every position (`[1, capacity, d_h]`); [`advance_decoding`] ends a step: `ids ← chosen`
+//! (the next step's input), `history[p − base] ← chosen`, `p ← p + 1`, in place on CUDA.
+//!
+//! Other backends run the same arithmetic through the separate ops, reading `p` back to the
+//! host (a synchronization per call: correct, not fast).
+
+use burn::tensor::{Int, Tensor};
+
+use crate::decode::portable_decode_attention;
+
+/// The position's value, read back to the host.
+fn host_position(position: &Tensor<1, Int>) -> usize {
+    let p = position.clone().into_scalar::<i64>();
+    usize::try_from(p).unwrap_or_else(|_| panic!("decoding position {p} is negative"))
+}
+
+/// [`crate::decode_attention`] at the device position `position` (see the module docs):
+/// `(o, keys, values)` with the cache buffers written at row `p`.
+///
+/// # Shapes
+/// - `qkv`: `[1, (H + 2·H_kv)·d_h]`; `cos`, `sin`: `[1, capacity, d_h]` (every position)
+/// - `keys`, `values`: `[1, H_kv, capacity, d_h]`; `position`: `[1]`
+/// - output: `[1, H·d_h]` and the two buffers
+///
+/// # Panics
+/// If the shapes disagree. A position past the cache gives NaN outputs on CUDA (where the
+/// kernel cannot stop the host) and panics elsewhere.
+pub fn decode_attention_at(
+    qkv: Tensor<2>,
+    cos: Tensor<3>,
+    sin: Tensor<3>,
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    position: &Tensor<1, Int>,
+    heads: usize,
+) -> (Tensor<2>, Tensor<4>, Tensor<4>) {
+    let [_, hkv, capacity, dh] = keys.dims();
+    assert_eq!(cos.dims(), [1, capacity, dh], "decode_attention_at: RoPE tables for the cache's {capacity} positions");
+    assert_eq!(sin.dims(), cos.dims(), "decode_attention_at: sin and cos tables differ in shape");
+    assert_eq!(position.dims(), [1], "decode_attention_at: the position is one element");
+    assert_eq!(qkv.dims(), [1, (heads + 2 * hkv) * dh], "decode_attention_at: qkv for {heads} + 2·{hkv} heads of {dh}");
+    #[cfg(feature = "cuda")]
+    if crate::gemm::is_cuda(&qkv.device())
+        && ![qkv.is_autodiff(), cos.is_autodiff(), sin.is_autodiff(), keys.is_autodiff(), values.is_autodiff()].into_iter().any(|a| a)
+    {
+        use crate::cuda::decode_attention::{Position, decode_attention};
+        type B = burn_cubecl::CubeBackend;
+        let p = position.clone().try_into_primitive::<B>().expect("a CUDA tensor");
+        let parts = (
+            qkv.try_into_primitive::<B>().expect("a CUDA tensor"),
+            cos.try_into_primitive::<B>().expect("a CUDA tensor"),
+            sin.try_into_primitive::<B>().expect("a CUDA tensor"),
+            keys.try_into_primitive::<B>().expect("a CUDA tensor"),
+            values.try_into_primitive::<B>().expect("a CUDA tensor"),
+        );
+        return match decode_attention(parts.0, parts.1, parts.2, parts.3, parts.4, Position::Device(p), heads) {
+            Ok((o, k, v)) => (Tensor::from_primitive::<B>(o), Tensor::from_primitive::<B>(k), Tensor::from_primitive::<B>(v)),
+            Err((q, c, s, k, v)) => portable_at(
+                Tensor::from_primitive::<B>(q),
+                Tensor::from_primitive::<B>(c),
+                Tensor::from_primitive::<B>(s),
+                Tensor::from_primitive::<B>(k),
+                Tensor::from_primitive::<B>(v),
+                position,
+                heads,
+            ),
+        };
+    }
+    portable_at(qkv, cos, sin, keys, values, position, heads)
+}
+
+/// [`decode_attention_at`] through the separate ops, the position read to the host.
+fn portable_at(
+    qkv: Tensor<2>,
+    cos: Tensor<3>,
+    sin: Tensor<3>,
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    position: &Tensor<1, Int>,
+    heads: usize,
+) -> (Tensor<2>, Tensor<4>, Tensor<4>) {
+    let pos = host_position(position);
+    let capacity = keys.dims()[2];
+    assert!(pos < capacity, "decode_attention_at: position {pos} past the cache's {capacity}");
+    portable_decode_attention(qkv, cos.narrow(1, pos, 1), sin.narrow(1, pos, 1), keys, values, pos, heads)
+}
+
+/// Ends a decoding step (see the module docs): `ids ← chosen`, `history[p − base] ← chosen`
+/// when `base ≤ p < base + slots`, `p ← p + 1`. On CUDA one kernel writes the three buffers in
+/// place (their handles, and so a recorded graph's addresses, stay the same); elsewhere the
+/// tensors are replaced.
+///
+/// # Shapes
+/// - `chosen`, `ids`: `[1, 1]`; `history`: `[1, slots]`; `position`: `[1]`; one integer dtype
+///
+/// # Panics
+/// If the shapes disagree.
+pub fn advance_decoding(
+    chosen: Tensor<2, Int>,
+    ids: &mut Tensor<2, Int>,
+    history: &mut Tensor<2, Int>,
+    position: &mut Tensor<1, Int>,
+    base: usize,
+) {
+    assert_eq!(chosen.dims(), [1, 1], "advance_decoding: one chosen id");
+    assert_eq!(ids.dims(), [1, 1], "advance_decoding: one input id");
+    assert_eq!(position.dims(), [1], "advance_decoding: the position is one element");
+    #[cfg(feature = "cuda")]
+    if crate::gemm::is_cuda(&chosen.device()) {
+        type B = burn_cubecl::CubeBackend;
+        let prim = |t: Tensor<2, Int>| t.try_into_primitive::<B>().expect("a CUDA tensor");
+        let (c, i, h) = (prim(chosen.clone()), prim(ids.clone()), prim(history.clone()));
+        let p = position.clone().try_into_primitive::<B>().expect("a CUDA tensor");
+        if crate::cuda::decode_advance::advance_decoding(&c, &i, &h, &p, base) {
+            return;
+        }
+    }
+    let pos = host_position(position);
+    let slots = history.dims()[1];
+    if pos >= base && pos - base < slots {
+        let slot = pos - base;
+        *history = history.clone().slice_assign([0..1, slot..slot + 1], chosen.clone());
+    }
+    *ids = chosen;
+    *position = position.clone().add_scalar(1);
+}

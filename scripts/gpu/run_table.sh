@@ -5,7 +5,8 @@
 # moments; all-linear 1×2048 lean), batch-1 decoding, then the Python anchor's `all seed all_2k
 # decode` (ANCHOR_VARIANTS) in the same call. TESTS_FILTER runs those device tests first;
 # DECODE_VARIANTS (environment assignments, `+` joining several of one variant) decode again
-# under each, into $OUT/ab-decode.jsonl, before the anchor.
+# under each, into $OUT/ab-decode.jsonl, before the anchor; DECODE_ARGS are added to every decode
+# (e.g. --compare-steps).
 #   bash scripts/gpu/run_table.sh .device/bench .device/anchors
 # Results: $OUT/bench.jsonl, $OUT/ab-decode.jsonl, $OUT/anchor.jsonl, $OUT/stages.txt, $OUT/logs.tgz.
 DIR=${1:-.device/bench}
@@ -23,7 +24,7 @@ stage seed 150 $TRAIN --targets q_proj,v_proj --batch 4 --seq 512 || true
 stage all 90 $TRAIN --targets all-linear --batch 4 --seq 512 || true
 stage all-lean 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN || true
 stage all-2k-lean 90 $TRAIN --targets all-linear --batch 1 --seq 2048 $LEAN || true
-DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir $M --new-tokens 128"
+DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir $M --new-tokens 128 ${DECODE_ARGS:-}"
 stage decode 90 $DECODE --out "$OUT/bench.jsonl" || true
 i=0
 for v in ${DECODE_VARIANTS:-}; do

@@ -151,39 +151,50 @@ pub fn decode_attention(
     );
     assert_eq!(qkv.dims(), [1, (heads + 2 * hkv) * dh], "decode_attention: qkv for {heads} + 2·{hkv} heads of {dh}");
     #[cfg(feature = "cuda")]
-    if crate::gemm::is_cuda(&qkv.device())
-        && ![qkv.is_autodiff(), cos.is_autodiff(), sin.is_autodiff(), keys.is_autodiff(), values.is_autodiff()].into_iter().any(|a| a)
-    {
-        type B = burn_cubecl::CubeBackend;
-        let parts = (
-            qkv.try_into_primitive::<B>().expect("a CUDA tensor"),
-            cos.try_into_primitive::<B>().expect("a CUDA tensor"),
-            sin.try_into_primitive::<B>().expect("a CUDA tensor"),
-            keys.try_into_primitive::<B>().expect("a CUDA tensor"),
-            values.try_into_primitive::<B>().expect("a CUDA tensor"),
-        );
-        return match crate::cuda::decode_attention::decode_attention(
-            parts.0,
-            parts.1,
-            parts.2,
-            parts.3,
-            parts.4,
-            crate::cuda::decode_attention::Position::Host(pos),
-            heads,
-        ) {
-            Ok((o, k, v)) => (Tensor::from_primitive::<B>(o), Tensor::from_primitive::<B>(k), Tensor::from_primitive::<B>(v)),
-            Err((q, c, s, k, v)) => portable_decode_attention(
-                Tensor::from_primitive::<B>(q),
-                Tensor::from_primitive::<B>(c),
-                Tensor::from_primitive::<B>(s),
-                Tensor::from_primitive::<B>(k),
-                Tensor::from_primitive::<B>(v),
-                pos,
-                heads,
-            ),
+    let (qkv, cos, sin, keys, values) =
+        match cuda_decode_attention((qkv, cos, sin, keys, values), || crate::cuda::decode_attention::Position::Host(pos), heads) {
+            Ok(out) => return out,
+            Err(inputs) => inputs,
         };
-    }
     portable_decode_attention(qkv, cos, sin, keys, values, pos, heads)
+}
+
+/// The inputs of the decoding attention: `qkv`, `cos`, `sin`, `keys`, `values`.
+#[cfg(feature = "cuda")]
+pub(crate) type AttentionInputs = (Tensor<2>, Tensor<3>, Tensor<3>, Tensor<4>, Tensor<4>);
+
+/// The CUDA kernel's route of [`decode_attention`] and [`crate::decode_attention_at`]: the
+/// inputs back when they are not plain CUDA tensors or the kernel does not take their shapes
+/// (the caller then composes the ops). `position` gives the kernel's position source.
+#[cfg(feature = "cuda")]
+#[allow(clippy::result_large_err)]
+pub(crate) fn cuda_decode_attention(
+    (qkv, cos, sin, keys, values): AttentionInputs,
+    position: impl FnOnce() -> crate::cuda::decode_attention::Position,
+    heads: usize,
+) -> Result<(Tensor<2>, Tensor<4>, Tensor<4>), AttentionInputs> {
+    let plain = [qkv.is_autodiff(), cos.is_autodiff(), sin.is_autodiff(), keys.is_autodiff(), values.is_autodiff()].iter().all(|a| !a);
+    if !crate::gemm::is_cuda(&qkv.device()) || !plain {
+        return Err((qkv, cos, sin, keys, values));
+    }
+    type B = burn_cubecl::CubeBackend;
+    let parts = (
+        qkv.try_into_primitive::<B>().expect("a CUDA tensor"),
+        cos.try_into_primitive::<B>().expect("a CUDA tensor"),
+        sin.try_into_primitive::<B>().expect("a CUDA tensor"),
+        keys.try_into_primitive::<B>().expect("a CUDA tensor"),
+        values.try_into_primitive::<B>().expect("a CUDA tensor"),
+    );
+    match crate::cuda::decode_attention::decode_attention(parts.0, parts.1, parts.2, parts.3, parts.4, position(), heads) {
+        Ok((o, k, v)) => Ok((Tensor::from_primitive::<B>(o), Tensor::from_primitive::<B>(k), Tensor::from_primitive::<B>(v))),
+        Err((q, c, s, k, v)) => Err((
+            Tensor::from_primitive::<B>(q),
+            Tensor::from_primitive::<B>(c),
+            Tensor::from_primitive::<B>(s),
+            Tensor::from_primitive::<B>(k),
+            Tensor::from_primitive::<B>(v),
+        )),
+    }
 }
 
 /// [`decode_attention`] as the separate ops (RoPE, slice assignments, [`crate::attention`]):

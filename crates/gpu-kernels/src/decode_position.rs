@@ -15,7 +15,8 @@ use crate::decode::portable_decode_attention;
 
 /// The position's value, read back to the host.
 fn host_position(position: &Tensor<1, Int>) -> usize {
-    let p = position.clone().into_scalar::<i64>();
+    let values = position.clone().into_data().convert::<i64>().try_into_vec::<i64>();
+    let p = values.ok().and_then(|v| v.first().copied()).expect("a decoding position readable as an integer");
     usize::try_from(p).unwrap_or_else(|_| panic!("decoding position {p} is negative"))
 }
 
@@ -45,32 +46,15 @@ pub fn decode_attention_at(
     assert_eq!(position.dims(), [1], "decode_attention_at: the position is one element");
     assert_eq!(qkv.dims(), [1, (heads + 2 * hkv) * dh], "decode_attention_at: qkv for {heads} + 2·{hkv} heads of {dh}");
     #[cfg(feature = "cuda")]
-    if crate::gemm::is_cuda(&qkv.device())
-        && ![qkv.is_autodiff(), cos.is_autodiff(), sin.is_autodiff(), keys.is_autodiff(), values.is_autodiff()].into_iter().any(|a| a)
-    {
-        use crate::cuda::decode_attention::{Position, decode_attention};
-        type B = burn_cubecl::CubeBackend;
-        let p = position.clone().try_into_primitive::<B>().expect("a CUDA tensor");
-        let parts = (
-            qkv.try_into_primitive::<B>().expect("a CUDA tensor"),
-            cos.try_into_primitive::<B>().expect("a CUDA tensor"),
-            sin.try_into_primitive::<B>().expect("a CUDA tensor"),
-            keys.try_into_primitive::<B>().expect("a CUDA tensor"),
-            values.try_into_primitive::<B>().expect("a CUDA tensor"),
-        );
-        return match decode_attention(parts.0, parts.1, parts.2, parts.3, parts.4, Position::Device(p), heads) {
-            Ok((o, k, v)) => (Tensor::from_primitive::<B>(o), Tensor::from_primitive::<B>(k), Tensor::from_primitive::<B>(v)),
-            Err((q, c, s, k, v)) => portable_at(
-                Tensor::from_primitive::<B>(q),
-                Tensor::from_primitive::<B>(c),
-                Tensor::from_primitive::<B>(s),
-                Tensor::from_primitive::<B>(k),
-                Tensor::from_primitive::<B>(v),
-                position,
-                heads,
-            ),
-        };
-    }
+    let (qkv, cos, sin, keys, values) = {
+        use crate::cuda::decode_attention::Position;
+        let device_position =
+            || Position::Device(position.clone().try_into_primitive::<burn_cubecl::CubeBackend>().expect("a CUDA tensor"));
+        match crate::decode::cuda_decode_attention((qkv, cos, sin, keys, values), device_position, heads) {
+            Ok(out) => return out,
+            Err(inputs) => inputs,
+        }
+    };
     portable_at(qkv, cos, sin, keys, values, position, heads)
 }
 

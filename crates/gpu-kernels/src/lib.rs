@@ -19,6 +19,10 @@
 //!   exist whole.
 //! - [`nf4_gemv_fused`]: batch-1 decoding products of one row with up to three packed weights,
 //!   the RMSNorm before and SwiGLU / a residual add after folded in (one launch on CUDA).
+//! - [`decode_attention_at`] / [`advance_decoding`]: one decoded position's attention at a
+//!   position held in a device buffer, and the step's bookkeeping (next input id, history, the
+//!   position advanced) in place, so that [`StepGraph`] — a step recorded once as a CUDA graph
+//!   and replayed — serves every position.
 //! - [`add_cast`]: a sum of two float dtypes in f32, rounded once (a LoRA adapter's f32 output
 //!   joining its base's bf16 output), one kernel on CUDA.
 //! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
@@ -31,6 +35,7 @@
 //! Every function computes the same mathematical result on every device: the CUDA paths are
 //! taken only on CUDA devices with the `cuda` feature, and otherwise the functions are burn's
 //! own ops (and, for [`nf4_dequantize`], bit-identical to the host codec on every path).
+//! [`StepGraph`] alone exists only on CUDA (elsewhere it says so with an error).
 //! Libraries call these with backend-generic `Tensor`s; the binary's features pick the device.
 //!
 //! # Features

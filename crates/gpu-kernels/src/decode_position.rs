@@ -13,6 +13,10 @@ use burn::tensor::{Int, Tensor};
 
 use crate::decode::portable_decode_attention;
 
+/// The most positions the CUDA decoding attention scores in one launch (its scores live in
+/// shared memory as f32: 32 KiB); past it, [`decode_attention_at`] cannot run on CUDA.
+pub const MAX_POSITIONS: usize = 8192;
+
 /// The position's value, read back to the host.
 fn host_position(position: &Tensor<1, Int>) -> usize {
     let values = position.clone().into_data().convert::<i64>().try_into_vec::<i64>();

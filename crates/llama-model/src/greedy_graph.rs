@@ -16,6 +16,7 @@
 //! fused decoding route.
 
 use burn::tensor::{Int, Tensor, TensorData};
+use gpu_kernels::decode_position::MAX_POSITIONS;
 use gpu_kernels::env_switch::EnvSwitch;
 use gpu_kernels::{StepGraph, advance_decoding};
 
@@ -29,9 +30,6 @@ use crate::{Error, Result, StepIssue};
 static GRAPH_OFF: EnvSwitch = EnvSwitch::new("KINDLING_DECODE_GRAPH", "off");
 /// `KINDLING_DECODE_GRAPH=eager`: [`StepIssue::Auto`] launches each step's kernels at the device position.
 static GRAPH_EAGER: EnvSwitch = EnvSwitch::new("KINDLING_DECODE_GRAPH", "eager");
-
-/// The most positions the device-position attention takes (its scores live in shared memory).
-const MAX_POSITIONS: usize = 8192;
 
 /// How the steps after the first are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,12 +17,11 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 use super::interop::contiguous;
+use crate::decode_position::MAX_POSITIONS;
 
 const PLANES: usize = 8;
 /// Positions whose loads one plane (scores) or thread (values) issues together.
 const ROUND: usize = 4;
-/// The most positions one launch scores (the scores live in shared memory as f32: 32 KiB).
-pub(crate) const MAX_POSITIONS: usize = 8192;
 
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]

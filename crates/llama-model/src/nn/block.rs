@@ -42,6 +42,14 @@ impl Block {
     /// - output: `[batch, len, d]`
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
         let [b, s, _] = x.dims();
+        if rope.device_position.is_some() {
+            assert!(b == 1 && s == 1 && mask.is_none(), "a position held on the device decodes one row, unmasked");
+            let cache = cache.expect("decoding at a device position needs a cache");
+            return match self.packed_weights(x.dtype()).filter(|_| !UNFUSED_DECODE.is_on()) {
+                Some(weights) => self.decode_step(x, rope, Some(cache), weights),
+                None => self.decode_step_at(x, rope, cache),
+            };
+        }
         if b == 1
             && s == 1
             && mask.is_none()
@@ -49,10 +57,6 @@ impl Block {
             && let Some(weights) = self.packed_weights(x.dtype())
         {
             return self.decode_step(x, rope, cache, weights);
-        }
-        if rope.device_position.is_some() {
-            assert!(b == 1 && s == 1 && mask.is_none(), "a position held on the device decodes one row, unmasked");
-            return self.decode_step_at(x, rope, cache.expect("decoding at a device position needs a cache"));
         }
         let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))

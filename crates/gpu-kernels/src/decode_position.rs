@@ -59,21 +59,8 @@ pub fn decode_attention_at(
             Err(inputs) => inputs,
         }
     };
-    portable_at(qkv, cos, sin, keys, values, position, heads)
-}
-
-/// [`decode_attention_at`] through the separate ops, the position read to the host.
-fn portable_at(
-    qkv: Tensor<2>,
-    cos: Tensor<3>,
-    sin: Tensor<3>,
-    keys: Tensor<4>,
-    values: Tensor<4>,
-    position: &Tensor<1, Int>,
-    heads: usize,
-) -> (Tensor<2>, Tensor<4>, Tensor<4>) {
+    // The separate ops, the position read to the host.
     let pos = host_position(position);
-    let capacity = keys.dims()[2];
     assert!(pos < capacity, "decode_attention_at: position {pos} past the cache's {capacity}");
     portable_decode_attention(qkv, cos.narrow(1, pos, 1), sin.narrow(1, pos, 1), keys, values, pos, heads)
 }

@@ -78,26 +78,39 @@ pub(crate) fn generate_greedy(
         if pending.len() < batch && !last {
             continue;
         }
-        let ids = Tensor::cat(std::mem::take(&mut pending), 1)
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .map_err(|e| Error::Generation(format!("reading the chosen tokens: {e:?}")))?;
-        for id in ids {
-            let id = id as u32;
-            if stop_tokens.contains(&id) {
-                out.finish = Finish::Stop;
-                return Ok(out);
-            }
-            out.tokens.push(id);
-            if !on_token(id) {
-                out.finish = Finish::Stop;
+        for id in read_ids(Tensor::cat(std::mem::take(&mut pending), 1))? {
+            if !emit(id, &mut out, stop_tokens, on_token) {
                 return Ok(out);
             }
         }
         batch = (batch * 2).min(MAX_BATCH);
     }
     Ok(out)
+}
+
+/// Hands `id` on: `false` (generation ends, `out.finish` = `Stop`) at a stop token (not
+/// returned) or when `on_token` refuses it; else `true`.
+pub(crate) fn emit(id: u32, out: &mut Generated, stop_tokens: &[u32], on_token: &mut dyn FnMut(u32) -> bool) -> bool {
+    if stop_tokens.contains(&id) {
+        out.finish = Finish::Stop;
+        return false;
+    }
+    out.tokens.push(id);
+    if !on_token(id) {
+        out.finish = Finish::Stop;
+        return false;
+    }
+    true
+}
+
+/// The ids of a `[1, n]` tensor, read back to the host.
+pub(crate) fn read_ids(ids: Tensor<2, Int>) -> Result<Vec<u32>> {
+    let values = ids
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| Error::Generation(format!("reading the chosen tokens: {e:?}")))?;
+    Ok(values.into_iter().map(|v| v as u32).collect())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use gpu_kernels::env_switch::EnvSwitch;
 use gpu_kernels::{StepGraph, advance_decoding};
 
 use crate::generate::{Finish, Generated, ids_tensor};
-use crate::greedy::{MAX_BATCH, choose};
+use crate::greedy::{MAX_BATCH, choose, emit, read_ids};
 use crate::model::Llama;
 use crate::nn::RopeTables;
 use crate::{Error, Result, StepIssue};
@@ -95,20 +95,8 @@ pub(crate) fn generate_at_device_position(
     let mut cache = model.new_cache();
     let capacity = model.reserve_cache(&mut cache, prompt.len() + max_new_tokens);
     let first = choose(model, model.forward_hidden(ids_tensor(model, prompt), Some(&mut cache)));
-    let mut emit = |id: u32, out: &mut Generated| -> bool {
-        if stop_tokens.contains(&id) {
-            out.finish = Finish::Stop;
-            return false;
-        }
-        out.tokens.push(id);
-        if !on_token(id) {
-            out.finish = Finish::Stop;
-            return false;
-        }
-        true
-    };
     let first_id = read_ids(first.clone())?[0];
-    if !emit(first_id, &mut out) || max_new_tokens == 1 {
+    if !emit(first_id, &mut out, stop_tokens, on_token) || max_new_tokens == 1 {
         return Ok(out);
     }
     // Step k (k = 0, 1, …) reads the id at position `base + k` and leaves the next in history[k].
@@ -144,7 +132,7 @@ pub(crate) fn generate_at_device_position(
         let ids = read_ids(state.history.clone().narrow(1, done, issued - done))?;
         done = issued;
         for id in ids {
-            if !emit(id, &mut out) {
+            if !emit(id, &mut out, stop_tokens, on_token) {
                 return Ok(out);
             }
         }
@@ -176,14 +164,4 @@ impl State {
         let chosen = choose(model, model.forward_hidden_at(self.ids.clone(), &rope, &mut self.cache));
         advance_decoding(chosen, &mut self.ids, &mut self.history, &mut self.position, base);
     }
-}
-
-/// The ids of a `[1, n]` tensor, read back to the host.
-fn read_ids(ids: Tensor<2, Int>) -> Result<Vec<u32>> {
-    let values = ids
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .map_err(|e| Error::Generation(format!("reading the chosen tokens: {e:?}")))?;
-    Ok(values.into_iter().map(|v| v as u32).collect())
 }

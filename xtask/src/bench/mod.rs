@@ -230,14 +230,8 @@ fn decode(args: &Args) -> Result<()> {
     };
     // Warm-up (allocators, thread pools), not timed.
     generate(&model.model, &ids, &GenerateOptions { max_new_tokens: 4, ..options.clone() }, |_| true)?;
-    let start = Instant::now();
-    let mut first = None;
-    let out = generate(&model.model, &ids, &options, |_| {
-        first.get_or_insert_with(Instant::now);
-        true
-    })?;
-    let end = Instant::now();
-    let first = first.context("no token generated")?;
+    let t = timed_decode(&model.model, &ids, &options)?;
+    let (start, first, end, out) = (t.start, t.first, t.end, t.out);
     let decoded = out.tokens.len().saturating_sub(1);
     emit(
         args,
@@ -378,17 +372,30 @@ fn decode_random(args: &Args, config: &llama_model::LlamaConfig) -> Result<()> {
     )
 }
 
-/// Tokens per second from the first token to the last (the prompt's processing excluded), and
-/// the tokens.
-fn decode_rate(model: &llama_model::Llama, ids: &[u32], options: &GenerateOptions) -> Result<(f64, Vec<u32>)> {
+/// One timed generation: its start, first token and end.
+struct TimedDecode {
+    start: Instant,
+    first: Instant,
+    end: Instant,
+    out: llama_model::Generated,
+}
+
+fn timed_decode(model: &llama_model::Llama, ids: &[u32], options: &GenerateOptions) -> Result<TimedDecode> {
+    let start = Instant::now();
     let mut first = None;
     let out = generate(model, ids, options, |_| {
         first.get_or_insert_with(Instant::now);
         true
     })?;
     let end = Instant::now();
-    let first = first.context("no token generated")?;
-    Ok((out.tokens.len().saturating_sub(1) as f64 / (end - first).as_secs_f64().max(1e-9), out.tokens))
+    Ok(TimedDecode { start, first: first.context("no token generated")?, end, out })
+}
+
+/// Tokens per second from the first token to the last (the prompt's processing excluded), and
+/// the tokens.
+fn decode_rate(model: &llama_model::Llama, ids: &[u32], options: &GenerateOptions) -> Result<(f64, Vec<u32>)> {
+    let t = timed_decode(model, ids, options)?;
+    Ok((t.out.tokens.len().saturating_sub(1) as f64 / (t.end - t.first).as_secs_f64().max(1e-9), t.out.tokens))
 }
 
 /// `--compare-steps`: three rounds of (default steps, launched steps), each run's decode rate;

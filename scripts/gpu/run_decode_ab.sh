@@ -13,6 +13,7 @@
 # profiled decode; DECODE_ARGS are added to every decode (e.g. --compare-steps).
 #   VARIANTS="..." ANCHORS=.device/anchors bash scripts/gpu/run_decode_ab.sh .device/bench [ncu-skip] [ncu-count]
 # Results: $OUT/ab-decode.jsonl (the default's line, then each variant's name and line), $OUT/gemv.jsonl, $OUT/anchor.jsonl, $OUT/profile.jsonl,
+# $OUT/profile-prefill.jsonl (the prompt alone),
 # $OUT/ncu.txt, $OUT/stages.txt, $OUT/logs.tgz.
 DIR=${1:-.device/bench}
 SKIP=${2:-2000}
@@ -50,7 +51,11 @@ done
 if [ -d "${ANCHORS:-}/site" ] && [ "$(left)" -gt 100 ]; then
   stage anchor 120 env PYTHONPATH=$PWD/$ANCHORS/site bash "$ANCHORS/run_all.sh" "$OUT" decode || true
 fi
-if [ "${PROFILE:-1}" = 1 ]; then stage profile-decode 60 $DECODE --new-tokens 32 --profile --out "$OUT/profile.jsonl" || true; fi
+if [ "${PROFILE:-1}" = 1 ]; then
+  stage profile-decode 60 $DECODE --new-tokens 32 --profile --out "$OUT/profile.jsonl" || true
+  # One new token: the prompt's processing alone (its launches, kernels and wall time).
+  stage profile-prefill 60 $DECODE --new-tokens 1 --profile --out "$OUT/profile-prefill.jsonl" || true
+fi
 NCU=${NCU:-/usr/local/cuda/bin/ncu}
 if [ "$COUNT" -gt 0 ] && [ "$(left)" -gt 60 ] && [ -x "$NCU" ]; then
   stage ncu "$(($(left) - 10))" "$NCU" --launch-skip "$SKIP" --launch-count "$COUNT" --section SpeedOfLight --section Occupancy \

@@ -22,7 +22,8 @@
 //! - [`decode_attention_at`] / [`advance_decoding`]: one decoded position's attention at a
 //!   position held in a device buffer, and the step's bookkeeping (next input id, history, the
 //!   position advanced) in place, so that [`StepGraph`] — a step recorded once as a CUDA graph
-//!   and replayed — serves every position.
+//!   and replayed — serves every position; [`start_decoding`] / [`copy_positions`] start such
+//!   a step over for a new prompt, in place, so one recording serves many generations.
 //! - [`add_cast`]: a sum of two float dtypes in f32, rounded once (a LoRA adapter's f32 output
 //!   joining its base's bf16 output), one kernel on CUDA.
 //! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
@@ -81,7 +82,7 @@ pub use add_cast::add_cast;
 pub use attention::attention;
 pub use cross_entropy::cross_entropy;
 pub use decode::{GemvEpilogue, decode_attention, nf4_gemv_fused};
-pub use decode_position::{advance_decoding, decode_attention_at};
+pub use decode_position::{advance_decoding, copy_positions, decode_attention_at, start_decoding};
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, is_cuda};
 pub use gemv_tuning::{GemvTuning, gemv_tuning, set_gemv_tuning};

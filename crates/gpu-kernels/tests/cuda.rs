@@ -798,8 +798,12 @@ fn decode_attention_kernel_matches_the_separate_ops_and_writes_the_cache_row() {
             let (want_o, want_k, want_v) = portable_decode_attention(qkv, cos, sin, buffer(&host_k), buffer(&host_v), pos, heads);
             let what = format!("H={heads} H_kv={hkv} d_h={dh} pos={pos} {dtype:?}");
             assert_eq!((o.dims(), o.dtype()), ([1, heads * dh], dtype), "{what}");
-            let tol = if dtype == DType::BF16 { 2e-2 } else { 1e-5 };
-            assert_close(&format!("attention {what}"), &host(o), &host(want_o), tol, tol, tol);
+            // bf16: the scores are rounded to bf16 (as a GEMM's output is) at magnitudes in the
+            // hundreds (keys × 20), where two summation orders can round one score a unit
+            // apart (≈ 1 in the exponent), moving single outputs by several percent of the rms;
+            // the Frobenius bound still holds the whole output to 2 %.
+            let (tol, abs) = if dtype == DType::BF16 { (2e-2, 6e-2) } else { (1e-5, 1e-5) };
+            assert_close(&format!("attention {what}"), &host(o), &host(want_o), tol, abs, tol);
             // The cache rows: the new one rotated exactly as the RoPE kernel rounds, the rest kept.
             let flat = |t: Tensor<4>| host(t.reshape([hkv * cap, dh]));
             assert_eq!(flat(keys), flat(want_k), "keys {what}");
@@ -863,11 +867,38 @@ fn a_recorded_decoding_step_replays_at_the_advancing_device_position() {
         assert_eq!(&host(output.clone()), expected, "replay {k} at position {}", start + k);
     }
     let read = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_into_vec::<i64>().expect("ids");
-    assert_eq!(read(position), vec![(start + 1 + replays) as i64]);
-    assert_eq!(read(ids.reshape([1])), vec![7]);
+    assert_eq!(read(position.clone()), vec![(start + 1 + replays) as i64]);
+    assert_eq!(read(ids.clone().reshape([1])), vec![7]);
     assert_eq!(read(history.reshape([1 + replays])), vec![7; 1 + replays]);
-    let (keys, values) = caches.take().expect("caches");
+    let (mut keys, mut values) = caches.take().expect("caches");
     let flat = |t: Tensor<4>| host(t.reshape([hkv * cap, dh]));
-    assert_eq!(flat(keys), flat(want_k), "keys");
-    assert_eq!(flat(values), flat(want_v), "values");
+    assert_eq!(flat(keys.clone()), flat(want_k), "keys");
+    assert_eq!(flat(values.clone()), flat(want_v), "values");
+
+    // Started over in place for a new prompt of `again` positions (its keys and values from a
+    // cache of another capacity), the same graph replays at the new position on the new prefix.
+    let again = 100usize;
+    let small = [1, hkv, 256, dh];
+    let prompt_cache =
+        |seed: u64| Tensor::<4>::from_data(TensorData::new(random_weights(hkv * 256 * dh, seed), small), &device).cast(dtype);
+    let (pk, pv) = (prompt_cache(21), prompt_cache(22));
+    let with_prefix = |kept: &Tensor<4>, prefix: &Tensor<4>| {
+        kept.clone().slice_assign([0..1, 0..hkv, 0..again, 0..dh], prefix.clone().narrow(2, 0, again))
+    };
+    let row = |t: &Tensor<3>| t.clone().narrow(1, again, 1);
+    let (want_o, _, _) =
+        decode_attention(qkv.clone(), row(&cos), row(&sin), with_prefix(&keys, &pk), with_prefix(&values, &pv), again, heads);
+    let (keys_before, values_before) = (keys.clone(), values.clone());
+    gpu_kernels::copy_positions(&pk, &mut keys, again);
+    gpu_kernels::copy_positions(&pv, &mut values, again);
+    let first = int(9, &[1]).reshape([1, 1]);
+    gpu_kernels::start_decoding(first, &mut ids, &mut position, again);
+    assert_eq!(read(ids.clone().reshape([1])), vec![9], "the input id set in place");
+    assert_eq!(read(position.clone()), vec![again as i64], "the position set in place");
+    graph.replay().expect("replay after starting over");
+    assert_eq!(host(output), host(want_o), "the replay on the new prefix at position {again}");
+    // In place: the tensors held from before the copy see the new prefix.
+    let prefix = |t: Tensor<4>| host(t.narrow(2, 0, again).reshape([hkv * again, dh]));
+    assert_eq!(prefix(keys_before), prefix(pk), "keys copied in place");
+    assert_eq!(prefix(values_before), prefix(pv), "values copied in place");
 }

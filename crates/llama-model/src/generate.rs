@@ -152,6 +152,57 @@ pub fn generate(model: &Llama, prompt: &[u32], options: &GenerateOptions, on_tok
     generate_constrained(model, prompt, options, None, on_token)
 }
 
+/// [`generate`] for many calls on one model: greedy decoding at a device position
+/// ([`StepIssue::Graph`], [`StepIssue::DevicePosition`]) keeps its step — on CUDA the recorded
+/// graph, with its cache and state buffers — for the next call of the same cache capacity
+/// (a power of two of at least 256 positions) on the same thread, which then records nothing
+/// (`crate::greedy_graph`). The borrow keeps the model unchanged while the decoder lives. Every
+/// call gives the tokens [`generate`] gives.
+///
+/// ```no_run
+/// # fn serve(model: &llama_model::Llama, prompts: &[Vec<u32>]) -> llama_model::Result<()> {
+/// use llama_model::{Decoder, GenerateOptions};
+/// let options = GenerateOptions { max_new_tokens: 128, ..GenerateOptions::default() };
+/// let mut decoder = Decoder::new(model);
+/// for prompt in prompts {
+///     let out = decoder.generate(prompt, &options, |_| true)?;
+///     println!("{:?}", out.tokens);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+/// (Tested against [`generate`] in `tests/hf_parity.rs` on every backend.)
+pub struct Decoder<'m> {
+    model: &'m Llama,
+    kept: Option<crate::greedy_graph::KeptStep>,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder keeping nothing yet.
+    pub fn new(model: &'m Llama) -> Self {
+        Self { model, kept: None }
+    }
+
+    /// The model it decodes.
+    pub fn model(&self) -> &'m Llama {
+        self.model
+    }
+
+    /// [`generate`] with what the previous calls kept (see [`Decoder`]).
+    ///
+    /// # Errors
+    /// As [`generate`].
+    pub fn generate(&mut self, prompt: &[u32], options: &GenerateOptions, on_token: impl FnMut(u32) -> bool) -> Result<Generated> {
+        generate_with(self.model, prompt, options, None, on_token, Some(&mut self.kept))
+    }
+}
+
+impl std::fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder").field("keeps_a_step", &self.kept.is_some()).finish_non_exhaustive()
+    }
+}
+
 /// [`generate`] with an optional [`Constraint`] on the tokens (logprobs stay the model's own).
 ///
 /// # Errors
@@ -160,8 +211,20 @@ pub fn generate_constrained(
     model: &Llama,
     prompt: &[u32],
     options: &GenerateOptions,
+    constraint: Option<&mut dyn Constraint>,
+    on_token: impl FnMut(u32) -> bool,
+) -> Result<Generated> {
+    generate_with(model, prompt, options, constraint, on_token, None)
+}
+
+/// [`generate_constrained`] with a [`Decoder`]'s slot for a kept step.
+fn generate_with(
+    model: &Llama,
+    prompt: &[u32],
+    options: &GenerateOptions,
     mut constraint: Option<&mut dyn Constraint>,
     mut on_token: impl FnMut(u32) -> bool,
+    kept: Option<&mut Option<crate::greedy_graph::KeptStep>>,
 ) -> Result<Generated> {
     if prompt.is_empty() {
         return Err(Error::Generation("the prompt is empty".into()));
@@ -183,8 +246,8 @@ pub fn generate_constrained(
         use crate::greedy_graph::{Replay, generate_at_device_position, steps_for};
         let (n, stops) = (options.max_new_tokens, &options.stop_tokens);
         return match steps_for(model, prompt.len(), n, options.steps)? {
-            StepIssue::Graph => generate_at_device_position(model, prompt, n, stops, &mut on_token, Replay::Graph),
-            StepIssue::DevicePosition => generate_at_device_position(model, prompt, n, stops, &mut on_token, Replay::Eager),
+            StepIssue::Graph => generate_at_device_position(model, prompt, n, stops, &mut on_token, Replay::Graph, kept),
+            StepIssue::DevicePosition => generate_at_device_position(model, prompt, n, stops, &mut on_token, Replay::Eager, kept),
             _ => crate::greedy::generate_greedy(model, prompt, n, stops, &mut on_token),
         };
     }

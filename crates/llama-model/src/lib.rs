@@ -31,7 +31,7 @@ pub mod json_grammar;
 pub mod json_schema;
 pub mod sampling;
 
-pub use generate::{Constraint, Finish, GenerateOptions, Generated, StepIssue, StepLogprobs, generate, generate_constrained};
+pub use generate::{Constraint, Decoder, Finish, GenerateOptions, Generated, StepIssue, StepLogprobs, generate, generate_constrained};
 pub use sampling::SamplingConfig;
 pub mod io;
 pub mod tokenizer;

@@ -72,6 +72,23 @@ fn check_greedy_routes(case: &str, model: &llama_model::Llama, prompt: &[u32]) {
     assert_eq!(device.tokens, host.tokens, "{case}: device vs host choice");
     assert_eq!(positioned.tokens, device.tokens, "{case}: device-position steps vs launched steps");
     assert_eq!((device.finish, host.finish, positioned.finish), (Finish::Length, Finish::Length, Finish::Length));
+    // One decoder kept across calls (one cache capacity: its step reused each time): the
+    // tokens of fresh generations, for a shorter prompt after a longer one and back, and a
+    // shorter run between.
+    let mut decoder = llama_model::Decoder::new(model);
+    let short = &prompt[..prompt.len() - 2];
+    let fresh_short = generate(model, short, &at_device, |_| true).expect("short prompt");
+    let brief = GenerateOptions { max_new_tokens: 7, ..at_device.clone() };
+    let runs = [
+        (prompt, &at_device, &device.tokens[..]),
+        (short, &at_device, &fresh_short.tokens[..]),
+        (short, &brief, &fresh_short.tokens[..7]),
+        (prompt, &at_device, &device.tokens[..]),
+    ];
+    for (i, (p, opts, want)) in runs.into_iter().enumerate() {
+        let kept = decoder.generate(p, opts, |_| true).expect("kept decoder");
+        assert_eq!(kept.tokens, want, "{case}: decoder call {i}");
+    }
     // These devices are not CUDA: a recorded graph is refused, and says why.
     let graph = generate(model, prompt, &GenerateOptions { steps: StepIssue::Graph, ..options.clone() }, |_| true);
     let error = graph.expect_err("a graph off CUDA").to_string();

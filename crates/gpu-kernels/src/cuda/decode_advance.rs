@@ -1,6 +1,7 @@
 //! The last kernel of a decoding step that a CUDA graph replays: one thread copies the chosen id
 //! into the step's input buffer, records it in the history at `position − base`, and advances
-//! the position by one — all in place, so the recorded step's buffers serve every replay.
+//! the position by one — all in place, so the recorded step's buffers serve every replay. Its
+//! counterpart starts a kept step over: the input id and the position set, in place.
 
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
@@ -54,6 +55,46 @@ pub(crate) fn advance_decoding(chosen: &CubeTensor, ids: &CubeTensor, history: &
         };
     }
     match chosen.dtype {
+        DType::I64 => launch!(i64),
+        _ => launch!(i32),
+    }
+    true
+}
+
+#[cube(launch_unchecked)]
+fn start_kernel<I: Int>(first: &[I], ids: &mut [I], position: &mut [I], base: usize) {
+    if UNIT_POS == 0 {
+        ids[0] = first[0];
+        position[0] = I::cast_from(base);
+    }
+}
+
+/// `ids ← first`, `position ← base` in place (see the module docs): one element each, one
+/// integer dtype (i32/i64). Returns `false` (launching nothing) when they do not fit.
+pub(crate) fn start_decoding(first: &CubeTensor, ids: &CubeTensor, position: &CubeTensor, base: usize) -> bool {
+    let fits = [first, ids, position].iter().all(|t| t.meta.num_elements() == 1 && t.dtype == first.dtype)
+        && matches!(first.dtype, DType::I32 | DType::I64);
+    if !fits {
+        return false;
+    }
+    let client = first.client.clone();
+    macro_rules! launch {
+        ($i:ty) => {
+            // SAFETY: one element in each buffer; a single unit writes.
+            unsafe {
+                start_kernel::launch_unchecked::<$i>(
+                    &client,
+                    CubeCount::Static(1, 1, 1),
+                    CubeDim::new_1d(32),
+                    BufferArg::from_raw_parts(first.handle.clone(), 1),
+                    BufferArg::from_raw_parts(ids.handle.clone(), 1),
+                    BufferArg::from_raw_parts(position.handle.clone(), 1),
+                    base,
+                )
+            }
+        };
+    }
+    match first.dtype {
         DType::I64 => launch!(i64),
         _ => launch!(i32),
     }

@@ -34,20 +34,57 @@ pub(crate) struct Recorded {
 /// the step returns.
 pub(crate) fn record(device: &Device, step: &mut dyn FnMut() -> Result<()>) -> Result<Recorded> {
     let client = client(device)?;
+    let mut phases = Phases::start();
     client.graph_prepare().map_err(graph_err("graph_prepare"))?;
+    phases.mark("prepare");
     if let Err(e) = step() {
         // Closing from the prepared state unwinds it.
         let _ = client.stop_capture();
         return Err(e);
     }
+    phases.mark("warm-up step");
     if let Err(e) = client.start_capture() {
         let _ = client.stop_capture();
         return Err(graph_err("start_capture")(e));
     }
+    phases.mark("start_capture");
     let recorded = step();
+    phases.mark("recorded step");
     let graph = client.stop_capture().map_err(graph_err("stop_capture"));
+    phases.mark("stop_capture");
+    phases.report();
     recorded?;
     Ok(Recorded { graph: graph? })
+}
+
+/// `KINDLING_GRAPH_TIMING=1`: each recording prints its phases' host times to stderr.
+static TIMING: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GRAPH_TIMING", "1");
+
+/// Host time of each phase of a recording (see [`TIMING`]).
+struct Phases {
+    last: Option<std::time::Instant>,
+    marks: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self { last: TIMING.is_on().then(std::time::Instant::now), marks: Vec::new() }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        if let Some(last) = self.last {
+            let now = std::time::Instant::now();
+            self.marks.push((phase, (now - last).as_secs_f64() * 1e3));
+            self.last = Some(now);
+        }
+    }
+
+    fn report(&self) {
+        if self.last.is_some() {
+            let text: Vec<String> = self.marks.iter().map(|(p, ms)| format!("{p} {ms:.2} ms")).collect();
+            eprintln!("graph recording: {}", text.join(", "));
+        }
+    }
 }
 
 impl Recorded {

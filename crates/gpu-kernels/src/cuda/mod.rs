@@ -2,6 +2,7 @@
 //! (RMSNorm, RoPE, softmax, SwiGLU), the kernel profiler.
 
 pub(crate) mod add_cast;
+pub(crate) mod cache_copy;
 pub(crate) mod counter_hash;
 pub(crate) mod cross_entropy;
 pub mod cublaslt;

@@ -6,10 +6,13 @@
 //!   plane, each weight value cost a shared-memory load of `x̂` beside its code-table load
 //!   ([`crate::gemv_tuning`] sets `h`, the loads in flight and whether the next batch of loads
 //!   is issued before the current batch's products);
-//! - `x` staged by every cube in shared memory, padded by one 32-bit word per 32 values so that
-//!   the lanes (lane `l` reads values `32·(l + 32k) ..`) hit 32 different banks — read from
-//!   global memory instead, each lane's 64 bytes lie 64 bytes apart and the loads take four
-//!   times the L1 wavefronts (Nsight Compute: 80–93 % "memory throughput" at 6–19 % of DRAM);
+//! - `x` staged by every cube in shared memory as 16-byte vectors (8 bf16/f16 or 4 f32 values),
+//!   padded by one vector per 32 values, and read back one 16-byte load per vector: lane `l`
+//!   reads values `32·(l + 32k) ..` at byte `80·l` (bf16; 144·l for f32) — the 8 lanes of each
+//!   phase of a 16-byte load hit 8 disjoint groups of 4 banks, no conflict. (Read from global
+//!   memory instead, each lane's 64 bytes lie 64 bytes apart and the loads take four times the
+//!   L1 wavefronts — Nsight Compute: 80–93 % "memory throughput" at 6–19 % of DRAM; read from
+//!   shared memory one value at a time, `x` cost 32 loads per vector instead of 4 or 8);
 //! - the nested code of double-quantized scales (256 values per weight) staged in shared memory
 //!   too, so that a scale costs one dependent global load (its 8-bit code) instead of two;
 //! - the RMSNorm of `x` computed by every cube while staging (`super::norm::cube_inv_rms`, the
@@ -37,12 +40,13 @@ type Parts = Nf4Parts<burn_cubecl::CubeBackend>;
 /// memory instead of the cube's shared copy (an A/B switch; the same values).
 static GLOBAL_NESTED: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GEMV_NESTED", "global");
 
-/// The most bytes of `x` a cube stages in shared memory (14,336 bf16 columns take 30.5 KiB);
+/// The most bytes of `x` a cube stages in shared memory (14,336 bf16 columns take 35 KiB);
 /// wider rows are read from global memory, and a norm is then composed from the separate ops.
 const MAX_STAGED_BYTES: usize = 36 * 1024;
 
 /// Adds `scale · Σ code[q]·x̂` of vector `v` of each of the plane's `nrows` rows to `acc`: `x̂`'s
-/// 32 values (from the staged copy, or global memory when `stride` is 0) converted to f32 once
+/// 32 values (from the staged copy, `stride` vectors per 32 values, or global memory when
+/// `stride` is 0) converted to f32 once
 /// per word and used by every row — the rows share each load of `x̂` — in each row's order of
 /// [`vector_dot`]. Row `r`'s vector is `quads[q0 + r]`, its code `table[tb(r)..]` (`tbb` from
 /// row `h` on).
@@ -51,7 +55,7 @@ const MAX_STAGED_BYTES: usize = 36 * 1024;
 fn rows_vector<F: Float, N: Size, M: Size>(
     acc: &mut Array<f32>,
     table: &Shared<[f32]>,
-    xs: &Shared<[F]>,
+    xs: &Shared<[Vector<F, M>]>,
     x: &[Vector<F, M>],
     quads: &Array<Vector<u32, N>>,
     scales: &Array<f32>,
@@ -73,19 +77,12 @@ fn rows_vector<F: Float, N: Size, M: Size>(
     #[unroll]
     for j in 0..words {
         let mut xv = Array::<f32>::new(8usize);
-        if comptime![stride > 0] {
+        #[unroll]
+        for g in 0..comptime![8 / xw] {
+            let w = if comptime![stride > 0] { xs[v * stride + comptime![(j * 8) / xw + g]] } else { x[(v * 32 + j * 8) / xw + g] };
             #[unroll]
-            for i in 0..8usize {
-                xv[i] = f32::cast_from(xs[v * stride + j * 8 + i]);
-            }
-        } else {
-            #[unroll]
-            for g in 0..comptime![8 / xw] {
-                let w = x[(v * 32 + j * 8) / xw + g];
-                #[unroll]
-                for l in 0..xw {
-                    xv[comptime![g * xw + l]] = f32::cast_from(w.extract(l));
-                }
+            for l in 0..xw {
+                xv[comptime![g * xw + l]] = f32::cast_from(w.extract(l));
             }
         }
         #[unroll]
@@ -257,7 +254,7 @@ fn load_rows<N: Size>(
 fn rows_dot<F: Float, N: Size, M: Size>(
     acc: &mut Array<f32>,
     table: &Shared<[f32]>,
-    xs: &Shared<[F]>,
+    xs: &Shared<[Vector<F, M>]>,
     x: &[Vector<F, M>],
     pa: &[Vector<u32, N>],
     aa: &[f32],
@@ -544,23 +541,32 @@ fn nf4_gemv_fused_kernel<F: Float, N: Size, M: Size>(
             i += CUBE_DIM as usize;
         }
     }
-    let mut xs = Shared::<[F]>::new_slice(comptime![if stage_cols > 0 { stage_cols / 32 * stride } else { 1 }]);
+    // `x` (normalized) as vectors of `xw` values, `stride` vectors per 32 values (the last one
+    // padding, never read).
+    let xw = x.vector_size().comptime();
+    let mut xs = Shared::<[Vector<F, M>]>::new_slice(comptime![if stage_cols > 0 { stage_cols / 32 * stride } else { 1 }]);
     if comptime![stage_cols > 0] {
         let step = comptime![PLANES * 32];
-        let rounds = comptime![stage_cols.div_ceil(PLANES * 32)];
         let mut r = 1.0f32;
         if comptime![norm] {
-            r = cube_inv_rms::<F>(x_plain, 0usize, stage_cols, rounds, eps);
+            r = cube_inv_rms::<F>(x_plain, 0usize, stage_cols, comptime![stage_cols.div_ceil(PLANES * 32)], eps);
         }
-        for k in 0..rounds {
+        let per = comptime![32 / xw];
+        for k in 0..comptime![(stage_cols / xw).div_ceil(PLANES * 32)] {
             let i = unit + k * step;
-            if i < stage_cols {
-                let at = (i / 32) * stride + i % 32;
+            if i < comptime![stage_cols / xw] {
+                let at = (i / per) * stride + i % per;
                 if comptime![norm] {
-                    let normed = F::cast_from(f32::cast_from(x_plain[i]) * r);
-                    xs[at] = normed * norm_w[i];
+                    let raw = x[i];
+                    let mut normed = Vector::<F, M>::empty();
+                    #[unroll]
+                    for l in 0..xw {
+                        let n = F::cast_from(f32::cast_from(raw.extract(l)) * r);
+                        normed.insert(l, n * norm_w[i * xw + l]);
+                    }
+                    xs[at] = normed;
                 } else {
-                    xs[at] = x_plain[i];
+                    xs[at] = x[i];
                 }
             }
         }
@@ -809,10 +815,12 @@ pub(crate) fn nf4_gemv_fused(
     if !used.iter().all(alike) || !matches!(x.dtype, DType::BF16 | DType::F16 | DType::F32) {
         return None;
     }
-    // x staged in shared memory (in its dtype) with `stride` elements per 32: one pad word per
-    // vector, so that the 32 lanes' reads fall in 32 banks (16-bit: 17 words per vector, odd).
-    let stride = if x.dtype == DType::F32 { 33 } else { 34 };
-    let stage_cols = if m0.cols / 32 * stride * x.dtype.size() <= MAX_STAGED_BYTES { m0.cols } else { 0 };
+    // x staged in shared memory (in its dtype) as 16-byte vectors of `x_vector` values, `stride`
+    // of them per 32 values: one pad vector, so that each 8-lane phase of the 16-byte loads
+    // falls in 32 distinct banks (see the module docs).
+    let x_vector = if x.dtype == DType::F32 { 4 } else { 8 };
+    let stride = 32 / x_vector + 1;
+    let stage_cols = if m0.cols / 32 * stride * 16 <= MAX_STAGED_BYTES { m0.cols } else { 0 };
     let norm = plan.norm_eps.is_some();
     if norm && (stage_cols == 0 || norm_w.dtype != x.dtype || norm_w.meta.num_elements() != m0.cols) {
         return None;
@@ -850,7 +858,6 @@ pub(crate) fn nf4_gemv_fused(
         let t = rows.div_ceil(h);
         (t, t, t)
     };
-    let x_vector = if x.dtype == DType::F32 { 4 } else { 8 };
     let cube_dim = CubeDim::new_2d(32, PLANES as u32);
     let count = CubeCount::Static(planes.div_ceil(PLANES) as u32, 1, 1);
     let len = |t: &CubeTensor| t.meta.num_elements();

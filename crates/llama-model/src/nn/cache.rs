@@ -111,6 +111,23 @@ impl LayerCache {
         o
     }
 
+    /// Takes `src`'s valid positions into this cache's buffers (reserved, at least as long) in
+    /// place on CUDA (`gpu_kernels::copy_positions`), so a recorded step that reads these
+    /// buffers sees them; the count of valid positions becomes `src`'s.
+    ///
+    /// # Panics
+    /// If this cache was not reserved with room for them, or the two disagree in shape.
+    pub fn load_prefix(&mut self, src: &LayerCache) {
+        let (Some(keys), Some(values)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            panic!("load_prefix: a cache reserved before loading");
+        };
+        if let (Some(sk), Some(sv)) = (&src.keys, &src.values) {
+            gpu_kernels::copy_positions(sk, keys, src.len);
+            gpu_kernels::copy_positions(sv, values, src.len);
+        }
+        self.set_len(src.len);
+    }
+
     /// Sets the count of valid positions (after decoding at a device position).
     ///
     /// # Panics
@@ -128,8 +145,14 @@ fn write(buffer: Option<Tensor<4>>, start: usize, end: usize, new: Tensor<4>) ->
     buffer.slice_assign([0..b, 0..h, start..end, 0..d], new)
 }
 
+/// The capacity a buffer for `positions` positions is allocated with: the next power of two,
+/// at least [`MIN_CAPACITY`].
+pub fn capacity_for(positions: usize) -> usize {
+    positions.next_power_of_two().max(MIN_CAPACITY)
+}
+
 /// `buffer` (its first `start` positions kept) with room for `end` positions: itself when long
-/// enough, else a buffer of the next power of two (at least [`MIN_CAPACITY`]).
+/// enough, else a buffer of [`capacity_for`]`(end)`.
 fn reserve(
     buffer: Option<Tensor<4>>,
     start: usize,
@@ -141,7 +164,7 @@ fn reserve(
     match buffer {
         Some(buf) if buf.dims()[2] >= end => buf,
         old => {
-            let capacity = end.next_power_of_two().max(MIN_CAPACITY);
+            let capacity = capacity_for(end);
             let grown = Tensor::<4>::zeros([b, h, capacity, d], (device, dtype));
             match old {
                 Some(old) if start > 0 => grown.slice_assign([0..b, 0..h, 0..start, 0..d], old.narrow(2, 0, start)),

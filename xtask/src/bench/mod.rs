@@ -299,13 +299,10 @@ fn parity(args: &Args) -> Result<()> {
             let long: Vec<u32> = ids[(rows - 1) * len..rows * len].iter().map(|&t| t as u32).collect();
             let short = long[..len.div_ceil(2)].to_vec();
             let opts = GenerateOptions { max_new_tokens: 24, ..GenerateOptions::default() };
-            let launched = GenerateOptions { steps: StepIssue::Launched, ..opts.clone() };
             let mut decoder = Decoder::new(&model);
             for (i, prompt) in [&long, &short, &long].into_iter().enumerate() {
-                let want = generate(&model, prompt, &launched, |_| true)?.tokens;
-                let got = decoder.generate(prompt, &opts, |_| true)?.tokens;
-                if got != want {
-                    return Ok(Some(format!("call {i}: {got:?} vs {want:?}")));
+                if let Some(m) = kept_vs_launched(&mut decoder, prompt, &opts)? {
+                    return Ok(Some(format!("call {i}: {m}")));
                 }
             }
             Ok(None)
@@ -469,9 +466,8 @@ fn compare_steps(decoder: &mut Decoder, ids: &[u32], options: &GenerateOptions, 
     // The kept decoder on a shorter prompt (its step started over in place: the new prompt's
     // keys and values copied into the recorded buffers) against a fresh launched generation.
     let short = &ids[..ids.len().div_ceil(2)];
-    let kept_short = decoder.generate(short, options, |_| true)?.tokens;
-    if kept_short != generate(model, short, &launched, |_| true)?.tokens {
-        bail!("decode: the kept decoder chose other tokens than a fresh launched generation for a {}-token prompt", short.len());
+    if let Some(m) = kept_vs_launched(decoder, short, options)? {
+        bail!("decode: the kept decoder chose other tokens than a fresh launched generation for a {}-token prompt: {m}", short.len());
     }
     let mut rounds = serde_json::Map::new();
     for (name, decode, total) in runs {
@@ -479,6 +475,14 @@ fn compare_steps(decoder: &mut Decoder, ids: &[u32], options: &GenerateOptions, 
         rounds.insert(format!("{name}_tokens_per_s_prefill_included"), total.into());
     }
     Ok(rounds.into())
+}
+
+/// `decoder`'s tokens for `prompt` against a fresh generation with launched steps: `None` when
+/// they agree, else both.
+fn kept_vs_launched(decoder: &mut Decoder, prompt: &[u32], options: &GenerateOptions) -> Result<Option<String>> {
+    let got = decoder.generate(prompt, options, |_| true)?.tokens;
+    let want = generate(decoder.model(), prompt, &GenerateOptions { steps: StepIssue::Launched, ..options.clone() }, |_| true)?.tokens;
+    Ok((got != want).then(|| format!("{got:?} vs {want:?}")))
 }
 
 fn train(args: &Args) -> Result<()> {

@@ -16,6 +16,8 @@ use burn::backend::{
     tensor::{FloatTensor, IntTensor},
 };
 
+use burn::backend::TensorMetadata;
+
 use crate::decode::GemvPlan;
 use crate::gemm::reference_gemm;
 use crate::nf4::Nf4Meta;
@@ -189,6 +191,23 @@ pub trait KernelBackend: Backend {
     ) -> FloatTensor<Self> {
         let w = Self::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
         Self::gemm(x, w, false, true)
+    }
+
+    /// [`KernelBackend::nf4_linear`] by its gradient only: `[m, rows]` zeros in `x`'s dtype
+    /// (nothing dequantized, no product), whose backward under autodiff is `nf4_linear`'s
+    /// (`dx = dy · W`). See [`crate::nf4_linear_gradient_only`].
+    fn nf4_linear_gradient_only(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        code: FloatTensor<Self>,
+        absmax: FloatTensor<Self>,
+        qcodes: IntTensor<Self>,
+        nested_code: FloatTensor<Self>,
+        meta: Nf4Meta,
+    ) -> FloatTensor<Self> {
+        let _ = (packed, code, absmax, qcodes, nested_code);
+        let m = x.shape().num_elements() / meta.cols.max(1);
+        Self::float_zeros([m, meta.rows].into(), &x.device(), x.dtype().into())
     }
 
     /// Batch-1 decoding products of `x: [1, d]` with up to three packed weights, an RMSNorm of

@@ -9,7 +9,8 @@
 //! - [`nf4_dequantize`]: bitsandbytes-layout packed NF4/FP4 weights ([`PackedNf4`], optionally
 //!   double-quantized) to a dense weight, by one CubeCL kernel on CUDA.
 //! - [`nf4_linear`]: `x · Wᵀ` for a packed weight whose backward dequantizes again instead of
-//!   keeping the dense weight alive (QLoRA's memory budget).
+//!   keeping the dense weight alive (QLoRA's memory budget); [`nf4_linear_gradient_only`] the
+//!   same backward under a value of zeros, for a recomputed product whose value is never read.
 //! - [`rms_norm`], [`rope_heads`], [`scaled_softmax`], [`swiglu`]: the layer's element-wise
 //!   chains (RMSNorm, RoPE with the head transpose, attention's scaled causal softmax, the MLP
 //!   gate), one kernel forward and one backward each on CUDA.
@@ -88,7 +89,7 @@ pub use gemm::{bmm, gemm, is_cuda};
 pub use gemv_tuning::{GemvTuning, gemv_tuning, set_gemv_tuning};
 pub use linear::{linear, portable_linear};
 pub use linear_cross_entropy::linear_cross_entropy;
-pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear};
+pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear, nf4_linear_gradient_only};
 pub use norm::rms_norm;
 pub use optim::{AdamWStep, adamw_update, squared_norm};
 pub use precision::{F32MatmulPrecision, f32_matmul_precision, set_f32_matmul_precision, with_f32_matmul_precision};

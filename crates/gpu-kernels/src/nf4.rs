@@ -252,6 +252,28 @@ pub fn nf4_dequantize(w: &PackedNf4, dtype: FloatDType) -> Tensor<2> {
 /// # Panics
 /// If `x`'s last dimension is not `in`, or a CUDA library call fails.
 pub fn nf4_linear<const D: usize>(x: Tensor<D>, w: &PackedNf4) -> Tensor<D> {
+    packed_product(x, w, true)
+}
+
+/// [`nf4_linear`] for a product that enters a computation **by its gradient only** (e.g. a
+/// recomputed forward whose output value nobody reads: see `sft_trainer::recompute`).
+///
+/// Where [`nf4_linear`] takes the kernel path (CUDA), the value is **zeros** and neither the
+/// dequantization nor the product runs; the backward is [`nf4_linear`]'s (`dx = dy · W`, `W`
+/// dequantized then). Elsewhere it is [`nf4_linear`] itself (value and gradient). Either way
+/// `x`'s gradient is the product's.
+///
+/// # Shapes
+/// - `x`: `[..., in]` → `[..., out]`.
+///
+/// # Panics
+/// As [`nf4_linear`].
+pub fn nf4_linear_gradient_only<const D: usize>(x: Tensor<D>, w: &PackedNf4) -> Tensor<D> {
+    packed_product(x, w, false)
+}
+
+/// `x · Wᵀ` (`value`), or its zeros with the product's backward (`!value`) on the kernel path.
+fn packed_product<const D: usize>(x: Tensor<D>, w: &PackedNf4, value: bool) -> Tensor<D> {
     let dims = x.dims();
     let [out, inp] = w.shape;
     assert_eq!(dims[D - 1], inp, "nf4_linear: x is {dims:?} but the weight is [{out}, {inp}]");
@@ -269,7 +291,8 @@ pub fn nf4_linear<const D: usize>(x: Tensor<D>, w: &PackedNf4) -> Tensor<D> {
         use burn::backend::Dispatch;
         let rows: usize = dims[..D - 1].iter().product();
         let (packed, code, absmax, qcodes, nested_code, meta) = w.parts(dtype);
-        let y = <Dispatch as KernelBackend>::nf4_linear(
+        let op = if value { <Dispatch as KernelBackend>::nf4_linear } else { <Dispatch as KernelBackend>::nf4_linear_gradient_only };
+        let y = op(
             x.reshape([rows, inp]).into_dispatch(),
             packed.into_dispatch(),
             code.into_dispatch(),
@@ -283,7 +306,10 @@ pub fn nf4_linear<const D: usize>(x: Tensor<D>, w: &PackedNf4) -> Tensor<D> {
         Tensor::<2>::from_dispatch(y).reshape(out_dims)
     }
     #[cfg(not(any(test, feature = "cuda")))]
-    unreachable!("uses_extension is false without the cuda feature")
+    {
+        let _ = value;
+        unreachable!("uses_extension is false without the cuda feature")
+    }
 }
 
 /// `values[i] · scales[i / blocksize]` for `i < len`, padding a partial last block.
@@ -412,6 +438,27 @@ mod tests {
             y.into_data().assert_approx_eq::<f32>(&yr.into_data(), tol);
             dx.into_data().assert_approx_eq::<f32>(&xr.grad(&grads).expect("ref dx").into_data(), tol);
         }
+    }
+
+    #[test]
+    fn gradient_only_product_is_zeros_with_the_products_input_gradient() {
+        let device = Device::flex().autodiff();
+        let plain = Device::flex();
+        let t = Nf4Tensor::quantize(&values(24 * 64, 9), &[24, 64], &QuantConfig::nf4().with_blocksize(32)).expect("quantize");
+        let w = upload(&t, &plain);
+        let x0 = Tensor::<3>::random([2, 3, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &plain);
+        let g0 = Tensor::<3>::random([2, 3, 24], burn::tensor::Distribution::Normal(0.0, 1.0), &plain);
+        let run = |value: bool| {
+            let x = Tensor::<3>::from_data(x0.to_data(), &device).require_grad();
+            let y = if value { nf4_linear(x.clone(), &w) } else { nf4_linear_gradient_only(x.clone(), &w) };
+            let grads = (y.clone() * Tensor::from_data(g0.to_data(), &device)).sum().backward();
+            (y.into_data().try_to_vec::<f32>().expect("f32"), x.grad(&grads).expect("dx").into_data().try_to_vec::<f32>().expect("f32"))
+        };
+        let ((y, dx), (y0, dx0)) = (run(true), run(false));
+        assert_eq!(y0.len(), 2 * 3 * 24);
+        assert!(y0.iter().all(|&v| v == 0.0), "the value is not computed");
+        assert!(y.iter().any(|&v| v != 0.0));
+        assert!(dx.iter().zip(&dx0).all(|(a, b)| a.to_bits() == b.to_bits()), "the same backward");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! with the same arithmetic in the same order. Elsewhere both are the burn ops below.
 //!
 //! AdamW (torch / bitsandbytes `AdamW32bit`), for a parameter `p`, gradient `g` scaled by the
-//! clipping coefficient `c`, step `t`, rate `η`, decay `λ`, all in f32:
+//! clipping coefficient `c` (a one-element device tensor: computed on the device from
+//! [`squared_norm`], it needs no read-back before the updates are queued), step `t`, rate `η`,
+//! decay `λ`, all in f32:
 //! `g ← c·g`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `p ← p·(1 − ηλ) − η · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`; `p` is returned in its own dtype,
 //! `m` and `v` in theirs: f32, or bf16 (half the memory) stored by stochastic rounding
@@ -35,23 +37,31 @@ pub struct AdamWStep {
     pub bias_correction1: f64,
     /// Bias correction `1 − β₂ᵗ`.
     pub bias_correction2: f64,
-    /// Factor applied to the gradient first (the clipping coefficient; 1 for none).
-    pub grad_scale: f64,
     /// Seed of the stochastic rounding of bf16 moments (a fresh one per tensor and step;
     /// unused for f32 moments).
     pub seed: u64,
 }
 
-/// One AdamW update of `p` with gradient `g` and moments `m`, `v` (all one shape; the moments
-/// both f32 or both bf16); returns the new `(p, m, v)`, each in its own dtype, detached.
+/// One AdamW update of `p` with gradient `grad_scale[0] · g` and moments `m`, `v` (all one
+/// shape; the moments both f32 or both bf16); returns the new `(p, m, v)`, each in its own
+/// dtype, detached.
 ///
 /// # Shapes
-/// `p`, `g`, `m`, `v`: `[rows, cols]` → three tensors of that shape.
+/// `p`, `g`, `m`, `v`: `[rows, cols]` → three tensors of that shape; `grad_scale`: `[1]`, f32,
+/// on the parameters' device (e.g. the clipping factor, or ones).
 ///
 /// # Panics
 /// If the shapes differ, or the moments' dtypes differ or are neither f32 nor bf16.
-pub fn adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &AdamWStep) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+pub fn adamw_update(
+    p: Tensor<2>,
+    g: Tensor<2>,
+    m: Tensor<2>,
+    v: Tensor<2>,
+    s: &AdamWStep,
+    grad_scale: &Tensor<1>,
+) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
     assert!(p.dims() == g.dims() && p.dims() == m.dims() && p.dims() == v.dims(), "adamw_update: shapes differ");
+    assert_eq!(grad_scale.dims(), [1], "adamw_update: the gradient factor is one value");
     assert!(
         m.dtype() == v.dtype() && matches!(m.dtype(), DType::F32 | DType::BF16),
         "adamw_update: moments must be both f32 or both bf16, not {:?} and {:?}",
@@ -63,7 +73,8 @@ pub fn adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &
         // The kernel takes the plain CUDA tensors; results go back to the autodiff device (with
         // the same checkpointing strategy) when the inputs were there.
         let plain = |t: &Tensor<2>| t.clone().without_autodiff();
-        if let Some((pn, mn, vn)) = crate::cuda::optim::adamw(&plain(&p), &plain(&g), &plain(&m), &plain(&v), s) {
+        let scale = grad_scale.clone().without_autodiff();
+        if let Some((pn, mn, vn)) = crate::cuda::optim::adamw(&plain(&p), &plain(&g), &plain(&m), &plain(&v), &scale, s) {
             let back = |t: Tensor<2>, like: &Tensor<2>| match like.gradient_checkpointing_strategy() {
                 Some(strategy) => t.autodiff().with_gradient_checkpointing_strategy(strategy),
                 None => t,
@@ -71,15 +82,23 @@ pub fn adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &
             return (back(pn, &p), back(mn, &m), back(vn, &v));
         }
     }
-    portable_adamw_update(p, g, m, v, s)
+    portable_adamw_update(p, g, m, v, s, grad_scale)
 }
 
 /// [`adamw_update`] as burn ops (every backend); bf16 moments are rounded on the host.
-pub fn portable_adamw_update(p: Tensor<2>, g: Tensor<2>, m: Tensor<2>, v: Tensor<2>, s: &AdamWStep) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+pub fn portable_adamw_update(
+    p: Tensor<2>,
+    g: Tensor<2>,
+    m: Tensor<2>,
+    v: Tensor<2>,
+    s: &AdamWStep,
+    grad_scale: &Tensor<1>,
+) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
     let state = m.dtype();
     let (m, v) = (m.cast(DType::F32), v.cast(DType::F32));
     let g = g.cast(DType::F32);
-    let g = if s.grad_scale == 1.0 { g } else { g.mul_scalar(s.grad_scale) };
+    let factor = grad_scale.clone().cast(DType::F32).to_device(&g.device()).reshape([1, 1]);
+    let g = g.mul(factor);
     let m = m.mul_scalar(s.beta1) + g.clone().mul_scalar(1.0 - s.beta1);
     let v = v.mul_scalar(s.beta2) + g.square().mul_scalar(1.0 - s.beta2);
     let denom = v.clone().div_scalar(s.bias_correction2).sqrt().add_scalar(s.eps);
@@ -135,6 +154,10 @@ mod tests {
         Tensor::from_data(TensorData::new(values, shape), d)
     }
 
+    fn scale(value: f32, d: &Device) -> Tensor<1> {
+        Tensor::from_data(TensorData::new(vec![value], [1]), d)
+    }
+
     #[test]
     fn update_follows_the_formula_element_by_element() {
         let d = Device::flex();
@@ -146,15 +169,21 @@ mod tests {
             weight_decay: 0.1,
             bias_correction1: 1.0 - 0.9f64.powi(3),
             bias_correction2: 1.0 - 0.999f64.powi(3),
-            grad_scale: 0.5,
             seed: 7,
         };
+        let grad_scale = 0.5f64;
         let (p, g, m, v) = ([1.0f32, -2.0, 0.5, 0.0], [0.3f32, -4.0, 0.0, 1.0], [0.1f32, 0.2, -0.3, 0.0], [0.01f32, 0.5, 0.2, 0.0]);
-        let (pn, mn, vn) =
-            adamw_update(t(p.to_vec(), [2, 2], &d), t(g.to_vec(), [2, 2], &d), t(m.to_vec(), [2, 2], &d), t(v.to_vec(), [2, 2], &d), &s);
+        let (pn, mn, vn) = adamw_update(
+            t(p.to_vec(), [2, 2], &d),
+            t(g.to_vec(), [2, 2], &d),
+            t(m.to_vec(), [2, 2], &d),
+            t(v.to_vec(), [2, 2], &d),
+            &s,
+            &scale(0.5, &d),
+        );
         let (mut pe, mut me, mut ve) = (vec![], vec![], vec![]);
         for i in 0..4 {
-            let g = g[i] as f64 * s.grad_scale;
+            let g = g[i] as f64 * grad_scale;
             let m = s.beta1 * m[i] as f64 + (1.0 - s.beta1) * g;
             let v = s.beta2 * v[i] as f64 + (1.0 - s.beta2) * g * g;
             let p =
@@ -191,12 +220,11 @@ mod tests {
                 weight_decay: 0.0,
                 bias_correction1: 1.0 - 0.9f64.powi(step),
                 bias_correction2: 1.0 - 0.999f64.powi(step),
-                grad_scale: 1.0,
                 seed: step as u64,
             };
             let g = t(vec![gv; n], shape, &d);
-            (p32, m32, v32) = adamw_update(p32, g.clone(), m32, v32, &s);
-            (p16, m16, v16) = adamw_update(p16, g, m16, v16, &s);
+            (p32, m32, v32) = adamw_update(p32, g.clone(), m32, v32, &s, &scale(1.0, &d));
+            (p16, m16, v16) = adamw_update(p16, g, m16, v16, &s, &scale(1.0, &d));
             for v in &mut v_nearest {
                 *v = half::bf16::from_f32(v.to_f32() * 0.999 + gv * gv * 0.001);
             }

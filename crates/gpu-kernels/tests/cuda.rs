@@ -2,7 +2,7 @@
 //! cuBLASLt GEMMs and the `linear` backward against f64 host references with bf16 tolerances,
 //! and the NF4 kernel bit for bit against the host codec. Inputs are fresh random draws.
 
-use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, TensorData};
 use gpu_kernels::{HostScales, PackedNf4, gemm, linear, nf4_dequantize, nf4_linear};
 use nf4_quant::{Absmax, Nf4Tensor, QuantConfig};
 
@@ -247,7 +247,18 @@ fn nf4_linear_forward_and_input_gradient_match_f64_references() {
         let want_y = matmul_f64(&hx, &transpose(&hw, out, inp), m, inp, out);
         assert_close("nf4 y", &host(y.reshape([m, out])), &want_y, 1e-2, 4e-3, 6e-3);
         let want_dx = matmul_f64(&hg, &hw, m, out, inp);
-        assert_close("nf4 dx", &host(x.grad(&grads).expect("dx").reshape([m, inp])), &want_dx, 2e-2, 6e-3, 8e-3);
+        let dx = host(x.grad(&grads).expect("dx").reshape([m, inp]));
+        assert_close("nf4 dx", &dx, &want_dx, 2e-2, 6e-3, 8e-3);
+
+        // By its gradient only: zeros, nothing dequantized or multiplied forward, the same dx
+        // bit for bit (the same backward).
+        let x = Tensor::<3>::from_data(x0.to_data(), (&device, DType::BF16)).require_grad();
+        let y = gpu_kernels::nf4_linear_gradient_only(x.clone(), &w);
+        assert_eq!((y.dims(), y.dtype()), ([batch, seq, out], DType::BF16));
+        let grads = (y.clone() * Tensor::<3>::from_data(g0.to_data(), (&device, DType::BF16))).sum().backward();
+        assert!(host(y.reshape([m, out])).iter().all(|&v| v == 0.0), "a gradient-only product's value is zeros");
+        let dx_only = host(x.grad(&grads).expect("dx").reshape([m, inp]));
+        assert!(dx_only.iter().zip(&dx).all(|(a, b)| a.to_bits() == b.to_bits()), "gradient-only dx differs from nf4_linear's");
     }
 }
 
@@ -324,9 +335,10 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
         weight_decay: 0.01,
         bias_correction1: 1.0 - 0.9f64.powi(4),
         bias_correction2: 1.0 - 0.999f64.powi(4),
-        grad_scale: 0.37,
         seed: 0x1234_5678_9ABC,
     };
+    // The clipping factor, as the trainer passes it: a one-element f32 tensor on the device.
+    let scale = Tensor::<1>::from_data(TensorData::new(vec![0.37f32], [1]), &device);
     // Odd sizes (partial blocks), a transposed (non-contiguous) gradient, three dtype pairs.
     for (shape, p_dtype, g_dtype) in
         [([64, 4099], DType::F32, DType::F32), ([1000, 64], DType::BF16, DType::BF16), ([33, 7], DType::F32, DType::BF16)]
@@ -336,8 +348,8 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
         let g = Tensor::<2>::random([shape[1], shape[0]], Distribution::Normal(0.0, 1e-3), &device).cast(g_dtype).transpose();
         let m = draw(1e-4);
         let v = draw(1e-6).abs();
-        let fused = adamw_update(p.clone(), g.clone(), m.clone(), v.clone(), &s);
-        let plain = portable_adamw_update(p, g, m, v, &s);
+        let fused = adamw_update(p.clone(), g.clone(), m.clone(), v.clone(), &s, &scale);
+        let plain = portable_adamw_update(p, g, m, v, &s, &scale);
         assert_eq!(fused.0.dtype(), p_dtype);
         // One bf16 ulp for p in bf16; f32 rounding differences otherwise.
         let rel = if p_dtype == DType::BF16 { 8e-3 } else { 1e-5 };
@@ -357,8 +369,8 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
     let draw = |scale: f64| Tensor::<2>::random(shape, Distribution::Normal(0.0, scale), &device);
     let (p, g) = (draw(0.02), draw(1e-3));
     let (m, v) = (draw(1e-4).cast(DType::BF16), draw(1e-6).abs().cast(DType::BF16));
-    let fused = adamw_update(p.clone(), g.clone(), m.clone(), v.clone(), &s);
-    let plain = portable_adamw_update(p, g, m, v, &s);
+    let fused = adamw_update(p.clone(), g.clone(), m.clone(), v.clone(), &s, &scale);
+    let plain = portable_adamw_update(p, g, m, v, &s, &scale);
     assert_eq!((fused.1.dtype(), fused.2.dtype()), (DType::BF16, DType::BF16));
     assert_close("adamw p (bf16 moments)", &host(fused.0), &host(plain.0), 1e-5, 1e-5, 1e-5);
     for (name, a, b) in [("m", fused.1, plain.1), ("v", fused.2, plain.2)] {
@@ -610,14 +622,14 @@ fn autodiff_parameters_take_the_one_kernel_adamw_update() {
         weight_decay: 0.0,
         bias_correction1: 0.1,
         bias_correction2: 0.001,
-        grad_scale: 1.0,
         seed: 3,
     };
+    let one = Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &device);
     let t = || Tensor::<2>::random([64, 96], Distribution::Normal(0.0, 1.0), &device);
     let (p, g, m, v) = (t().require_grad(), t().inner(), t(), t().abs());
     let _one = PROFILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let profiler = Profiler::start(false);
-    let (pn, mn, vn) = adamw_update(p.clone().detach(), g.clone(), m.clone(), v.clone(), &s);
+    let (pn, mn, vn) = adamw_update(p.clone().detach(), g.clone(), m.clone(), v.clone(), &s, &one);
     cuda().sync().expect("sync");
     let profile = profiler.finish();
     // One update kernel and none of the burn-ops path (a contiguity copy may precede it).
@@ -625,7 +637,7 @@ fn autodiff_parameters_take_the_one_kernel_adamw_update() {
     let updates: usize = profile.kernels.iter().filter(|k| k.name.contains("AdamwKernel")).map(|k| k.launches).sum();
     assert!(updates == 1 && !names.iter().any(|n| n.contains("Binop") || n.contains("UnaryFloat")), "launched {names:?}");
     assert!(pn.is_autodiff() && mn.is_autodiff() && vn.is_autodiff());
-    let (pw, mw, vw) = portable_adamw_update(p.detach(), g, m, v, &s);
+    let (pw, mw, vw) = portable_adamw_update(p.detach(), g, m, v, &s, &one);
     assert_close("p", &host(pn.inner()), &host(pw.inner()), 1e-5, 1e-5, 1e-5);
     assert_close("m", &host(mn.inner()), &host(mw.inner()), 1e-5, 1e-5, 1e-5);
     assert_close("v", &host(vn.inner()), &host(vw.inner()), 1e-5, 1e-5, 1e-5);

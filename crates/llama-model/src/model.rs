@@ -24,6 +24,15 @@ impl LayerContext {
     pub fn block(&self, block: &Block, x: Tensor<3>) -> Tensor<3> {
         block.forward(x, &self.rope, self.mask.as_ref(), None)
     }
+
+    /// `block` for gradients only ([`Block::forward_for_gradients`]): `block`'s gradients, but
+    /// not always its value — for a pass that backpropagates through the output unread.
+    ///
+    /// # Shapes
+    /// - x, output: `[batch, len, d]`
+    pub fn block_for_gradients(&self, block: &Block, x: Tensor<3>) -> Tensor<3> {
+        block.forward_for_gradients(x, &self.rope, self.mask.as_ref())
+    }
 }
 
 /// A Llama-architecture causal language model.

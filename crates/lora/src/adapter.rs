@@ -2,7 +2,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
+use gpu_kernels::env_switch::EnvSwitch;
+
+/// `KINDLING_LORA=bf16`: on the fused (CUDA) path, the side path's products in bf16 — the input
+/// kept in bf16, the f32 factors cast to bf16 (their gradients come back in f32), as HF's bf16
+/// autocast computes them — to measure that setting against the default f32 path on a device.
+static BF16_SIDE_PATH: EnvSwitch = EnvSwitch::new("KINDLING_LORA", "bf16");
 
 /// One adapter: two low-rank factors and a scale.
 ///
@@ -71,7 +77,10 @@ impl LoraAdapter {
         let (dtype, a) = (x.dtype(), self.a.val());
         // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
         // moves to its input), and no mask is kept for the backward.
-        match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, a.dtype()) {
+        let autocast = BF16_SIDE_PATH.is_on() && dtype == DType::BF16 && a.dtype() == DType::F32;
+        let side = if autocast { DType::BF16 } else { a.dtype() };
+        match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, side) {
+            Some(scaled) if autocast => crate::matmul::linear(crate::matmul::linear(scaled, a.cast(side)), self.b.val().cast(side)),
             Some(scaled) => crate::matmul::linear(crate::matmul::linear(scaled, a), self.b.val()),
             None => {
                 let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });

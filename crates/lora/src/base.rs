@@ -59,6 +59,20 @@ impl BaseLinear {
         }
     }
 
+    /// The base output by its gradient only (see [`nf4_quant::Nf4Linear::forward_gradient_only`]):
+    /// a packed base on the GPU leaves its value out (zeros); any other base is [`BaseLinear::forward`].
+    /// The input's gradient is the same.
+    ///
+    /// # Shapes
+    /// - x: `[..., in]`
+    /// - output: `[..., out]`
+    pub fn forward_gradient_only<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            BaseLinear::Dense(l) => l.forward(x),
+            BaseLinear::Nf4(l) => l.forward_gradient_only(x),
+        }
+    }
+
     /// `[out, in]`.
     pub fn dims(&self) -> [usize; 2] {
         match self {

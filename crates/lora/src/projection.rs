@@ -33,6 +33,21 @@ impl Projection {
         }
     }
 
+    /// [`Projection::forward`] for a recomputed forward whose output value nobody reads: the
+    /// base enters by its gradient only ([`BaseLinear::forward_gradient_only`]: zeros for a packed
+    /// base on the GPU), the adapter as in `forward`. The gradients of the input and of the
+    /// adapter's factors are `forward`'s.
+    ///
+    /// # Shapes
+    /// - x: `[..., in]`
+    /// - output: `[..., out]`
+    pub fn forward_gradient_only<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match &self.lora {
+            Some(lora) if lora.enabled => gpu_kernels::add_cast(self.base.forward_gradient_only(x.clone()), lora.delta_unrounded(x)),
+            _ => self.base.forward_gradient_only(x),
+        }
+    }
+
     /// `[out, in]` of the base.
     pub fn dims(&self) -> [usize; 2] {
         self.base.dims()

@@ -177,6 +177,23 @@ impl Nf4Linear {
         y.cast(in_dtype)
     }
 
+    /// The layer by its gradient only, for a recomputed forward whose output value nobody
+    /// reads: on the GPU path ([`gpu_kernels::nf4_linear_gradient_only`]) the value is zeros (no
+    /// dequantization, no product, no bias) and the backward is [`Nf4Linear::forward`]'s; on
+    /// every other path it is [`Nf4Linear::forward`] itself. The input's gradient is the same.
+    ///
+    /// # Shapes
+    /// - input: `[..., d_input]`
+    /// - output: `[..., d_output]`
+    ///
+    /// # Panics
+    /// As [`Nf4Linear::forward`].
+    pub fn forward_gradient_only<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        let Some(packed) = &self.gpu else { return self.forward(input) };
+        let in_dtype = input.dtype();
+        gpu_kernels::nf4_linear_gradient_only(input.cast(self.weight.compute_dtype), packed).cast(in_dtype)
+    }
+
     /// The GPU-resident packed weight when the layer is exactly `x · Wᵀ` in `dtype` (no bias,
     /// `dtype` its compute dtype), for kernels that fuse the product with its neighbours.
     pub fn packed_plain(&self, dtype: burn::tensor::DType) -> Option<&gpu_kernels::PackedNf4> {

@@ -7,7 +7,9 @@
 //! For a parameter `p` with gradient `g` at step `t` (1-based), rate `η`, decay `λ`:
 //! `p ← p·(1 − ηλ)`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //! `p ← p − η · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
-//! Clipping: `N = √Σ‖g‖²`; if `N > c`, every `g ← g · c / (N + 10⁻⁶)`.
+//! Clipping (torch's `clip_grad_norm_`): `N = √Σ‖g‖²`, every `g ← g · min(c / (N + 10⁻⁶), 1)`,
+//! the factor computed on the device in f32 and applied inside the update's kernel, so that a
+//! step queues its updates without waiting for the norm; the norm is read afterwards.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use gpu_kernels::{AdamWStep, adamw_update, squared_norm};
@@ -83,16 +85,27 @@ impl AdamW {
     /// # Errors
     /// Host/device transfer failures.
     pub fn update(&mut self, lr: f64, params: Vec<Tensor<2>>, grads: Vec<Tensor<2>>) -> Result<Vec<Tensor<2>>> {
-        self.update_scaled(lr, params, grads, 1.0)
+        let Some(first) = params.first() else { return self.update_scaled(lr, params, grads, None) };
+        let one = Tensor::<1>::ones([1], (&first.device(), DType::F32));
+        self.update_scaled(lr, params, grads, Some(&one))
     }
 
-    /// [`AdamW::update`] with every gradient multiplied by `grad_scale` first (the clipping
-    /// coefficient of [`clip_coefficient`]), inside the update's one kernel per tensor on CUDA.
+    /// [`AdamW::update`] with every gradient multiplied by `grad_scale[0]` first (`[1]`, f32, on
+    /// the parameters' device: [`Clip::factor`]), inside the update's one kernel per tensor on
+    /// CUDA — nothing is read back (but for host-resident moments). `None` only without
+    /// parameters.
     ///
     /// # Errors
     /// Host/device transfer failures.
-    pub fn update_scaled(&mut self, lr: f64, params: Vec<Tensor<2>>, grads: Vec<Tensor<2>>, grad_scale: f64) -> Result<Vec<Tensor<2>>> {
+    pub fn update_scaled(
+        &mut self,
+        lr: f64,
+        params: Vec<Tensor<2>>,
+        grads: Vec<Tensor<2>>,
+        grad_scale: Option<&Tensor<1>>,
+    ) -> Result<Vec<Tensor<2>>> {
         assert_eq!(params.len(), self.moments.len(), "one gradient per parameter");
+        assert!(grad_scale.is_some() || params.is_empty(), "a gradient factor for every update");
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
@@ -104,7 +117,6 @@ impl AdamW {
             weight_decay: c.weight_decay,
             bias_correction1: 1.0 - c.beta1.powi(t),
             bias_correction2: 1.0 - c.beta2.powi(t),
-            grad_scale,
             seed: 0,
         };
         let mut out = Vec::with_capacity(params.len());
@@ -120,7 +132,8 @@ impl AdamW {
                     Tensor::from_data(TensorData::new(v.clone(), *shape), &device),
                 ),
             };
-            let (p_new, m, v) = adamw_update(p, g, m, v, &step);
+            let scale = grad_scale.ok_or_else(|| Error::Tensor("no gradient factor".into()))?;
+            let (p_new, m, v) = adamw_update(p, g, m, v, &step, scale);
             out.push(p_new);
             *state = match state {
                 Moments::Device { .. } => Moments::Device { m, v },
@@ -173,31 +186,50 @@ impl AdamW {
     }
 }
 
-/// Global L2 norm `N = √Σ‖g‖²` of the gradients and the factor that clips them to `max_norm`
-/// (HF/torch `clip_grad_norm_`: `max_norm / (N + 1e-6)` when `N > max_norm`, else 1). One
-/// device reduction, one read-back.
-///
-/// # Errors
-/// Device transfer failures.
-pub fn clip_coefficient(grads: &[Tensor<2>], max_norm: Option<f64>) -> Result<(f64, f64)> {
-    let sq: f32 = if grads.is_empty() { 0.0 } else { squared_norm(grads).into_scalar() };
-    let norm = (sq as f64).sqrt();
-    let coef = match max_norm {
-        Some(max) if max > 0.0 && norm > max => max / (norm + 1e-6),
-        _ => 1.0,
-    };
-    Ok((norm, coef))
+/// The global gradient norm and its clipping factor, both still on the device.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// `Σ‖g‖²`, `[1]` f32.
+    pub squared_norm: Tensor<1>,
+    /// `min(c / (N + 10⁻⁶), 1)` with `N = √Σ‖g‖²` (1 without a `c`), `[1]` f32: what
+    /// [`AdamW::update_scaled`] multiplies every gradient by.
+    pub factor: Tensor<1>,
 }
 
-/// Global L2 norm of the gradients, and the gradients clipped to `max_norm` (see
-/// [`clip_coefficient`]).
+impl Clip {
+    /// `N`, read back (waits for the device).
+    ///
+    /// # Errors
+    /// Device transfer failures.
+    pub fn norm(&self) -> Result<f64> {
+        let sq =
+            self.squared_norm.clone().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))?;
+        Ok(f64::from(sq.first().copied().unwrap_or(0.0)).sqrt())
+    }
+}
+
+/// The global L2 norm of `grads` and the factor that clips them to `max_norm` (torch's
+/// `clip_grad_norm_`, in f32): one reduction and a few one-element ops on `device`, no read-back.
+pub fn clip(grads: &[Tensor<2>], max_norm: Option<f64>, device: &Device) -> Clip {
+    let squared_norm = if grads.is_empty() { Tensor::<1>::zeros([1], (device, DType::F32)) } else { squared_norm(grads) };
+    let factor = match max_norm {
+        Some(max) if max > 0.0 => {
+            let norm = squared_norm.clone().sqrt();
+            Tensor::<1>::full([1], max, (&norm.device(), DType::F32)).div(norm.add_scalar(1e-6)).clamp_max(1.0)
+        }
+        _ => Tensor::<1>::ones([1], (&squared_norm.device(), DType::F32)),
+    };
+    Clip { squared_norm, factor }
+}
+
+/// Global L2 norm of the gradients, and the gradients clipped to `max_norm` (see [`clip`]).
 ///
 /// # Errors
 /// Device transfer failures.
-pub fn clip_global_norm(grads: Vec<Tensor<2>>, max_norm: Option<f64>) -> Result<(f64, Vec<Tensor<2>>)> {
-    let (norm, coef) = clip_coefficient(&grads, max_norm)?;
-    let grads = if coef == 1.0 { grads } else { grads.into_iter().map(|g| g.mul_scalar(coef)).collect() };
-    Ok((norm, grads))
+pub fn clip_global_norm(grads: Vec<Tensor<2>>, max_norm: Option<f64>, device: &Device) -> Result<(f64, Vec<Tensor<2>>)> {
+    let c = clip(&grads, max_norm, device);
+    let grads = grads.into_iter().map(|g| g.mul(c.factor.clone().reshape([1, 1]))).collect();
+    Ok((c.norm()?, grads))
 }
 
 #[cfg(test)]
@@ -240,10 +272,13 @@ mod tests {
     #[test]
     fn clipping_scales_to_max_norm() {
         let d = Device::flex();
-        let (norm, clipped) = clip_global_norm(vec![t(vec![3.0], &d), t(vec![4.0], &d)], Some(1.0)).expect("clip");
+        let (norm, clipped) = clip_global_norm(vec![t(vec![3.0], &d), t(vec![4.0], &d)], Some(1.0), &d).expect("clip");
         assert!((norm - 5.0).abs() < 1e-9);
         let a = host(clipped[0].clone()).expect("a")[0];
-        assert!((a - 3.0 / (5.0 + 1e-6)) as f64 <= 1e-6);
+        assert!((a - 3.0 / (5.0 + 1e-6)).abs() <= 1e-6, "{a}");
+        // Below the maximum, and without one, the factor is exactly 1.
+        let one = |max| host(clip(&[t(vec![0.1], &d)], max, &d).factor.reshape([1, 1])).expect("factor")[0];
+        assert_eq!((one(Some(1.0)), one(None)), (1.0, 1.0));
     }
 
     #[test]
@@ -252,19 +287,17 @@ mod tests {
         let grads = vec![t(vec![3.0, -1.0], &d), t(vec![4.0, 0.5], &d)];
         let params = vec![t(vec![0.1, 0.2], &d), t(vec![-0.3, 0.4], &d)];
         let cfg = AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() };
-        let (norm, coef) = clip_coefficient(&grads, Some(1.0)).expect("coef");
-        let (norm2, clipped) = clip_global_norm(grads.clone(), Some(1.0)).expect("clip");
-        assert_eq!(norm, norm2);
-        assert!(coef < 1.0);
+        let c = clip(&grads, Some(1.0), &d);
+        let (norm, clipped) = clip_global_norm(grads.clone(), Some(1.0), &d).expect("clip");
+        assert_eq!(c.norm().expect("norm"), norm);
+        assert!((norm - (9.0f64 + 1.0 + 16.0 + 0.25).sqrt()).abs() < 1e-6, "{norm}");
         let mut a = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, OptimizerKind::Adamw32bit);
         let mut b = AdamW::new(cfg, &[[1, 2], [1, 2]], &d, OptimizerKind::Adamw32bit);
-        let fused = a.update_scaled(0.1, params.clone(), grads, coef).expect("a");
+        let fused = a.update_scaled(0.1, params.clone(), grads, Some(&c.factor)).expect("a");
         let plain = b.update(0.1, params, clipped).expect("b");
         for (x, y) in fused.into_iter().zip(plain) {
             let (x, y) = (host(x).expect("x"), host(y).expect("y"));
             assert!(x.iter().zip(&y).all(|(x, y)| (x - y).abs() <= 1e-6), "{x:?} vs {y:?}");
         }
-        // Unclipped: the coefficient is exactly 1.
-        assert_eq!(clip_coefficient(&[t(vec![0.1], &d)], Some(1.0)).expect("c").1, 1.0);
     }
 }

@@ -7,7 +7,10 @@
 //! 2. Head: `x = h_L` tracked, `ℓ = loss(head(x))`; its backward gives `g_L = ∂ℓ/∂h_L`.
 //! 3. For `i = L−1 … 0`: `x = hᵢ` tracked, `y = blockᵢ(x)` with the block's adapters tracked; the
 //!    backward of `⟨y, gᵢ₊₁⟩` (a sum of `y ⊙ gᵢ₊₁`, whose gradient in `y` is exactly `gᵢ₊₁`)
-//!    gives `gᵢ = ∂ℓ/∂hᵢ` and the block's adapter gradients.
+//!    gives `gᵢ = ∂ℓ/∂hᵢ` and the block's adapter gradients. `y`'s value is never read, so this
+//!    pass runs the block for gradients only ([`llama_model::LayerContext::block_for_gradients`]):
+//!    a packed `W_down` on the GPU is neither dequantized nor multiplied in it (the last product
+//!    of the block feeds nothing but `y`; its backward `dx = dy · W_down` still runs).
 //!
 //! Memory: the `L + 1` states and one block's graph, instead of every block's graph. Cost: each
 //! block's forward runs twice. Dropout: each block's random draws (burn's RNG and the fused
@@ -16,10 +19,15 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
+use gpu_kernels::env_switch::EnvSwitch;
 use llama_model::Llama;
 
 use crate::error::{Error, Result};
 use crate::loss::causal_lm_loss_sum_from_hidden;
+
+/// `KINDLING_RECOMPUTE=whole`: the second pass runs each block whole (its output's value too), to
+/// compare the two on a device.
+static WHOLE_RECOMPUTE: EnvSwitch = EnvSwitch::new("KINDLING_RECOMPUTE", "whole");
 
 /// One micro-batch's scaled loss value and its gradients.
 pub struct LossAndGrads {
@@ -102,7 +110,11 @@ pub fn loss_and_grads(
     for i in (0..model.layers.len()).rev() {
         seeds.reseed(i);
         let x = states.pop().ok_or_else(|| Error::Tensor("a block without its input".into()))?.require_grad();
-        let y = ctx.block(&model.layers[i], x.clone());
+        let y = if WHOLE_RECOMPUTE.is_on() {
+            ctx.block(&model.layers[i], x.clone())
+        } else {
+            ctx.block_for_gradients(&model.layers[i], x.clone())
+        };
         // The upstream gradient as a constant of y's graph (on y's checkpointing strategy, if
         // burn's op-level checkpointing is on as well).
         let upstream = match y.gradient_checkpointing_strategy() {

@@ -26,7 +26,7 @@ use crate::callback::{Callback, LogRecord};
 use crate::checkpoint::{self, FileSystem, Storage, TrainerState};
 use crate::data::{Batch, Example, collate, epoch_batches};
 use crate::loss::{causal_lm_loss, causal_lm_loss_sum_from_hidden};
-use crate::optim::{AdamW, AdamWConfig, clip_coefficient};
+use crate::optim::{AdamW, AdamWConfig, clip};
 use crate::parallel::{Collective, SingleRank};
 use crate::recompute::{self, BlockSeeds, NoDraws, Reseed};
 use crate::schedule::Schedule;
@@ -92,6 +92,10 @@ pub struct Trainer {
 /// Held for the whole of an optimizer step: burn's device RNG (dropout) is process-wide, so
 /// steps of concurrent runs in one process take turns, each re-seeding it first.
 static STEP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `KINDLING_CLIP=sync`: wait for the gradient norm before queuing the updates (as a host-side
+/// clipping coefficient would), to compare the two on a device.
+static SYNC_CLIP: gpu_kernels::env_switch::EnvSwitch = gpu_kernels::env_switch::EnvSwitch::new("KINDLING_CLIP", "sync");
 
 /// A stable seed for `(run seed, a, b)`.
 pub(crate) fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -367,12 +371,17 @@ impl Trainer {
             loss_total = loss.into_scalar::<f32>() as f64;
         }
         let max_norm = (self.setup.args.max_grad_norm > 0.0).then_some(self.setup.args.max_grad_norm);
-        let (norm, coef) = clip_coefficient(&grads, max_norm)?;
+        // The clipping factor stays on the device: the updates are queued behind the backward
+        // without waiting for it, and the norm is read once they are.
+        let clipping = clip(&grads, max_norm, &self.device);
+        if SYNC_CLIP.is_on() {
+            clipping.norm()?;
+        }
         let lr = self.schedule.lr_at(self.state.step);
         let detached: Vec<Tensor<2>> = params.into_iter().map(|p| p.detach()).collect();
-        let updated = self.optimizer.update_scaled(lr, detached, grads, coef)?;
+        let updated = self.optimizer.update_scaled(lr, detached, grads, Some(&clipping.factor))?;
         set_trainable(&mut self.model, updated);
-        Ok((loss_total, norm, lr, tokens))
+        Ok((loss_total, clipping.norm()?, lr, tokens))
     }
 
     /// Mean held-out loss (token-weighted over batches), `None` without eval data.

@@ -2,7 +2,8 @@
 //! is counted and timed on the device (events read at the end, so kernels still run back to
 //! back; the extra host work per launch makes the profiled run itself slower), and the cuBLASLt
 //! GEMMs are counted (how many were queued on burn's stream) with the host time spent issuing
-//! them. Reported per step (or per token).
+//! them, and timed on the device by shape. `idle_s` = wall − kernels − GEMMs: the GPU waiting for
+//! the host. Reported per step (or per token).
 
 use anyhow::{Result, bail};
 
@@ -52,9 +53,16 @@ pub fn finish(session: Session, units: usize) -> Option<serde_json::Value> {
             .take(30)
             .map(|k| serde_json::json!({"kernel": k.name, "launches": per(k.launches as f64), "device_ms": per(k.device_s) * 1e3}))
             .collect();
+        let gemm_top: Vec<serde_json::Value> = p
+            .gemm_shapes
+            .iter()
+            .take(30)
+            .map(|g| serde_json::json!({"gemm": g.shape, "calls": per(g.calls as f64), "device_ms": per(g.device_s) * 1e3, "tflops": g.flops_per_s * 1e-12}))
+            .collect();
         Some(serde_json::json!({
             "per": units, "wall_s": per(p.wall_s), "launches": per(p.launches() as f64), "kernel_device_s": per(p.device_s()),
-            "gemms": per(p.gemms as f64), "gemms_queued": per(p.gemms_queued as f64), "gemm_host_s": per(p.gemm_host_s), "top": top,
+            "gemms": per(p.gemms as f64), "gemms_queued": per(p.gemms_queued as f64), "gemm_host_s": per(p.gemm_host_s),
+            "gemm_device_s": per(p.gemm_device_s()), "idle_s": per(p.wall_s - p.device_s() - p.gemm_device_s()), "top": top, "gemm_top": gemm_top,
         }))
     }
     #[cfg(not(feature = "cuda"))]

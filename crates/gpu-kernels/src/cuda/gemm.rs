@@ -200,11 +200,17 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
             call.a.ptr = ra.resource().ptr;
             call.b.ptr = rb.resource().ptr;
             call.c = rc.resource().ptr;
+            let shape = || {
+                (
+                    format!("{:?} {}{m}×{n}×{k}", call.dtype, if batch > 1 { format!("{batch}×") } else { String::new() }),
+                    2.0 * (batch * m * n * k) as f64,
+                )
+            };
             // SAFETY: three live cubecl allocations of this device, sized by their metadata; the
             // GEMM is enqueued on the stream burn runs this thread's kernels on, after every
             // kernel queued before it and before every later one, so buffers are read after their
             // writers, and released or reused only in that order.
-            unsafe { cublaslt::gemm(ordinal, &call, Queue::Stream(on.0)) }
+            super::profile::time_gemm(on.sys(), shape, || unsafe { cublaslt::gemm(ordinal, &call, Queue::Stream(on.0)) })
         };
         if let Err(e) = run() {
             stream::defer_error(e);

@@ -38,9 +38,9 @@ fn adamw_kernel<P: Float, G: Float, M: Float>(
     p_out: &mut [P],
     m_out: &mut [M],
     v_out: &mut [M],
+    grad_scale: &[f32],
     seed_lo: u32,
     seed_hi: u32,
-    grad_scale: f32,
     beta1: f32,
     one_minus_beta1: f32,
     beta2: f32,
@@ -56,7 +56,7 @@ fn adamw_kernel<P: Float, G: Float, M: Float>(
     if i >= p.len() {
         terminate!();
     }
-    let gi = f32::cast_from(g[i]) * grad_scale;
+    let gi = f32::cast_from(g[i]) * grad_scale[0];
     let mi = f32::cast_from(m[i]) * beta1 + gi * one_minus_beta1;
     let vi = f32::cast_from(v[i]) * beta2 + gi * gi * one_minus_beta2;
     let denom = (vi / bias_correction2).sqrt() + eps;
@@ -97,9 +97,14 @@ pub(crate) fn adamw(
     g: &Tensor<2>,
     m: &Tensor<2>,
     v: &Tensor<2>,
+    grad_scale: &Tensor<1>,
     s: &AdamWStep,
 ) -> Option<(Tensor<2>, Tensor<2>, Tensor<2>)> {
     let (p, g, m, v) = (prim(p)?, prim(g)?, prim(m)?, prim(v)?);
+    let scale = contiguous(grad_scale.clone().try_into_primitive::<CubeBackend>().ok()?);
+    if scale.dtype != DType::F32 || scale.meta.num_elements() != 1 {
+        return None;
+    }
     let state = m.dtype;
     if v.dtype != state || !matches!(state, DType::F32 | DType::BF16) {
         return None;
@@ -120,7 +125,7 @@ pub(crate) fn adamw(
         macro_rules! launch {
             ($p:ty, $g:ty, $m:ty) => {
                 // SAFETY: the seven buffers hold n elements each (inputs contiguous, outputs
-                // allocated for n) and the kernel guards its index.
+                // allocated for n), the factor one f32, and the kernel guards its index.
                 unsafe {
                     adamw_kernel::launch_unchecked::<$p, $g, $m>(
                         &client,
@@ -133,9 +138,9 @@ pub(crate) fn adamw(
                         BufferArg::from_raw_parts(p_out, n),
                         BufferArg::from_raw_parts(m_out, n),
                         BufferArg::from_raw_parts(v_out, n),
+                        BufferArg::from_raw_parts(scale.handle.clone(), 1),
                         s.seed as u32,
                         (s.seed >> 32) as u32,
-                        s.grad_scale as f32,
                         s.beta1 as f32,
                         (1.0 - s.beta1) as f32,
                         s.beta2 as f32,

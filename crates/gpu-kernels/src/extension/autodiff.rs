@@ -91,6 +91,22 @@ impl<B: KernelBackend> InputGradient<B> for Nf4LinearGrad {
     }
 }
 
+/// The inner backend's packed product: [`KernelBackend::nf4_linear`] or
+/// [`KernelBackend::nf4_linear_gradient_only`].
+type PackedForward<B> =
+    fn(FloatTensor<B>, IntTensor<B>, FloatTensor<B>, FloatTensor<B>, IntTensor<B>, FloatTensor<B>, Nf4Meta) -> FloatTensor<B>;
+
+/// A packed product under autodiff: `forward` on the inner backend; only the packed state is
+/// kept, for [`Nf4LinearGrad`]'s backward.
+fn packed_product<B: KernelBackend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    state: Nf4State<B>,
+    forward: PackedForward<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let (packed, code, absmax, qcodes, nested_code, meta) = state.clone();
+    unary::<B, C, Nf4LinearGrad>(x, |x| forward(x, packed, code, absmax, qcodes, nested_code, meta), |_, _| state)
+}
+
 #[derive(Debug)]
 struct RmsNormGrad;
 
@@ -423,8 +439,20 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         nested_code: FloatTensor<Self>,
         meta: Nf4Meta,
     ) -> FloatTensor<Self> {
-        let (code, absmax, nested_code) = (code.into_primitive(), absmax.into_primitive(), nested_code.into_primitive());
-        let keep = (packed.clone(), code.clone(), absmax.clone(), qcodes.clone(), nested_code.clone(), meta);
-        unary::<B, C, Nf4LinearGrad>(x, |x| B::nf4_linear(x, packed, code, absmax, qcodes, nested_code, meta), |_, _| keep)
+        let state = (packed, code.into_primitive(), absmax.into_primitive(), qcodes, nested_code.into_primitive(), meta);
+        packed_product::<B, C>(x, state, B::nf4_linear)
+    }
+
+    fn nf4_linear_gradient_only(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        code: FloatTensor<Self>,
+        absmax: FloatTensor<Self>,
+        qcodes: IntTensor<Self>,
+        nested_code: FloatTensor<Self>,
+        meta: Nf4Meta,
+    ) -> FloatTensor<Self> {
+        let state = (packed, code.into_primitive(), absmax.into_primitive(), qcodes, nested_code.into_primitive(), meta);
+        packed_product::<B, C>(x, state, B::nf4_linear_gradient_only)
     }
 }

@@ -62,6 +62,21 @@ impl Block {
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 
+    /// The block for gradients only (layer recomputation's second pass): a tensor whose
+    /// gradients in `x` and in the adapters' factors are [`Block::forward`]'s, and whose value is
+    /// `forward`'s **less the down projection's base term** where that term can be skipped (a
+    /// packed `W_down` on the GPU: [`Mlp::forward_gradient_only`]). Only for a caller that
+    /// backpropagates through the output without reading it.
+    ///
+    /// # Shapes
+    /// - x: `[batch, len, d]`
+    /// - output: `[batch, len, d]`
+    pub fn forward_for_gradients(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>) -> Tensor<3> {
+        assert!(rope.device_position.is_none(), "gradients are taken over whole sequences, not a decoded position");
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, None);
+        h.clone() + self.mlp.forward_gradient_only(self.post_attention_layernorm.forward(h))
+    }
+
     /// Whether one row decodes through the fused route ([`Block::forward`]'s first branch).
     pub(crate) fn decodes_fused(&self, dtype: DType) -> bool {
         !UNFUSED_DECODE.is_on() && !GEMV_ONLY_DECODE.is_on() && self.packed_weights(dtype).is_some()

@@ -24,4 +24,16 @@ impl Mlp {
         let gate = self.gate_proj.forward(x.clone());
         self.down_proj.forward(gpu_kernels::swiglu(gate, self.up_proj.forward(x)))
     }
+
+    /// [`Mlp::forward`] for a recomputed forward whose output value nobody reads: `down`'s base
+    /// enters by its gradient only ([`Projection::forward_gradient_only`]), so a packed `W_down`
+    /// on the GPU is neither dequantized nor multiplied. Gradients as `forward`'s.
+    ///
+    /// # Shapes
+    /// - x: `[batch, len, d]`
+    /// - output: `[batch, len, d]`
+    pub fn forward_gradient_only(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj.forward_gradient_only(gpu_kernels::swiglu(gate, self.up_proj.forward(x)))
+    }
 }

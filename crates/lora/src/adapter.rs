@@ -74,17 +74,19 @@ impl LoraAdapter {
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn delta_unrounded<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let (dtype, a) = (x.dtype(), self.a.val());
+        let (dtype, a, b) = (x.dtype(), self.a.val(), self.b.val());
         // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
         // moves to its input), and no mask is kept for the backward.
         let autocast = BF16_SIDE_PATH.is_on() && dtype == DType::BF16 && a.dtype() == DType::F32;
         let side = if autocast { DType::BF16 } else { a.dtype() };
         match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, side) {
-            Some(scaled) if autocast => crate::matmul::linear(crate::matmul::linear(scaled, a.cast(side)), self.b.val().cast(side)),
-            Some(scaled) => crate::matmul::linear(crate::matmul::linear(scaled, a), self.b.val()),
+            Some(scaled) => {
+                let (a, b) = if autocast { (a.cast(side), b.cast(side)) } else { (a, b) };
+                crate::matmul::linear(crate::matmul::linear(scaled, a), b)
+            }
             None => {
                 let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });
-                crate::matmul::linear(crate::matmul::linear(x, a), self.b.val()).mul_scalar(self.scaling)
+                crate::matmul::linear(crate::matmul::linear(x, a), b).mul_scalar(self.scaling)
             }
         }
     }

@@ -27,10 +27,7 @@ impl Projection {
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        match &self.lora {
-            Some(lora) if lora.enabled => gpu_kernels::add_cast(self.base.forward(x.clone()), lora.delta_unrounded(x)),
-            _ => self.base.forward(x),
-        }
+        self.with_adapter(self.base.forward(x.clone()), x)
     }
 
     /// [`Projection::forward`] for a recomputed forward whose output value nobody reads: the
@@ -42,9 +39,14 @@ impl Projection {
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn forward_gradient_only<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.with_adapter(self.base.forward_gradient_only(x.clone()), x)
+    }
+
+    /// `base` (the base's output for `x`) plus the enabled adapter's contribution for `x`.
+    fn with_adapter<const D: usize>(&self, base: Tensor<D>, x: Tensor<D>) -> Tensor<D> {
         match &self.lora {
-            Some(lora) if lora.enabled => gpu_kernels::add_cast(self.base.forward_gradient_only(x.clone()), lora.delta_unrounded(x)),
-            _ => self.base.forward_gradient_only(x),
+            Some(lora) if lora.enabled => gpu_kernels::add_cast(base, lora.delta_unrounded(x)),
+            _ => base,
         }
     }
 

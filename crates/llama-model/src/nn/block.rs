@@ -58,7 +58,7 @@ impl Block {
         {
             return self.decode_step(x, rope, cache, weights);
         }
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, cache);
+        let h = self.attention_residual(x, rope, mask, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 
@@ -73,8 +73,19 @@ impl Block {
     /// - output: `[batch, len, d]`
     pub fn forward_for_gradients(&self, x: Tensor<3>, rope: &RopeTables, mask: Option<&Tensor<4, Bool>>) -> Tensor<3> {
         assert!(rope.device_position.is_none(), "gradients are taken over whole sequences, not a decoded position");
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, None);
+        let h = self.attention_residual(x, rope, mask, None);
         h.clone() + self.mlp.forward_gradient_only(self.post_attention_layernorm.forward(h))
+    }
+
+    /// `h = x + attn(norm₁(x))`, the block's first half.
+    fn attention_residual(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<3> {
+        x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, mask, cache)
     }
 
     /// Whether one row decodes through the fused route ([`Block::forward`]'s first branch).

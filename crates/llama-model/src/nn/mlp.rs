@@ -21,8 +21,7 @@ impl Mlp {
     /// - x: `[batch, len, d]`
     /// - output: `[batch, len, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone());
-        self.down_proj.forward(gpu_kernels::swiglu(gate, self.up_proj.forward(x)))
+        self.down_proj.forward(self.gated(x))
     }
 
     /// [`Mlp::forward`] for a recomputed forward whose output value nobody reads: `down`'s base
@@ -33,7 +32,12 @@ impl Mlp {
     /// - x: `[batch, len, d]`
     /// - output: `[batch, len, d]`
     pub fn forward_gradient_only(&self, x: Tensor<3>) -> Tensor<3> {
+        self.down_proj.forward_gradient_only(self.gated(x))
+    }
+
+    /// `silu(gate(x)) ⊙ up(x)`: `[batch, len, d]` → `[batch, len, ffn]`.
+    fn gated(&self, x: Tensor<3>) -> Tensor<3> {
         let gate = self.gate_proj.forward(x.clone());
-        self.down_proj.forward_gradient_only(gpu_kernels::swiglu(gate, self.up_proj.forward(x)))
+        gpu_kernels::swiglu(gate, self.up_proj.forward(x))
     }
 }

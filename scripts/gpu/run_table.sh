@@ -2,7 +2,8 @@
 # One device call for the benchmark table: the parity check, kindling's anchor workloads with
 # layer recomputation and TF32 side-path products (seed q,v 4×512; all-linear 4×512 with f32
 # AdamW states and the embedding table on the device, and lean: table in host memory, bf16
-# moments; all-linear 1×2048 lean), batch-1 decoding, then the Python anchor's `all seed all_2k
+# moments; all-linear 4×512 lean with the side path under bf16 autocast, --lora-autocast;
+# all-linear 1×2048 lean), batch-1 decoding, then the Python anchor's `all seed all_2k
 # decode` (ANCHOR_VARIANTS) in the same call. TESTS_FILTER runs those device tests first;
 # DECODE_VARIANTS (environment assignments, `+` joining several of one variant) decode again
 # under each, into $OUT/ab-decode.jsonl, before the anchor; DECODE_ARGS are added to every decode
@@ -23,6 +24,7 @@ stage parity 60 $X bench --suite parity --device cuda --out "$OUT/bench.jsonl" |
 stage seed 150 $TRAIN --targets q_proj,v_proj --batch 4 --seq 512 || true
 stage all 90 $TRAIN --targets all-linear --batch 4 --seq 512 || true
 stage all-lean 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN || true
+stage all-lean-autocast 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN --lora-autocast || true
 stage all-2k-lean 90 $TRAIN --targets all-linear --batch 1 --seq 2048 $LEAN || true
 DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir $M --new-tokens 128 ${DECODE_ARGS:-}"
 stage decode 90 $DECODE --out "$OUT/bench.jsonl" || true

@@ -75,6 +75,7 @@ pub mod softmax;
 pub mod step_graph;
 pub mod stochastic_round;
 pub mod swiglu;
+pub mod thread_override;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -66,14 +66,7 @@ pub fn set_f32_matmul_precision(precision: F32MatmulPrecision) {
 /// Runs `f` with `precision` for the products this thread issues (the process's setting is
 /// untouched; the previous scope is restored after, also on panic).
 pub fn with_f32_matmul_precision<R>(precision: F32MatmulPrecision, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<F32MatmulPrecision>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SCOPED.with(|s| s.set(self.0));
-        }
-    }
-    let _restore = Restore(SCOPED.with(|s| s.replace(Some(precision))));
-    f()
+    crate::thread_override::with_override(&SCOPED, precision, f)
 }
 
 /// The current precision: this thread's [`with_f32_matmul_precision`] scope, else the last

@@ -3,12 +3,8 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{DType, Device, Distribution, Tensor};
-use gpu_kernels::env_switch::EnvSwitch;
 
-/// `KINDLING_LORA=bf16`: on the fused (CUDA) path, the side path's products in bf16 — the input
-/// kept in bf16, the f32 factors cast to bf16 (their gradients come back in f32), as HF's bf16
-/// autocast computes them — to measure that setting against the default f32 path on a device.
-static BF16_SIDE_PATH: EnvSwitch = EnvSwitch::new("KINDLING_LORA", "bf16");
+use crate::autocast::bf16_side_path;
 
 /// One adapter: two low-rank factors and a scale.
 ///
@@ -55,8 +51,9 @@ impl LoraAdapter {
     }
 
     /// The adapter's contribution for input `x`, computed in the factors' dtype (as peft does:
-    /// the input is cast to `A`'s dtype, e.g. bf16 activations through f32 factors) and returned
-    /// in `x`'s dtype.
+    /// the input is cast to `A`'s dtype, e.g. bf16 activations through f32 factors) or, for bf16
+    /// inputs through f32 factors under [`crate::autocast`]'s bf16 setting, in bf16 through
+    /// bf16 copies of the factors; returned in `x`'s dtype.
     ///
     /// # Shapes
     /// - x: `[..., in]`
@@ -67,7 +64,7 @@ impl LoraAdapter {
         if y.dtype() == dtype { y } else { y.cast(dtype) }
     }
 
-    /// [`LoraAdapter::delta`] left in the factors' dtype (for [`gpu_kernels::add_cast`] to join
+    /// [`LoraAdapter::delta`] left in the products' dtype (for [`gpu_kernels::add_cast`] to join
     /// the base's output with one rounding).
     ///
     /// # Shapes
@@ -75,17 +72,15 @@ impl LoraAdapter {
     /// - output: `[..., out]`
     pub fn delta_unrounded<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let (dtype, a, b) = (x.dtype(), self.a.val(), self.b.val());
+        let bf16 = dtype == DType::BF16 && a.dtype() == DType::F32 && bf16_side_path();
+        let (a, b) = if bf16 { (a.cast(DType::BF16), b.cast(DType::BF16)) } else { (a, b) };
+        let side = a.dtype();
         // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
         // moves to its input), and no mask is kept for the backward.
-        let autocast = BF16_SIDE_PATH.is_on() && dtype == DType::BF16 && a.dtype() == DType::F32;
-        let side = if autocast { DType::BF16 } else { a.dtype() };
         match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, side) {
-            Some(scaled) => {
-                let (a, b) = if autocast { (a.cast(side), b.cast(side)) } else { (a, b) };
-                crate::matmul::linear(crate::matmul::linear(scaled, a), b)
-            }
+            Some(scaled) => crate::matmul::linear(crate::matmul::linear(scaled, a), b),
             None => {
-                let x = self.dropout.forward(if a.dtype() == dtype { x } else { x.cast(a.dtype()) });
+                let x = self.dropout.forward(if side == dtype { x } else { x.cast(side) });
                 crate::matmul::linear(crate::matmul::linear(x, a), b).mul_scalar(self.scaling)
             }
         }
@@ -120,5 +115,33 @@ mod tests {
         let got = adapter.delta(x.cast(FloatDType::BF16));
         assert_eq!((got.dims(), got.dtype()), ([2, 3, 6], DType::BF16));
         got.cast(FloatDType::F32).into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-2, 1e-2));
+    }
+
+    #[test]
+    fn under_the_bf16_setting_the_products_use_bf16_factors_and_f32_gradients() {
+        let device = Device::flex().autodiff();
+        let plain = device.clone().without_autodiff();
+        let a0 = Tensor::<2>::random([4, 8], Distribution::Normal(0.0, 1.0), &plain);
+        let b0 = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &plain);
+        let x0 = Tensor::<3>::random([2, 3, 8], Distribution::Normal(0.0, 1.0), &plain).cast(FloatDType::BF16);
+        let adapter = LoraAdapter::from_tensors(
+            Tensor::from_data(a0.to_data(), &device).require_grad(),
+            Tensor::from_data(b0.to_data(), &device).require_grad(),
+            0.5,
+            0.0,
+        );
+        let x = Tensor::<3>::from_data(x0.to_data(), (&device, DType::BF16));
+        let got = crate::autocast::with_bf16_side_path(true, || adapter.delta_unrounded(x.clone()));
+        assert_eq!(got.dtype(), DType::BF16, "the products ran in bf16");
+        // The same products by hand: bf16 factors, x·Aᵀ rounded to bf16, then ·Bᵀ and the scale.
+        let (a16, b16) = (a0.clone().cast(FloatDType::BF16), b0.clone().cast(FloatDType::BF16));
+        let h = x0.clone().matmul(a16.transpose().unsqueeze::<3>());
+        let want = h.matmul(b16.transpose().unsqueeze::<3>()).mul_scalar(0.5);
+        got.clone().into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-2, 1e-2));
+        let off = crate::autocast::with_bf16_side_path(false, || adapter.delta_unrounded(x));
+        assert_eq!(off.dtype(), DType::F32, "off: the products run in the factors' f32");
+        let grads = got.cast(FloatDType::F32).sum().backward();
+        let (da, db) = (adapter.a.grad(&grads).expect("dA"), adapter.b.grad(&grads).expect("dB"));
+        assert_eq!((da.dtype(), db.dtype()), (DType::F32, DType::F32), "the factors' gradients stay f32");
     }
 }

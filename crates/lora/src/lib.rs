@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod autocast;
 pub mod base;
 pub mod config;
 pub mod error;

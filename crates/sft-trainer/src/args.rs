@@ -95,6 +95,12 @@ pub struct TrainingArgs {
     /// unset, so runs from before the field keep their fingerprint (and resume).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tf32: Option<bool>,
+    /// The LoRA side path as bf16 autocast computes it (HF's Trainer with `bf16=True`): bf16
+    /// copies of the f32 factors multiply the bf16 activations, and the bf16 result is added to
+    /// the base's output; factors, gradients and optimizer stay f32 (see [`lora::autocast`]).
+    /// Off: peft's f32 side path (the Python anchor's). Needs `bf16`. Not written when off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lora_autocast: bool,
     /// Recompute each decoder block in the backward instead of keeping every block's graph
     /// (HF's `gradient_checkpointing`; see [`crate::recompute`]): far less activation memory
     /// for one extra forward of each block.
@@ -129,6 +135,7 @@ impl Default for TrainingArgs {
             seed: 42,
             bf16: false,
             tf32: None,
+            lora_autocast: false,
             gradient_checkpointing: true,
             max_seq_length: None,
         }
@@ -163,6 +170,9 @@ impl TrainingArgs {
         if self.logging_steps == 0 || self.save_steps == 0 {
             return bad("logging_steps/save_steps", "must be positive");
         }
+        if self.lora_autocast && !self.bf16 {
+            return bad("lora_autocast", "needs `bf16` (it sets the side path of bf16 activations)");
+        }
         Ok(())
     }
 
@@ -193,5 +203,17 @@ mod tests {
         assert_eq!(set["tf32"], serde_json::json!(false));
         let err = serde_json::from_str::<TrainingArgs>(r#"{"tf32": "yes"}"#).expect_err("a string is not a bool");
         assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn lora_autocast_is_written_only_when_on_and_needs_bf16() {
+        let on: TrainingArgs = serde_json::from_str(r#"{"lora_autocast": true, "bf16": true}"#).expect("args");
+        assert!(on.lora_autocast);
+        on.validate().expect("valid with bf16");
+        assert_eq!(serde_json::to_value(&on).expect("json")["lora_autocast"], serde_json::json!(true));
+        let unset = serde_json::to_value(TrainingArgs::default()).expect("json");
+        assert!(unset.get("lora_autocast").is_none(), "off keeps older runs' fingerprints: {unset}");
+        let err = TrainingArgs { lora_autocast: true, bf16: false, ..TrainingArgs::default() }.validate().expect_err("no bf16");
+        assert!(err.to_string().contains("`lora_autocast`") && err.to_string().contains("`bf16`"), "{err}");
     }
 }

@@ -153,6 +153,7 @@ impl Trainer {
             use gpu_kernels::F32MatmulPrecision::{Highest, Tf32};
             gpu_kernels::set_f32_matmul_precision(if tf32 { Tf32 } else { Highest });
         }
+        lora::autocast::set_bf16_side_path(args.lora_autocast);
         let mut model = model.no_grad();
         {
             let _turn = STEP_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -104,6 +104,11 @@ pub struct Args {
     /// (`tf32 = true`; the anchor's equivalent is `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1`).
     #[arg(long)]
     pub tf32: bool,
+    /// The LoRA side path under bf16 autocast in the synthetic `train` run (`lora_autocast`:
+    /// bf16 products through bf16 copies of the f32 factors, as HF's Trainer with `bf16=True`;
+    /// the anchor's plain loop computes it in f32).
+    #[arg(long)]
+    pub lora_autocast: bool,
     /// Layer recomputation (gradient checkpointing by decoder block) in the synthetic `train`
     /// run, as the Python anchor does.
     #[arg(long)]
@@ -183,6 +188,7 @@ pub fn run(args: Args) -> Result<()> {
                     host_embeddings: args.host_embeddings,
                     double_quant: args.double_quant,
                     tf32: args.tf32,
+                    lora_autocast: args.lora_autocast,
                     checkpointing: args.checkpointing,
                     profile: args.profile,
                     devices: args.devices,

@@ -39,6 +39,8 @@ pub struct TrainRun<'a> {
     pub double_quant: bool,
     /// f32 products on TF32 tensor cores.
     pub tf32: bool,
+    /// The LoRA side path under bf16 autocast.
+    pub lora_autocast: bool,
     /// Data-parallel ranks, one device each (`batch` sequences per rank).
     pub devices: usize,
     /// Profile the timed steps (see `profile`).
@@ -111,6 +113,7 @@ fn train_rank(
             eval_steps: Some(total + 1),
             bf16: true,
             tf32: Some(run.tf32),
+            lora_autocast: run.lora_autocast,
             gradient_checkpointing: run.checkpointing,
             ..TrainingArgs::default()
         },
@@ -178,7 +181,7 @@ fn train_rank(
         "step_end_in_use_gib": gib(step_end_in_use),
         "warmup_in_use_peak_gib": sampled.map(|(in_use, _)| gib(in_use)),
         "warmup_reserved_peak_gib": sampled.map(|(_, reserved)| gib(reserved)),
-        "optim": format!("{:?}", run.optim), "loss_chunk_rows": gpu_kernels::linear_cross_entropy::chunk_rows(run.batch * run.seq, config.vocab_size), "host_embeddings": run.host_embeddings, "double_quant": run.double_quant, "tf32": run.tf32,
+        "optim": format!("{:?}", run.optim), "loss_chunk_rows": gpu_kernels::linear_cross_entropy::chunk_rows(run.batch * run.seq, config.vocab_size), "host_embeddings": run.host_embeddings, "double_quant": run.double_quant, "tf32": run.tf32, "lora_autocast": run.lora_autocast,
         "loss_last": losses.last(), "profile_per_step": profile,
     }))
 }

@@ -94,7 +94,9 @@ pub fn run(args: Args) -> Result<()> {
     step(
         "cargo test (wgpu on software Vulkan: HF parity)",
         Command::new("cargo")
-            .args(["test", "-p", "llama-model", "--locked", "--features", "wgpu", "--test", "hf_parity"])
+            // Its own profile: the wgpu + CubeCL tree is built unoptimized for this one test
+            // binary (`Cargo.toml`, `[profile.wgpu-ci]`).
+            .args(["test", "--profile", "wgpu-ci", "-p", "llama-model", "--locked", "--features", "wgpu", "--test", "hf_parity"])
             .env("VK_ICD_FILENAMES", LAVAPIPE_ICD)
             // Mesa's window-system code wants one, even headless.
             .env("XDG_RUNTIME_DIR", std::env::var_os("XDG_RUNTIME_DIR").unwrap_or_else(|| std::env::temp_dir().into_os_string()))

@@ -53,6 +53,21 @@ pub trait KernelBackend: Backend {
         reference_gemm::<Self>(a, b, transpose_a, transpose_b)
     }
 
+    /// `op(a) · op(b) + y` on 2-D tensors of one dtype, the sum rounded once where the backend
+    /// can (cuBLASLt's `beta = 1`; see [`crate::gemm_add`]).
+    ///
+    /// # Shapes
+    /// - `op(a)`: `[m, k]`, `op(b)`: `[k, n]`, `y`: `[m, n]` → `[m, n]`.
+    fn gemm_add(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        transpose_a: bool,
+        transpose_b: bool,
+        y: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        crate::gemm::reference_gemm_add::<Self>(a, b, transpose_a, transpose_b, y)
+    }
+
     /// RMSNorm of the rows of `x: [rows, d]` with a constant scale `w: [d]` of `x`'s dtype
     /// (see [`crate::norm`]).
     fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;

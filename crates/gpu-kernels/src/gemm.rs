@@ -27,6 +27,18 @@ pub fn reference_gemm<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>, transpos
     B::float_matmul(a, b)
 }
 
+/// The reference `op(a) · op(b) + y` from burn's primitives (the product rounded to the dtype,
+/// then the sum: two roundings).
+pub fn reference_gemm_add<B: Backend>(
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+    transpose_a: bool,
+    transpose_b: bool,
+    y: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::float_add(reference_gemm::<B>(a, b, transpose_a, transpose_b), y)
+}
+
 /// Whether `device` is a CUDA device (autodiff or not) and the `cuda` feature is on.
 pub fn is_cuda(device: &Device) -> bool {
     #[cfg(feature = "cuda")]
@@ -71,6 +83,49 @@ pub fn gemm(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool) ->
 pub fn bmm(a: Tensor<3>, b: Tensor<3>, transpose_a: bool, transpose_b: bool) -> Tensor<3> {
     assert_eq!(a.dims()[0], b.dims()[0], "bmm: batch sizes differ ({:?}, {:?})", a.dims(), b.dims());
     product(a, b, transpose_a, transpose_b)
+}
+
+/// `KINDLING_GEMM_ADD=separate`: [`gemm_add`] as a product and an add on CUDA too (an A/B switch).
+static SEPARATE_ADD: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_GEMM_ADD", "separate");
+
+/// `op(a) · op(b) + y` on 2-D tensors: on CUDA one cuBLASLt call reading `y` (`beta = 1`), the
+/// sum accumulated in f32 and rounded once to the dtype — how a LoRA adapter's second product
+/// joins its base's output without a separate add. Elsewhere [`gemm`] and an add.
+/// Differentiable in all three: `dy` passes to `y` unchanged, and `a`, `b` get [`gemm`]'s
+/// gradients.
+///
+/// # Shapes
+/// - `op(a)`: `[m, k]`, `op(b)`: `[k, n]`, `y`: `[m, n]` → `[m, n]`.
+///
+/// # Panics
+/// If the inner dimensions differ, `y` is not `[m, n]`, the dtypes differ, or a CUDA library call
+/// fails.
+pub fn gemm_add(a: Tensor<2>, b: Tensor<2>, transpose_a: bool, transpose_b: bool, y: Tensor<2>) -> Tensor<2> {
+    let m = if transpose_a { a.dims()[1] } else { a.dims()[0] };
+    let n = if transpose_b { b.dims()[0] } else { b.dims()[1] };
+    assert_eq!(y.dims(), [m, n], "gemm_add: the addend is {:?}, the product [{m}, {n}]", y.dims());
+    assert!(
+        a.dtype() == b.dtype() && b.dtype() == y.dtype(),
+        "gemm_add: dtypes differ ({:?}, {:?}, {:?})",
+        a.dtype(),
+        b.dtype(),
+        y.dtype()
+    );
+    if uses_extension(&a.device()) && !SEPARATE_ADD.is_on() {
+        #[cfg(any(test, feature = "cuda"))]
+        {
+            use crate::extension::KernelBackend;
+            use burn::backend::Dispatch;
+            return Tensor::from_dispatch(<Dispatch as KernelBackend>::gemm_add(
+                a.into_dispatch(),
+                b.into_dispatch(),
+                transpose_a,
+                transpose_b,
+                y.into_dispatch(),
+            ));
+        }
+    }
+    product(a, b, transpose_a, transpose_b) + y
 }
 
 /// Operands of different dtypes compute in `a`'s (the cast is differentiable).
@@ -148,6 +203,36 @@ mod tests {
             close(ga, ra.grad(&grads).expect("ref grad a"));
             close(gb, rb.grad(&grads).expect("ref grad b"));
         }
+    }
+
+    #[test]
+    fn gemm_add_is_the_product_plus_the_addend_with_all_three_gradients() {
+        let device = Device::flex().autodiff();
+        let plain = device.clone().without_autodiff();
+        let (m, k, n) = (4, 6, 3);
+        let (a0, b0, y0, w) = (rand([m, k], &plain), rand([n, k], &plain), rand([m, n], &plain), rand([m, n], &plain));
+        let lift = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &device).require_grad();
+        let run = |fused: bool| {
+            let (a, b, y) = (lift(&a0), lift(&b0), lift(&y0));
+            let out = if fused {
+                gemm_add(a.clone(), b.clone(), false, true, y.clone())
+            } else {
+                a.clone().matmul(b.clone().transpose()) + y.clone()
+            };
+            let grads = (out.clone() * Tensor::from_data(w.to_data(), &device)).sum().backward();
+            let grad = |t: &Tensor<2>| t.grad(&grads).expect("a gradient");
+            [out, grad(&a), grad(&b), grad(&y)]
+        };
+        for (got, want) in run(true).into_iter().zip(run(false)) {
+            close(got, want);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm_add: the addend is [4, 4], the product [4, 3]")]
+    fn gemm_add_names_a_misshapen_addend() {
+        let device = Device::flex();
+        gemm_add(rand([4, 6], &device), rand([3, 6], &device), false, true, rand([4, 4], &device));
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub use cross_entropy::cross_entropy;
 pub use decode::{GemvEpilogue, decode_attention, nf4_gemv_fused};
 pub use decode_position::{advance_decoding, copy_positions, decode_attention_at, start_decoding};
 pub use error::{Error, Result};
-pub use gemm::{bmm, gemm, is_cuda};
+pub use gemm::{bmm, gemm, gemm_add, is_cuda};
 pub use gemv_tuning::{GemvTuning, gemv_tuning, set_gemv_tuning};
 pub use linear::{linear, portable_linear};
 pub use linear_cross_entropy::linear_cross_entropy;

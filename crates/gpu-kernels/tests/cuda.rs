@@ -545,6 +545,48 @@ fn fused_dropout_keeps_scales_and_reuses_its_mask_in_the_backward() {
     }
 }
 
+/// `gemm_add` reads a contiguous addend inside the cuBLASLt call (`beta = 1`, one `+Y` product
+/// in the profile); a transposed view takes the product and an add. Each gives `a·bᵀ + y`
+/// within the dtype's rounding of the f64 sum (f32: no TF32); `dy` reaches the addend bit for
+/// bit and `a`, `b` get the GEMM's gradients.
+#[test]
+fn gemm_add_accumulates_onto_its_addend_and_passes_the_gradient_to_all_three() {
+    use gpu_kernels::cuda::profile::Profiler;
+    use gpu_kernels::gemm_add;
+    let device = cuda().autodiff();
+    // Rows of a power-of-two byte width: CubeCL's allocations pad other widths to one (a padded
+    // addend takes the product and an add).
+    let (m, k, n) = (300, 64, 128);
+    for (dtype, tol) in [(DType::BF16, (8e-3, 4e-3, 6e-3)), (DType::F32, (1e-5, 1e-6, 1e-6))] {
+        for view in [false, true] {
+            let draw = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), (&cuda(), dtype));
+            // The view: a `[n, m]` leaf read through its transpose (not contiguous).
+            let (a0, b0, w0, y0) = (draw([m, k]), draw([n, k]), draw([m, n]), draw(if view { [n, m] } else { [m, n] }));
+            let lift = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), (&device, dtype)).require_grad();
+            let (a, b, y) = (lift(&a0), lift(&b0), lift(&y0));
+            let one = PROFILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let profiler = Profiler::start(true);
+            let out = gemm_add(a.clone(), b.clone(), false, true, if view { y.clone().transpose() } else { y.clone() });
+            cuda().sync().expect("sync");
+            let fused = profiler.finish().gemm_shapes.iter().any(|g| g.shape.ends_with("+Y"));
+            drop(one);
+            assert_eq!(fused, !view, "{dtype:?} view={view}: the addend read inside the product");
+            assert_eq!((out.dims(), out.dtype()), ([m, n], dtype));
+            let as_mn = |h: Vec<f64>| if view { transpose(&h, n, m) } else { h };
+            let (ha, hb, hy, hw) = (host(a0), host(b0), as_mn(host(y0)), host(w0.clone()));
+            let mut want = matmul_f64(&ha, &transpose(&hb, n, k), m, k, n);
+            want.iter_mut().zip(&hy).for_each(|(p, y)| *p += y);
+            let what = format!("{dtype:?} view={view}");
+            assert_close(&format!("{what} out"), &host(out.clone().inner()), &want, tol.0, tol.1, tol.2);
+            let grads = (out * Tensor::<2>::from_data(w0.to_data(), (&device, dtype))).sum().backward();
+            let grad = |t: &Tensor<2>| t.grad(&grads).expect("a gradient");
+            assert_eq!(as_mn(host(grad(&y))), hw, "{what}: d y = dy");
+            assert_close(&format!("{what} d a"), &host(grad(&a)), &matmul_f64(&hw, &hb, m, n, k), tol.0, tol.1, tol.2);
+            assert_close(&format!("{what} d b"), &host(grad(&b)), &matmul_f64(&transpose(&hw, m, n), &ha, n, m, k), tol.0, tol.1, tol.2);
+        }
+    }
+}
+
 /// `add_cast` rounds the f32 sum once, bit for bit as the host does, in vectors (a length of
 /// 4·k) and one value per thread (a view one element in); `d base = dy`, `d delta = f32(dy)`.
 #[test]

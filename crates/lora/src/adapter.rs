@@ -71,19 +71,51 @@ impl LoraAdapter {
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn delta_unrounded<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (h, b) = self.down(x);
+        crate::matmul::linear(h, b)
+    }
+
+    /// `base + Δy`: the adapter's contribution for `x` joined to its base's output `base`, in
+    /// `base`'s dtype with one rounding. When the products run in `base`'s dtype (bf16 under
+    /// [`crate::autocast`], f32 models) the second product reads `base` as its addend
+    /// ([`gpu_kernels::gemm_add`]: `base + h · Bᵀ` accumulated in f32, one cuBLASLt call on
+    /// CUDA, no separate add); otherwise the f32 `Δy` joins through [`gpu_kernels::add_cast`].
+    ///
+    /// # Shapes
+    /// - base: `[..., out]`, x: `[..., in]`
+    /// - output: `[..., out]`
+    pub fn add_delta<const D: usize>(&self, base: Tensor<D>, x: Tensor<D>) -> Tensor<D> {
+        let (h, b) = self.down(x);
+        if h.dtype() != base.dtype() {
+            return gpu_kernels::add_cast(base, crate::matmul::linear(h, b));
+        }
+        let dims = base.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let (r, out) = (self.rank(), dims[D - 1]);
+        gpu_kernels::gemm_add(h.reshape([rows, r]), b, false, true, base.reshape([rows, out])).reshape(dims)
+    }
+
+    /// The side path's first half: `h = s · dropout(x) · Aᵀ` and `B`, both in the products' dtype
+    /// (the factors' dtype, or bf16 for bf16 inputs under [`crate::autocast`]'s bf16 setting).
+    ///
+    /// # Shapes
+    /// - x: `[..., in]`
+    /// - h: `[..., r]`, B: `[out, r]`
+    fn down<const D: usize>(&self, x: Tensor<D>) -> (Tensor<D>, Tensor<2>) {
         let (dtype, a, b) = (x.dtype(), self.a.val(), self.b.val());
         let bf16 = dtype == DType::BF16 && a.dtype() == DType::F32 && bf16_side_path();
         let (a, b) = if bf16 { (a.cast(DType::BF16), b.cast(DType::BF16)) } else { (a, b) };
         let side = a.dtype();
         // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
         // moves to its input), and no mask is kept for the backward.
-        match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, side) {
-            Some(scaled) => crate::matmul::linear(crate::matmul::linear(scaled, a), b),
+        let h = match gpu_kernels::dropout::fused_dropout(x.clone(), self.dropout.prob, self.scaling, side) {
+            Some(scaled) => crate::matmul::linear(scaled, a),
             None => {
                 let x = self.dropout.forward(if side == dtype { x } else { x.cast(side) });
-                crate::matmul::linear(crate::matmul::linear(x, a), b).mul_scalar(self.scaling)
+                crate::matmul::linear(x, a).mul_scalar(self.scaling)
             }
-        }
+        };
+        (h, b)
     }
 
     /// The dense weight update `s · B · A`, shape `[out, in]` (for merging).
@@ -138,8 +170,19 @@ mod tests {
         let h = x0.clone().matmul(a16.transpose().unsqueeze::<3>());
         let want = h.matmul(b16.transpose().unsqueeze::<3>()).mul_scalar(0.5);
         got.clone().into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-2, 1e-2));
-        let off = crate::autocast::with_bf16_side_path(false, || adapter.delta_unrounded(x));
+        let off = crate::autocast::with_bf16_side_path(false, || adapter.delta_unrounded(x.clone()));
         assert_eq!(off.dtype(), DType::F32, "off: the products run in the factors' f32");
+        // Joined to a bf16 base output: the second product accumulates onto it (one rounding).
+        let base0 = Tensor::<3>::random([2, 3, 6], Distribution::Normal(0.0, 1.0), &plain).cast(FloatDType::BF16);
+        let base = Tensor::<3>::from_data(base0.to_data(), (&device, DType::BF16)).require_grad();
+        let joined = crate::autocast::with_bf16_side_path(true, || adapter.add_delta(base.clone(), x.clone()));
+        assert_eq!(joined.dtype(), DType::BF16);
+        let want = (base0.cast(FloatDType::F32) + got.clone().cast(FloatDType::F32)).cast(FloatDType::BF16);
+        joined.clone().into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::rel_abs(1e-2, 1e-2));
+        let grads = joined.cast(FloatDType::F32).sum().backward();
+        let dbase = base.grad(&grads).expect("the base output's gradient");
+        assert_eq!(dbase.dtype(), DType::BF16);
+        dbase.into_data().assert_eq(&Tensor::<3>::ones([2, 3, 6], (&plain, DType::BF16)).into_data(), true);
         let grads = got.cast(FloatDType::F32).sum().backward();
         let (da, db) = (adapter.a.grad(&grads).expect("dA"), adapter.b.grad(&grads).expect("dB"));
         assert_eq!((da.dtype(), db.dtype()), (DType::F32, DType::F32), "the factors' gradients stay f32");

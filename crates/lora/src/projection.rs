@@ -20,8 +20,8 @@ impl Projection {
         Self { base, lora: None }
     }
 
-    /// The output; the adapter's f32 contribution joins the base's output with one rounding
-    /// on CUDA ([`gpu_kernels::add_cast`]; a cast, then an add elsewhere).
+    /// The output; the adapter's contribution joins the base's output with one rounding on CUDA
+    /// ([`LoraAdapter::add_delta`]; a cast, then an add elsewhere).
     ///
     /// # Shapes
     /// - x: `[..., in]`
@@ -45,7 +45,7 @@ impl Projection {
     /// `base` (the base's output for `x`) plus the enabled adapter's contribution for `x`.
     fn with_adapter<const D: usize>(&self, base: Tensor<D>, x: Tensor<D>) -> Tensor<D> {
         match &self.lora {
-            Some(lora) if lora.enabled => gpu_kernels::add_cast(base, lora.delta_unrounded(x)),
+            Some(lora) if lora.enabled => lora.add_delta(base, x),
             _ => base,
         }
     }

@@ -71,7 +71,8 @@ pub struct Operand {
     pub ld: usize,
 }
 
-/// A GEMM `C[M, N] = op(A) · op(B)` on row-major buffers; `C` is contiguous. With `batch > 1`
+/// A GEMM `C[M, N] = op(A) · op(B)` on row-major buffers, or `C = op(A) · op(B) + Y` with an
+/// addend `Y` (cuBLASLt's `beta = 1`: the sum in f32, rounded once); `C` and `Y` are contiguous. With `batch > 1`
 /// it is `batch` independent products, operand `i` starting `i · stride` elements after the
 /// first (`stride_a`, `stride_b`; `C`'s matrices follow each other, `M · N` apart).
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +87,8 @@ pub struct GemmCall {
     pub transpose_b: bool,
     /// Output address (`M · N` contiguous elements).
     pub c: u64,
+    /// Address of the addend `Y` (`M · N` contiguous elements of the same dtype), or 0 for none.
+    pub addend: u64,
     /// Element type of all three.
     pub dtype: GemmDType,
     /// Number of products (1: a single GEMM).
@@ -131,6 +134,7 @@ struct AlgoKey {
     align: [u32; 3],
     batch: usize,
     strides: [usize; 2],
+    accumulate: bool,
 }
 
 struct DeviceState {
@@ -356,8 +360,9 @@ impl Plan {
 /// Enqueues the GEMM on device `ordinal`, on `queue`.
 ///
 /// # Safety
-/// The three pointers must address live device allocations of that device's primary context,
-/// large enough for the shapes in `call`, and nothing may write `a`/`b` or touch `c` until the
+/// The pointers (three, four with an addend) must address live device allocations of that
+/// device's primary context, large enough for the shapes in `call`, the addend must not overlap
+/// `c` unless it is `c`, and nothing may write `a`/`b`/the addend or touch `c` until the
 /// GEMM has finished: `Queue::Own { wait: true }`, [`synchronize`], or stream order on the
 /// named stream. A named stream must be a live stream of the primary context.
 pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> {
@@ -365,7 +370,7 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> 
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let align = [alignment(call.b.ptr), alignment(call.a.ptr), alignment(call.c)];
+    let align = [alignment(call.b.ptr), alignment(call.a.ptr), alignment(call.c).min(alignment(call.addend))];
     let key = AlgoKey {
         m,
         n,
@@ -378,6 +383,7 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> 
         align,
         batch: call.batch,
         strides: [call.stride_a, call.stride_b],
+        accumulate: call.addend != 0,
     };
     with_device(ordinal, |state| {
         if !state.plans.contains_key(&key) {
@@ -392,7 +398,7 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> 
         };
         let workspace = state.workspace(stream)?;
         let alpha = 1.0f32;
-        let beta = 0.0f32;
+        let (beta, addend) = if call.addend != 0 { (1.0f32, call.addend) } else { (0.0f32, call.c) };
         // SAFETY: the caller guarantees the buffers; descriptors and workspace are live.
         unsafe {
             lt::matmul(
@@ -404,7 +410,7 @@ pub unsafe fn gemm(ordinal: usize, call: &GemmCall, queue: Queue) -> Result<()> 
                 lb,
                 call.a.ptr as *const c_void,
                 la,
-                call.c as *const c_void,
+                addend as *const c_void,
                 lc,
                 call.c as *mut c_void,
                 lc,
@@ -482,6 +488,7 @@ mod tests {
             transpose_a: ta,
             transpose_b: tb,
             c: 0,
+            addend: 0,
             dtype: GemmDType::Bf16,
             batch: 1,
             stride_a: 0,

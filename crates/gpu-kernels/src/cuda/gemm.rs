@@ -17,9 +17,17 @@ use crate::nf4::{Nf4Meta, PackedNf4, nf4_dequantize};
 
 impl KernelBackend for CubeBackend {
     fn gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool) -> CubeTensor {
-        match cublas_gemm(a.clone(), b.clone(), transpose_a, transpose_b) {
+        match cublas_gemm(a.clone(), b.clone(), transpose_a, transpose_b, None) {
             Ok(Some(out)) => out,
             Ok(None) => reference_gemm::<Self>(a, b, transpose_a, transpose_b),
+            Err(e) => panic!("gpu-kernels: cuBLASLt GEMM failed: {e}"),
+        }
+    }
+
+    fn gemm_add(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool, addend: CubeTensor) -> CubeTensor {
+        match cublas_gemm(a.clone(), b.clone(), transpose_a, transpose_b, Some(addend.clone())) {
+            Ok(Some(out)) => out,
+            Ok(None) => sum::<Self>(Self::gemm(a, b, transpose_a, transpose_b), addend),
             Err(e) => panic!("gpu-kernels: cuBLASLt GEMM failed: {e}"),
         }
     }
@@ -122,6 +130,14 @@ impl KernelBackend for CubeBackend {
     }
 }
 
+/// `x + y` (burn's add).
+fn sum<B: burn::backend::Backend>(
+    x: burn::backend::tensor::FloatTensor<B>,
+    y: burn::backend::tensor::FloatTensor<B>,
+) -> burn::backend::tensor::FloatTensor<B> {
+    B::float_add(x, y)
+}
+
 /// The cuBLASLt element type of a pair of operands, if it handles them (f32 as
 /// [`crate::f32_matmul_precision`] says).
 fn gemm_dtype(a: DType, b: DType) -> Option<GemmDType> {
@@ -159,14 +175,28 @@ fn operand(t: CubeTensor, transpose: bool) -> (CubeTensor, Operand, usize, bool)
     }
 }
 
-/// `op(a) · op(b)` through cuBLASLt, for two 2-D tensors or two 3-D batches of one batch size
-/// (strided-batched); `Ok(None)` for inputs it does not take (other dtypes or ranks, quantized
-/// tensors, an empty inner dimension, operands on different devices).
-pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, transpose_b: bool) -> Result<Option<CubeTensor>> {
+/// `op(a) · op(b)` (plus `addend`) through cuBLASLt, for two 2-D tensors or two 3-D batches of
+/// one batch size (strided-batched); `Ok(None)` for inputs it does not take (other dtypes or
+/// ranks, quantized tensors, an empty inner dimension, operands on different devices; an addend
+/// that is batched, of another dtype or shape, or not contiguous with rows `N` apart).
+pub(crate) fn cublas_gemm(
+    a: CubeTensor,
+    b: CubeTensor,
+    transpose_a: bool,
+    transpose_b: bool,
+    addend: Option<CubeTensor>,
+) -> Result<Option<CubeTensor>> {
     let Some(dtype) = gemm_dtype(a.dtype, b.dtype) else { return Ok(None) };
     let rank = a.meta.num_dims();
     if !(rank == 2 || rank == 3) || b.meta.num_dims() != rank || a.qparams.is_some() || b.qparams.is_some() || a.device != b.device {
         return Ok(None);
+    }
+    if let Some(y) = &addend {
+        let plain = rank == 2 && y.dtype == a.dtype && y.qparams.is_none() && y.device == a.device && y.meta.num_dims() == 2;
+        let row_major = plain && !y.meta.is_tiled() && y.meta.strides()[1] == 1 && y.meta.strides()[0] == y.meta.shape()[1];
+        if !row_major {
+            return Ok(None);
+        }
     }
     let batch = if rank == 3 { a.meta.shape()[0] } else { 1 };
     if rank == 3 && b.meta.shape()[0] != batch {
@@ -175,20 +205,21 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
     let ordinal = cuda_ordinal(&a.device)?;
     let (a, a_op, stride_a, ta) = operand(a, transpose_a);
     let (b, b_op, stride_b, tb) = operand(b, transpose_b);
-    let mut call = GemmCall { a: a_op, b: b_op, transpose_a: ta, transpose_b: tb, c: 0, dtype, batch, stride_a, stride_b };
+    let mut call = GemmCall { a: a_op, b: b_op, transpose_a: ta, transpose_b: tb, c: 0, addend: 0, dtype, batch, stride_a, stride_b };
     let (m, n, k) = call.dims()?;
-    if k == 0 {
+    if k == 0 || addend.as_ref().is_some_and(|y| y.meta.shape()[..] != [m, n]) {
         return Ok(None);
     }
     let shape = if rank == 3 { Shape::new([batch, m, n]) } else { Shape::new([m, n]) };
     let handle = a.client.empty(batch * m * n * dtype.size());
     let out = CubeTensor::new_contiguous(a.client.clone(), a.device.clone(), shape, handle, a.dtype);
     if m == 0 || n == 0 || batch == 0 {
-        return Ok(Some(out));
+        return Ok(Some(addend.unwrap_or(out)));
     }
     stream::check_deferred()?;
     let clock = super::profile::gemm_clock();
     let bindings = [a.handle.clone().binding(), b.handle.clone().binding(), out.handle.clone().binding()];
+    let addend_binding = addend.as_ref().map(|y| y.handle.clone().binding());
     let queued = stream::enqueue(&a, move |server: &mut CudaServer, id, on| {
         let [ba, bb, bc] = bindings;
         let run = || -> Result<()> {
@@ -196,17 +227,28 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
                 server.get_resource(binding, id).map_err(|e| crate::Error::Cuda { call: "cubecl get_resource", reason: format!("{e:?}") })
             };
             let (ra, rb, rc) = (resource(server, ba)?, resource(server, bb)?, resource(server, bc)?);
+            let ry = match addend_binding {
+                Some(by) => Some(resource(server, by)?),
+                None => None,
+            };
             let mut call = call;
             call.a.ptr = ra.resource().ptr;
             call.b.ptr = rb.resource().ptr;
             call.c = rc.resource().ptr;
+            call.addend = ry.as_ref().map_or(0, |r| r.resource().ptr);
             let shape = || {
                 (
-                    format!("{:?} {}{m}×{n}×{k}", call.dtype, if batch > 1 { format!("{batch}×") } else { String::new() }),
+                    format!(
+                        "{:?} {}{m}×{n}×{k}{}",
+                        call.dtype,
+                        if batch > 1 { format!("{batch}×") } else { String::new() },
+                        if call.addend != 0 { " +Y" } else { "" }
+                    ),
                     2.0 * (batch * m * n * k) as f64,
                 )
             };
-            // SAFETY: three live cubecl allocations of this device, sized by their metadata; the
+            // SAFETY: three (four with the addend, which is not the fresh output) live cubecl
+            // allocations of this device, sized by their metadata; the
             // GEMM is enqueued on the stream burn runs this thread's kernels on, after every
             // kernel queued before it and before every later one, so buffers are read after their
             // writers, and released or reused only in that order.
@@ -218,19 +260,24 @@ pub(crate) fn cublas_gemm(a: CubeTensor, b: CubeTensor, transpose_a: bool, trans
     })?;
     if !queued {
         let (pa, pb, pc) = (pin(&a)?, pin(&b)?, pin(&out)?);
+        let py = match &addend {
+            Some(y) => Some(pin(y)?),
+            None => None,
+        };
         call.a.ptr = pa.ptr;
         call.b.ptr = pb.ptr;
         call.c = pc.ptr;
+        call.addend = py.as_ref().map_or(0, |p| p.ptr);
         wait_for_burn(&a.device)?;
-        // SAFETY: the three buffers are pinned cubecl allocations of this device's primary
+        // SAFETY: the three (four) buffers are pinned cubecl allocations of this device's primary
         // context, sized by their metadata; burn's queued work on them has finished
         // (`wait_for_burn`) and the call waits for the GEMM before the pins are released and
         // the output is handed to burn.
         unsafe { cublaslt::gemm(ordinal, &call, Queue::Own { wait: true }) }?;
-        drop((pa, pb, pc));
+        drop((pa, pb, pc, py));
     }
     super::profile::record_gemm(clock, queued);
-    drop((a, b));
+    drop((a, b, addend));
     Ok(Some(out))
 }
 
@@ -248,7 +295,8 @@ pub fn time_cublaslt_linear(x: &burn::tensor::Tensor<2>, w: &burn::tensor::Tenso
     let ordinal = cuda_ordinal(&x.device)?;
     let (x, x_op, _, tx) = operand(x, false);
     let (w, w_op, _, tw) = operand(w, true);
-    let mut call = GemmCall { a: x_op, b: w_op, transpose_a: tx, transpose_b: tw, c: 0, dtype, batch: 1, stride_a: 0, stride_b: 0 };
+    let mut call =
+        GemmCall { a: x_op, b: w_op, transpose_a: tx, transpose_b: tw, c: 0, addend: 0, dtype, batch: 1, stride_a: 0, stride_b: 0 };
     let (m, n, _) = call.dims()?;
     let out = x.client.empty(m * n * dtype.size());
     let out = CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([m, n]), out, x.dtype);

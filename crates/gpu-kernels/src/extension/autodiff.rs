@@ -217,11 +217,34 @@ impl<B: KernelBackend> Backward<B, 2> for GemmBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_a, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (a, b, ta, tb) = ops.state;
-        let da = node_a.as_ref().and(b).map(|b| if ta { B::gemm(b, grad.clone(), tb, true) } else { B::gemm(grad.clone(), b, false, !tb) });
-        register::<B>(grads, node_a.map(|n| n.id), da);
-        let db = node_b.as_ref().and(a).map(|a| if tb { B::gemm(grad, a, true, ta) } else { B::gemm(a, grad, !ta, false) });
-        register::<B>(grads, node_b.map(|n| n.id), db);
+        register_gemm_gradients::<B>(grads, [node_a.map(|n| n.id), node_b.map(|n| n.id)], ops.state, grad);
+    }
+}
+
+/// Registers the gradients of `op(a) · op(b)` for upstream `grad` (the table in `crate::gemm`).
+fn register_gemm_gradients<B: KernelBackend>(
+    grads: &mut Gradients,
+    [node_a, node_b]: [Option<NodeId>; 2],
+    (a, b, ta, tb): GemmState<B>,
+    grad: FloatTensor<B>,
+) {
+    let da = node_a.and(b).map(|b| if ta { B::gemm(b, grad.clone(), tb, true) } else { B::gemm(grad.clone(), b, false, !tb) });
+    register::<B>(grads, node_a, da);
+    let db = node_b.and(a).map(|a| if tb { B::gemm(grad, a, true, ta) } else { B::gemm(a, grad, !ta, false) });
+    register::<B>(grads, node_b, db);
+}
+
+#[derive(Debug)]
+struct GemmAddBackward;
+
+impl<B: KernelBackend> Backward<B, 3> for GemmAddBackward {
+    type State = GemmState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_a, node_b, node_y] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        register::<B>(grads, node_y.map(|n| n.id), Some(grad.clone()));
+        register_gemm_gradients::<B>(grads, [node_a.map(|n| n.id), node_b.map(|n| n.id)], ops.state, grad);
     }
 }
 
@@ -277,6 +300,28 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
                 prep.finish((keep_a, keep_b, transpose_a, transpose_b), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::gemm(a, b, transpose_a, transpose_b)),
+        }
+    }
+
+    fn gemm_add(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        transpose_a: bool,
+        transpose_b: bool,
+        y: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (a_tracked, b_tracked) = (a.is_tracked(), b.is_tracked());
+        let (a, a_node) = a.into_parts();
+        let (b, b_node) = b.into_parts();
+        let (y, y_node) = y.into_parts();
+        match GemmAddBackward.prepare::<C>([a_node, b_node, y_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let keep_a = b_tracked.then(|| a.clone());
+                let keep_b = a_tracked.then(|| b.clone());
+                let out = B::gemm_add(a, b, transpose_a, transpose_b, y);
+                prep.finish((keep_a, keep_b, transpose_a, transpose_b), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gemm_add(a, b, transpose_a, transpose_b, y)),
         }
     }
 

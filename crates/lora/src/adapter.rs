@@ -64,8 +64,8 @@ impl LoraAdapter {
         if y.dtype() == dtype { y } else { y.cast(dtype) }
     }
 
-    /// [`LoraAdapter::delta`] left in the products' dtype (for [`gpu_kernels::add_cast`] to join
-    /// the base's output with one rounding).
+    /// [`LoraAdapter::delta`] left in the products' dtype (f32 for bf16 inputs through f32
+    /// factors; [`LoraAdapter::add_delta`] joins it to a base output).
     ///
     /// # Shapes
     /// - x: `[..., in]`

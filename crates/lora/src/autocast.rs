@@ -8,8 +8,9 @@
 //!   for the products, the input stays bf16, `x·Aᵀ` is rounded to bf16 before `·Bᵀ`, and the
 //!   second product accumulates onto the base output (`base + h·Bᵀ` in f32, rounded once to
 //!   bf16: [`gpu_kernels::gemm_add`]; autocast rounds `Δy` to bf16 first, then the sum). The
-//!   factors, their gradients and the optimizer stay f32. On the H200 this moves half the side path's bytes (all-linear r64 4×512: +10 %
-//!   tokens/s, `docs/benchmarks.md`).
+//!   factors, their gradients and the optimizer stay f32. On the H200 this moves half the side
+//!   path's bytes (all-linear r64 4×512: +10 % tokens/s, and +4 % more from the accumulating
+//!   product; `docs/benchmarks.md`).
 //!
 //! Training sets it from `TrainingArgs::lora_autocast`; it starts off.
 

@@ -3,7 +3,7 @@
 # tests named in TESTS_FILTER (`none`: none; empty: all), the parity check, then the all-linear
 # 4×512 lean workload (layer recomputation, TF32 side path, embeddings in host memory, bf16
 # moments) once per RUNS entry, then (PROFILE=1) a profile of the first entry's setting
-# (environment and flags).
+# (environment and flags), (NCU=regex) Nsight Compute's kernel durations.
 #   RUNS="new::;old:KINDLING_RECOMPUTE=whole+KINDLING_CLIP=sync:" bash scripts/gpu/run_train_ab.sh .device/bench
 # RUNS: `name:environment:flags` entries separated by `;` (environment assignments joined by
 # `+`, set for that run; flags appended to the workload). Results: $OUT/bench.jsonl (one line
@@ -26,6 +26,13 @@ for entry in "${ENTRIES[@]}"; do
   # The first stage also writes the random checkpoint.
   stage "$name" 150 env ${environment//+/ } $TRAIN --steps 5 $flags --out "$OUT/bench.jsonl" || true
 done
+# NCU=<kernel regex>: Nsight Compute's durations (speed of light) of the first entry's kernels
+# matching it, NCU_COUNT of them after skipping NCU_SKIP matches (one training step, no warm-up).
+if [ -n "${NCU:-}" ] && [ "$(left)" -gt 150 ]; then
+  stage ncu 140 env ${first_env//+/ } /usr/local/cuda/bin/ncu --clock-control none -k "regex:$NCU" --launch-skip "${NCU_SKIP:-300}" \
+    --launch-count "${NCU_COUNT:-120}" --section SpeedOfLight ${TRAIN/--warmup 2/--warmup 0} --steps 1 $first_flags || true
+  grep -E "^  [A-Za-z_]|Duration|DRAM Throughput" "$LOGS/ncu.log" | cut -c1-140 > "$OUT/ncu.txt"
+fi
 if [ "${PROFILE:-0}" = 1 ] && [ "$(left)" -gt 60 ]; then
   stage profile "$(($(left) - 5))" env ${first_env//+/ } $TRAIN --steps 2 $first_flags --profile --out "$OUT/profile.jsonl" || true
 fi

@@ -15,9 +15,14 @@ fn real_generator_makes_goldens_from_every_format_deterministically() {
     asset(assets::known::SMOLLM2_GGUF);
     asset(assets::known::MINILM_DIR);
     let dir = tempfile::tempdir().expect("tempdir");
-    // Small calls keep the test short on a CPU: short chunks, short answers, one retry.
+    // Small calls keep the test short on a CPU: short chunks, short answers, one try at each
+    // retried stage (JSON, context seed, critic).
     let config = dir.path().join("synth.toml");
-    std::fs::write(&config, "max_tokens = 32\nmax_json_retries = 1\n[context]\nchunk_size = 128\n").expect("config");
+    std::fs::write(
+        &config,
+        "max_tokens = 32\nmax_json_retries = 1\n[context]\nchunk_size = 128\nmax_retries = 1\n[filtration]\nmax_quality_retries = 1\n",
+    )
+    .expect("config");
     let synth = |name: &str| {
         let out = dir.path().join(name);
         let finished = run(xtask()

@@ -13,12 +13,14 @@ pub mod callback;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod host_wait;
 pub mod loss;
 pub mod memory;
 pub mod optim;
 pub mod parallel;
 pub mod recompute;
 pub mod schedule;
+pub mod step_phases;
 pub mod trainer;
 
 pub use args::{OptimizerKind, TrainingArgs};

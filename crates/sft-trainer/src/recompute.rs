@@ -24,6 +24,7 @@ use llama_model::Llama;
 
 use crate::error::{Error, Result};
 use crate::loss::causal_lm_loss_sum_from_hidden;
+use crate::step_phases;
 
 /// `KINDLING_RECOMPUTE=whole`: the second pass runs each block whole (its output's value too), to
 /// compare the two on a device.
@@ -90,6 +91,8 @@ pub fn loss_and_grads(
     check: impl FnOnce(f32) -> Result<()>,
 ) -> Result<LossAndGrads> {
     let (h0, ctx) = model.embed(ids, positions);
+    let device = h0.device();
+    step_phases::mark("embed", &device);
     let mut states = Vec::with_capacity(model.layers.len() + 1);
     states.push(h0.detach());
     for (i, block) in model.layers.iter().enumerate() {
@@ -98,13 +101,16 @@ pub fn loss_and_grads(
         let x = states[i].clone();
         states.push(ctx.block(&untracked, x).detach());
     }
+    step_phases::mark("blocks", &device);
 
     let x = states.pop().ok_or_else(|| Error::Tensor("a model without states".into()))?.require_grad();
     let loss = causal_lm_loss_sum_from_hidden(model, model.final_norm(x.clone()), labels).div_scalar(divisor);
-    let value: f32 = loss.clone().into_scalar();
+    step_phases::mark("head", &device);
+    let value: f32 = crate::host_wait::timed(|| loss.clone().into_scalar());
     check(value)?;
     let grads = loss.backward();
     let mut g = x.grad(&grads).ok_or_else(|| Error::Tensor("the last block's output received no gradient".into()))?;
+    step_phases::mark("head backward", &device);
 
     let mut per_block: Vec<Vec<Tensor<2>>> = vec![Vec::new(); model.layers.len()];
     for i in (0..model.layers.len()).rev() {
@@ -130,5 +136,6 @@ pub fn loss_and_grads(
         }
         g = x.grad(&grads).ok_or_else(|| Error::Tensor(format!("block {i}'s input received no gradient")))?;
     }
+    step_phases::mark("blocks backward", &device);
     Ok(LossAndGrads { loss: value, grads: per_block.into_iter().flatten().collect() })
 }

@@ -318,6 +318,7 @@ impl Trainer {
         let mut sums: Vec<Option<Tensor<2>>> = vec![None; params.len()];
         let mut loss_total = 0.0;
         let mut tokens = 0;
+        crate::step_phases::start();
         for (micro, (batch, _)) in batches.iter().enumerate() {
             tokens += batch.num_tokens;
             let (ids, labels) = self.tensors(batch, &self.device);
@@ -346,13 +347,14 @@ impl Trainer {
                     hidden(&self.model, ids, batch)
                 };
                 let loss = causal_lm_loss_sum_from_hidden(&self.model, hidden, labels).div_scalar(step_tokens as f64);
-                let value: f32 = loss.clone().into_scalar();
+                let value: f32 = crate::host_wait::timed(|| loss.clone().into_scalar());
                 finite(value)?;
                 let grads = loss.backward();
                 let g: Result<Vec<Tensor<2>>> = params
                     .iter()
                     .map(|p| p.grad(&grads).ok_or_else(|| Error::Tensor("an adapter parameter received no gradient".into())))
                     .collect();
+                crate::step_phases::mark("forward and backward", &self.device);
                 (value, g?)
             };
             loss_total += value as f64;
@@ -375,14 +377,17 @@ impl Trainer {
         // The clipping factor stays on the device: the updates are queued behind the backward
         // without waiting for it, and the norm is read once they are.
         let clipping = clip(&grads, max_norm, &self.device);
+        crate::step_phases::mark("gradient norm", &self.device);
         if SYNC_CLIP.is_on() {
             clipping.norm()?;
         }
         let lr = self.schedule.lr_at(self.state.step);
         let detached: Vec<Tensor<2>> = params.into_iter().map(|p| p.detach()).collect();
         let updated = self.optimizer.update_scaled(lr, detached, grads, Some(&clipping.factor))?;
+        crate::step_phases::mark("adamw", &self.device);
         set_trainable(&mut self.model, updated);
-        Ok((loss_total, clipping.norm()?, lr, tokens))
+        crate::step_phases::mark("new parameters", &self.device);
+        Ok((loss_total, crate::host_wait::timed(|| clipping.norm())?, lr, tokens))
     }
 
     /// Mean held-out loss (token-weighted over batches), `None` without eval data.

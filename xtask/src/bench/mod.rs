@@ -19,6 +19,7 @@ mod ops;
 mod profile;
 mod random_model;
 mod synthetic;
+mod thread_cpu;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -133,6 +133,13 @@ fn train_rank(
     let trainable = trainer.trainable_params();
     let mut times = Vec::new();
     let mut losses = Vec::new();
+    // The host's blocking waits per step (loss, gradient norm, the step's end): the device's
+    // lag behind the host (one process-wide counter: ranks on threads share it).
+    let mut waits = Vec::new();
+    // The busiest host threads' CPU seconds per timed step (rank 0).
+    let (mut cpu_before, mut threads) = (None, None);
+    // KINDLING_STEP_PHASES=1: each phase's host and wall seconds per timed step.
+    let mut phases: std::collections::BTreeMap<&'static str, (Vec<f64>, Vec<f64>)> = std::collections::BTreeMap::new();
     let mut peak = 0u64;
     let mut last = Instant::now();
     super::profile::check(run.profile)?;
@@ -147,17 +154,32 @@ fn train_rank(
         if step == run.warmup {
             sampled = sampler.take().map(MemorySampler::stop);
         }
+        let synced = Instant::now();
         device.sync().ok();
+        sft_trainer::host_wait::add(synced.elapsed());
+        let waited = sft_trainer::host_wait::take().as_secs_f64();
         if step == total {
             profile = session.take().and_then(|s| super::profile::finish(s, run.steps));
         }
         if step == run.warmup && rank == 0 {
             session = super::profile::start(run.profile).ok();
+            cpu_before = Some(super::thread_cpu::snapshot());
+        }
+        if step == total && rank == 0 {
+            if let Some(before) = cpu_before.take() {
+                threads = Some(super::thread_cpu::busiest(&before, &super::thread_cpu::snapshot(), run.steps as f64, 4));
+            }
         }
         let now = Instant::now();
         eprintln!("rank {rank}: step {step} in {:.2?} (loss {loss:.4})", now - last);
         if step > run.warmup {
             times.push((now - last).as_secs_f64());
+            waits.push(waited);
+            for p in sft_trainer::step_phases::take() {
+                let entry = phases.entry(p.name).or_insert_with(|| (Vec::new(), Vec::new()));
+                entry.0.push(p.host_s);
+                entry.1.push(p.wall_s);
+            }
             losses.push(loss);
         }
         if let Some(u) = device.memory_pool_usage() {
@@ -170,10 +192,17 @@ fn train_rank(
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    let wait_median = (run.devices <= 1 && !waits.is_empty()).then(|| median_of(waits));
+    let phases: serde_json::Map<String, serde_json::Value> = phases
+        .into_iter()
+        .map(|(name, (host, wall))| {
+            (name.to_string(), serde_json::json!({"host_ms": median_of(host) * 1e3, "wall_ms": median_of(wall) * 1e3}))
+        })
+        .collect();
     Ok(serde_json::json!({
         "suite": "train", "backend": format!("{:?}", run.backend).to_lowercase(), "targets": run.targets,
         "batch": run.batch, "seq": run.seq, "gradient_checkpointing": run.checkpointing, "devices": run.devices.max(1), "trainable_params": trainable, "load_s": load_s,
-        "step_s_median": median, "step_s_min": sorted.first(), "step_s_max": sorted.last(),
+        "step_s_median": median, "step_s_min": sorted.first(), "step_s_max": sorted.last(), "host_wait_s_median": wait_median, "host_threads_cpu_s": threads, "step_phases": (!phases.is_empty()).then_some(phases),
         "tokens_per_s": (run.batch * run.seq * run.devices.max(1)) as f64 / median,
         "pool_reserved_peak_gib": gib(peak),
         "base_model_gib": loaded.as_ref().map(|u| gib(u.bytes_in_use)),
@@ -184,6 +213,11 @@ fn train_rank(
         "optim": format!("{:?}", run.optim), "loss_chunk_rows": gpu_kernels::linear_cross_entropy::chunk_rows(run.batch * run.seq, config.vocab_size), "host_embeddings": run.host_embeddings, "double_quant": run.double_quant, "tf32": run.tf32, "lora_autocast": run.lora_autocast,
         "loss_last": losses.last(), "profile_per_step": profile,
     }))
+}
+
+fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn gib(bytes: u64) -> f64 {

@@ -1,7 +1,8 @@
 //! Time the host spends blocked on the device's results (the loss before the backward, the
-//! gradient norm after the updates are queued): how far the device ran behind the host. A step
-//! whose waits are a small part of its wall time is bound by the host issuing work, not by the
-//! device doing it.
+//! gradient norm after the updates are queued): how far the device ran behind the host at those
+//! reads. Waits inside launches (CubeCL's queue or the driver's launch queue full) are not
+//! counted, so small waits alone do not make a step host-bound: on the H200 the all-linear step
+//! waited 25 ms here and was still GPU-bound (`docs/cuda.md`, session 19).
 //!
 //! One process-wide counter; [`take`] reads and resets it (the benchmark takes it once a step).
 

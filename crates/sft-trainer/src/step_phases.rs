@@ -2,10 +2,12 @@
 //! goes between the host and the device, phase by phase.
 //!
 //! At the end of each phase [`mark`] notes the host's time since the previous mark (issuing the
-//! phase's work), synchronizes the device, and notes the wall time since the previous mark. A
-//! phase whose wall time is close to its host time is bound by the host issuing work; one whose
-//! wall time is well above it, by the device. The synchronizations themselves add a bubble per
-//! phase, so a run with the switch on is a little slower than one without.
+//! phase's work, including any wait on a full launch queue), synchronizes the device, and notes
+//! the wall time since the previous mark. A phase whose wall time is well above its host time is
+//! bound by the device; one whose two times agree is bound by the host only if its device work
+//! is small (the optimizer's 448 small updates), since a host waiting on a full queue also keeps
+//! pace with the device. The synchronizations add a bubble per phase, so a run with the switch
+//! on is a little slower than one without.
 //!
 //! Phases of a layer-recomputing step (`sft_trainer::recompute`): `embed`, `blocks` (the
 //! forward without a graph), `head` (final norm and loss), `head backward`, `blocks backward`
@@ -31,7 +33,8 @@ thread_local! {
 pub struct Phase {
     /// The phase's name.
     pub name: &'static str,
-    /// Seconds the host spent from the previous mark until the phase's work was issued.
+    /// Seconds the host spent from the previous mark until the phase's work was issued (waits on
+    /// full queues included).
     pub host_s: f64,
     /// Seconds from the previous mark until the device had finished the phase.
     pub wall_s: f64,

@@ -1,7 +1,8 @@
 //! CPU time of each of this process's threads (Linux: `/proc/self/task/<tid>/schedstat`, the
-//! nanoseconds a thread spent running), so a benchmark can say which host thread bounds a step:
-//! the thread issuing the work, or CubeCL's runner thread executing it (launches, allocations),
-//! whose queue makes the issuing thread sleep when it is full.
+//! nanoseconds a thread spent running): the thread issuing the work and CubeCL's runner thread
+//! executing it (launches, allocations, cuBLASLt calls). A thread's CPU time includes its
+//! spin-waits (polling reads, the CUDA driver's full launch queue), so read it across batch
+//! sizes: CPU time that grows with the tokens while the launches stay the same is waiting.
 
 use std::collections::HashMap;
 

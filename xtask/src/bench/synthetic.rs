@@ -165,10 +165,11 @@ fn train_rank(
             session = super::profile::start(run.profile).ok();
             cpu_before = Some(super::thread_cpu::snapshot());
         }
-        if step == total && rank == 0 {
-            if let Some(before) = cpu_before.take() {
-                threads = Some(super::thread_cpu::busiest(&before, &super::thread_cpu::snapshot(), run.steps as f64, 4));
-            }
+        if step == total
+            && rank == 0
+            && let Some(before) = cpu_before.take()
+        {
+            threads = Some(super::thread_cpu::busiest(&before, &super::thread_cpu::snapshot(), run.steps as f64, 4));
         }
         let now = Instant::now();
         eprintln!("rank {rank}: step {step} in {:.2?} (loss {loss:.4})", now - last);
@@ -190,13 +191,12 @@ fn train_rank(
     })?;
     let _ = std::fs::remove_dir_all(&out);
     let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
-    let wait_median = (run.devices <= 1 && !waits.is_empty()).then(|| median_of(waits));
+    let median = median_of(&mut sorted);
+    let wait_median = (run.devices <= 1 && !waits.is_empty()).then(|| median_of(&mut waits));
     let phases: serde_json::Map<String, serde_json::Value> = phases
         .into_iter()
-        .map(|(name, (host, wall))| {
-            (name.to_string(), serde_json::json!({"host_ms": median_of(host) * 1e3, "wall_ms": median_of(wall) * 1e3}))
+        .map(|(name, (mut host, mut wall))| {
+            (name.to_string(), serde_json::json!({"host_ms": median_of(&mut host) * 1e3, "wall_ms": median_of(&mut wall) * 1e3}))
         })
         .collect();
     Ok(serde_json::json!({
@@ -215,7 +215,8 @@ fn train_rank(
     }))
 }
 
-fn median_of(mut values: Vec<f64>) -> f64 {
+/// The median of `values`, which are left sorted (NaN when empty).
+fn median_of(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

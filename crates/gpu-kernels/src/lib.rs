@@ -92,7 +92,7 @@ pub use linear::{linear, portable_linear};
 pub use linear_cross_entropy::linear_cross_entropy;
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear, nf4_linear_gradient_only};
 pub use norm::rms_norm;
-pub use optim::{AdamWStep, adamw_update, squared_norm};
+pub use optim::{AdamWStep, adamw_update, adamw_update_all, squared_norm, squared_norm_grouped};
 pub use precision::{F32MatmulPrecision, f32_matmul_precision, set_f32_matmul_precision, with_f32_matmul_precision};
 pub use rope::rope_heads;
 pub use softmax::scaled_softmax;

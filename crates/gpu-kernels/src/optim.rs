@@ -85,6 +85,45 @@ pub fn adamw_update(
     portable_adamw_update(p, g, m, v, s, grad_scale)
 }
 
+/// One AdamW update of each `(p, g, m, v)` (as [`adamw_update`]) with the scalars of `s`, tensor
+/// `k` drawing its rounding bits from `seeds[k]`; returns the new `(p, m, v)` per tensor.
+///
+/// On CUDA, f32 parameters with gradients of one dtype and moments of one dtype (f32 or bf16)
+/// take a few multi-tensor launches (`cuda::multi_tensor`: groups of 48 tensors, the outputs
+/// slices of a few buffers); everything else, and every other backend, the per-tensor path.
+///
+/// # Panics
+/// As [`adamw_update`], or when `seeds` and `items` differ in length.
+pub fn adamw_update_all(
+    items: Vec<(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>)>,
+    s: &AdamWStep,
+    seeds: &[u64],
+    grad_scale: &Tensor<1>,
+) -> crate::Result<Vec<(Tensor<2>, Tensor<2>, Tensor<2>)>> {
+    assert_eq!(items.len(), seeds.len(), "adamw_update_all: one seed per tensor");
+    #[cfg(feature = "cuda")]
+    if let Some(first) = items.first()
+        && crate::is_cuda(&first.0.device())
+    {
+        let prim = |t: &Tensor<2>| t.clone().without_autodiff().try_into_primitive::<burn_cubecl::CubeBackend>().ok();
+        let prims: Option<Vec<_>> = items.iter().map(|(p, g, m, v)| Some((prim(p)?, prim(g)?, prim(m)?, prim(v)?))).collect();
+        let scale = grad_scale.clone().without_autodiff().try_into_primitive::<burn_cubecl::CubeBackend>().ok();
+        if let (Some(prims), Some(scale)) = (prims, scale)
+            && let Some(outs) = crate::cuda::multi_tensor::adamw(&prims, &scale, s, seeds)?
+        {
+            let wrap = |t, like: &Tensor<2>| {
+                let t = Tensor::<2>::from_primitive::<burn_cubecl::CubeBackend>(t);
+                match like.gradient_checkpointing_strategy() {
+                    Some(strategy) => t.autodiff().with_gradient_checkpointing_strategy(strategy),
+                    None => t,
+                }
+            };
+            return Ok(outs.into_iter().zip(&items).map(|((p, m, v), (lp, _, lm, lv))| (wrap(p, lp), wrap(m, lm), wrap(v, lv))).collect());
+        }
+    }
+    Ok(items.into_iter().zip(seeds).map(|((p, g, m, v), &seed)| adamw_update(p, g, m, v, &AdamWStep { seed, ..*s }, grad_scale)).collect())
+}
+
 /// [`adamw_update`] as burn ops (every backend); bf16 moments are rounded on the host.
 pub fn portable_adamw_update(
     p: Tensor<2>,
@@ -137,6 +176,26 @@ pub fn squared_norm(grads: &[Tensor<2>]) -> Tensor<1> {
         }
     }
     portable_squared_norm(grads)
+}
+
+/// [`squared_norm`] with one kernel per group of 48 tensors on CUDA (`cuda::multi_tensor`: one
+/// partial sum per 4,096 elements, in a fixed order, then one sum) instead of one per tensor;
+/// elsewhere, and for dtypes other than f32 and bf16, [`squared_norm`].
+///
+/// # Panics
+/// If `grads` is empty.
+pub fn squared_norm_grouped(grads: &[Tensor<2>]) -> Tensor<1> {
+    assert!(!grads.is_empty(), "squared_norm_grouped: no tensors");
+    #[cfg(feature = "cuda")]
+    if crate::is_cuda(&grads[0].device()) {
+        let prims: Option<Vec<_>> =
+            grads.iter().map(|g| g.clone().without_autodiff().try_into_primitive::<burn_cubecl::CubeBackend>().ok()).collect();
+        // A failure to queue (no verified stream) falls back to the per-tensor kernels.
+        if let Some(Ok(Some(partial))) = prims.map(|p| crate::cuda::multi_tensor::squared_norm_partials(&p)) {
+            return Tensor::<1>::from_primitive::<burn_cubecl::CubeBackend>(partial).sum();
+        }
+    }
+    squared_norm(grads)
 }
 
 /// [`squared_norm`] as burn ops (every backend).
@@ -240,6 +299,37 @@ mod tests {
         assert!((got - want).abs() < 0.01 * want, "bf16 m {got} against f32 {want}");
         let (want, got) = (mean(p32), mean(p16));
         assert!((got - want).abs() < 0.02 * want.abs(), "p {got} against {want}");
+    }
+
+    /// Off CUDA the grouped entry points are the per-tensor ones (seed `k` for tensor `k`).
+    #[test]
+    fn grouped_entry_points_equal_the_per_tensor_ones() {
+        let d = Device::flex();
+        let s = AdamWStep {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            bias_correction1: 0.1,
+            bias_correction2: 0.001,
+            seed: 0,
+        };
+        let item = |k: f32| {
+            let x = |base: f32| t(vec![base * k, -base, 0.5 * base, k], [2, 2], &d);
+            (x(1.0), x(0.3), x(0.1).cast(DType::BF16), x(0.01).abs().cast(DType::BF16))
+        };
+        let items = vec![item(1.0), item(2.0)];
+        let seeds = [5u64 << 32, 5u64 << 32 | 1];
+        let grouped = adamw_update_all(items.clone(), &s, &seeds, &scale(0.5, &d)).expect("update");
+        for ((p, g, m, v), (k, got)) in items.into_iter().zip(grouped.into_iter().enumerate()) {
+            let want = adamw_update(p, g, m, v, &AdamWStep { seed: seeds[k], ..s }, &scale(0.5, &d));
+            for (a, b) in [(got.0, want.0), (got.1, want.1), (got.2, want.2)] {
+                assert_eq!(a.into_data().convert::<f32>(), b.into_data().convert::<f32>(), "tensor {k}");
+            }
+        }
+        let grads = [t(vec![3.0, 4.0], [1, 2], &d), t(vec![1.0, 2.0, 2.0, 0.0], [2, 2], &d)];
+        assert_eq!(squared_norm_grouped(&grads).into_scalar::<f32>(), squared_norm(&grads).into_scalar::<f32>());
     }
 
     #[test]

@@ -385,6 +385,69 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
     }
 }
 
+/// The multi-tensor path (groups of 48 tensors per launch; outputs sliced from one buffer per
+/// kind) against the per-tensor kernels, over 79 tensors (odd sizes; two groups and a part).
+#[test]
+fn multi_tensor_adamw_and_norm_match_the_per_tensor_kernels() {
+    use gpu_kernels::optim::{AdamWStep, adamw_update, adamw_update_all, portable_squared_norm, squared_norm_grouped};
+    let device = cuda();
+    let s = AdamWStep {
+        lr: 2e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        bias_correction1: 1.0 - 0.9f64.powi(7),
+        bias_correction2: 1.0 - 0.999f64.powi(7),
+        seed: 0,
+    };
+    let scale = Tensor::<1>::from_data(TensorData::new(vec![0.61f32], [1]), &device);
+    // 61 small tensors, then 18 of 4 MiB (f32).
+    let shapes: Vec<[usize; 2]> =
+        (0..61).map(|k| [2 + (k * 37) % 97, 2 + (k * 53) % 1031]).chain(std::iter::repeat_n([1024, 1024], 18)).collect();
+    let seeds: Vec<u64> = (0..shapes.len() as u64).map(|k| 9 << 32 | k).collect();
+    for (g_dtype, m_dtype) in [(DType::F32, DType::F32), (DType::F32, DType::BF16), (DType::BF16, DType::BF16)] {
+        let draw = |shape: [usize; 2], scale: f64| Tensor::<2>::random(shape, Distribution::Normal(0.0, scale), &device);
+        let items: Vec<_> = shapes
+            .iter()
+            .map(|&shape| {
+                (draw(shape, 0.02), draw(shape, 1e-3).cast(g_dtype), draw(shape, 1e-4).cast(m_dtype), draw(shape, 1e-6).abs().cast(m_dtype))
+            })
+            .collect();
+        let per_tensor: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(k, (p, g, m, v))| adamw_update(p.clone(), g.clone(), m.clone(), v.clone(), &AdamWStep { seed: seeds[k], ..s }, &scale))
+            .collect();
+        let before = gpu_kernels::cuda::multi_tensor_calls();
+        let multi = adamw_update_all(items.clone(), &s, &seeds, &scale).expect("multi-tensor update");
+        assert_eq!(gpu_kernels::cuda::multi_tensor_calls(), before + 1, "the update took the multi-tensor path");
+        for (k, ((pm, mm, vm), (pt, mt, vt))) in multi.into_iter().zip(per_tensor).enumerate() {
+            assert_eq!((pm.dims(), mm.dtype(), vm.dtype()), (pt.dims(), m_dtype, m_dtype));
+            let case = format!("tensor {k} {:?}, g {g_dtype:?}, moments {m_dtype:?}", shapes[k]);
+            assert_close(&format!("p, {case}"), &host(pm), &host(pt), 1e-6, 1e-6, 1e-6);
+            for (name, a, b) in [("m", mm, mt), ("v", vm, vt)] {
+                if m_dtype == DType::F32 {
+                    assert_close(&format!("{name}, {case}"), &host(a), &host(b), 1e-6, 1e-6, 1e-6);
+                    continue;
+                }
+                let bits = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+                let (a, b) = (bits(a), bits(b));
+                let apart = a.iter().zip(&b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+                // An f32 rounding difference (fused multiply-adds) can cross a draw's threshold.
+                let allowed = a.len() / 500 + 1;
+                assert!(apart <= allowed, "{name}, {case}: {apart} of {} differ", a.len());
+            }
+        }
+        let grads: Vec<Tensor<2>> = shapes.iter().map(|&shape| draw(shape, 0.3).cast(g_dtype)).collect();
+        let before = gpu_kernels::cuda::multi_tensor_calls();
+        let multi: f32 = squared_norm_grouped(&grads).into_scalar();
+        assert_eq!(gpu_kernels::cuda::multi_tensor_calls(), before + 1, "the norm took the multi-tensor path");
+        let plain: f32 = portable_squared_norm(&grads).into_scalar();
+        assert!(((multi - plain) / plain).abs() < 1e-4, "squared norm {multi} vs {plain}");
+    }
+}
+
 #[test]
 fn rms_norm_kernels_match_the_burn_ops_path_and_its_autodiff() {
     use gpu_kernels::norm::{portable_rms_norm, rms_norm};

@@ -12,10 +12,18 @@
 //! step queues its updates without waiting for the norm; the norm is read afterwards.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use gpu_kernels::{AdamWStep, adamw_update, squared_norm};
+use gpu_kernels::env_switch::EnvSwitch;
+use gpu_kernels::{AdamWStep, adamw_update, squared_norm, squared_norm_grouped};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, OptimizerKind, Result};
+
+/// `KINDLING_OPTIM=multi-tensor`: the gradient norm and the updates of device-resident moments
+/// take one kernel per group of 48 tensors on CUDA (`gpu_kernels::adamw_update_all`,
+/// `squared_norm_grouped`) instead of one per tensor: the same arithmetic, ≈ 7 % off an
+/// all-linear Llama-3-8B step on the H200, but ≈ 0.5 GiB more of CubeCL's reserved pool
+/// (`docs/benchmarks.md`, session 20), hence off by default.
+static MULTI_TENSOR: EnvSwitch = EnvSwitch::new("KINDLING_OPTIM", "multi-tensor");
 
 /// Optimizer hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -91,9 +99,9 @@ impl AdamW {
     }
 
     /// [`AdamW::update`] with every gradient multiplied by `grad_scale[0]` first (`[1]`, f32, on
-    /// the parameters' device: [`Clip::factor`]), inside the update's one kernel per tensor on
-    /// CUDA — nothing is read back (but for host-resident moments). `None` only without
-    /// parameters.
+    /// the parameters' device: [`Clip::factor`]), inside the update's kernels on CUDA (a few
+    /// launches for all tensors) — nothing is read
+    /// back (but for host-resident moments). `None` only without parameters.
     ///
     /// # Errors
     /// Host/device transfer failures.
@@ -119,11 +127,31 @@ impl AdamW {
             bias_correction2: 1.0 - c.beta2.powi(t),
             seed: 0,
         };
+        let scale = grad_scale.ok_or_else(|| Error::Tensor("no gradient factor".into()))?;
+        // The rounding draws of bf16 states: one stream per (step, tensor), so a resumed run
+        // draws what the uninterrupted one did.
+        let seeds: Vec<u64> = (0..params.len()).map(|index| (self.step as u64) << 32 | index as u64).collect();
+        if MULTI_TENSOR.is_on() && self.moments.iter().all(|s| matches!(s, Moments::Device { .. })) {
+            let items = params
+                .into_iter()
+                .zip(grads)
+                .zip(std::mem::take(&mut self.moments))
+                .map(|((p, g), state)| match state {
+                    Moments::Device { m, v } => (p, g, m, v),
+                    Moments::Host { .. } => unreachable!("checked above"),
+                })
+                .collect();
+            let updated = gpu_kernels::adamw_update_all(items, &step, &seeds, scale).map_err(|e| Error::Tensor(e.to_string()))?;
+            let mut out = Vec::with_capacity(updated.len());
+            for (p, m, v) in updated {
+                self.moments.push(Moments::Device { m, v });
+                out.push(p);
+            }
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(params.len());
         for (index, ((p, g), state)) in params.into_iter().zip(grads).zip(self.moments.iter_mut()).enumerate() {
-            // The rounding draws of bf16 states: one stream per (step, tensor), so a resumed run
-            // draws what the uninterrupted one did.
-            let step = AdamWStep { seed: (self.step as u64) << 32 | index as u64, ..step };
+            let step = AdamWStep { seed: seeds[index], ..step };
             let device = p.device();
             let (m, v) = match state {
                 Moments::Device { m, v } => (m.clone(), v.clone()),
@@ -132,7 +160,6 @@ impl AdamW {
                     Tensor::from_data(TensorData::new(v.clone(), *shape), &device),
                 ),
             };
-            let scale = grad_scale.ok_or_else(|| Error::Tensor("no gradient factor".into()))?;
             let (p_new, m, v) = adamw_update(p, g, m, v, &step, scale);
             out.push(p_new);
             *state = match state {
@@ -211,7 +238,11 @@ impl Clip {
 /// The global L2 norm of `grads` and the factor that clips them to `max_norm` (torch's
 /// `clip_grad_norm_`, in f32): one reduction and a few one-element ops on `device`, no read-back.
 pub fn clip(grads: &[Tensor<2>], max_norm: Option<f64>, device: &Device) -> Clip {
-    let squared_norm = if grads.is_empty() { Tensor::<1>::zeros([1], (device, DType::F32)) } else { squared_norm(grads) };
+    let squared_norm = match grads {
+        [] => Tensor::<1>::zeros([1], (device, DType::F32)),
+        _ if MULTI_TENSOR.is_on() => squared_norm_grouped(grads),
+        _ => squared_norm(grads),
+    };
     let factor = match max_norm {
         Some(max) if max > 0.0 => {
             let norm = squared_norm.clone().sqrt();

@@ -12,6 +12,7 @@ pub(crate) mod dropout;
 pub(crate) mod gemm;
 pub(crate) mod graph;
 pub(crate) mod interop;
+pub(crate) mod multi_tensor;
 pub(crate) mod nf4;
 pub(crate) mod nf4_gemv;
 pub(crate) mod nf4_gemv_fused;
@@ -25,6 +26,7 @@ pub(crate) mod swiglu;
 
 pub use cublaslt::{GemmCall, GemmDType, Operand};
 pub use gemm::time_cublaslt_linear;
+pub use multi_tensor::multi_tensor_calls;
 pub use stream::host_synchronized_gemms;
 
 /// Checks up front that cuBLASLt loads on CUDA device `ordinal`: creates (once) the handle,

@@ -90,7 +90,7 @@ pub fn adamw_update(
 ///
 /// On CUDA, f32 parameters with gradients of one dtype and moments of one dtype (f32 or bf16)
 /// take a few multi-tensor launches (`cuda::multi_tensor`: groups of 48 tensors, the outputs
-/// slices of a few buffers); everything else, and every other backend, the per-tensor path.
+/// slices of one buffer per kind); everything else, and every other backend, the per-tensor path.
 ///
 /// # Panics
 /// As [`adamw_update`], or when `seeds` and `items` differ in length.

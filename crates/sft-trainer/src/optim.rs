@@ -99,9 +99,8 @@ impl AdamW {
     }
 
     /// [`AdamW::update`] with every gradient multiplied by `grad_scale[0]` first (`[1]`, f32, on
-    /// the parameters' device: [`Clip::factor`]), inside the update's kernels on CUDA (a few
-    /// launches for all tensors) — nothing is read
-    /// back (but for host-resident moments). `None` only without parameters.
+    /// the parameters' device: [`Clip::factor`]), inside the update's kernels on CUDA — nothing
+    /// is read back (but for host-resident moments). `None` only without parameters.
     ///
     /// # Errors
     /// Host/device transfer failures.
@@ -127,6 +126,9 @@ impl AdamW {
             bias_correction2: 1.0 - c.beta2.powi(t),
             seed: 0,
         };
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
         let scale = grad_scale.ok_or_else(|| Error::Tensor("no gradient factor".into()))?;
         // The rounding draws of bf16 states: one stream per (step, tensor), so a resumed run
         // draws what the uninterrupted one did.
@@ -135,16 +137,16 @@ impl AdamW {
             let items = params
                 .into_iter()
                 .zip(grads)
-                .zip(std::mem::take(&mut self.moments))
+                .zip(&self.moments)
                 .map(|((p, g), state)| match state {
-                    Moments::Device { m, v } => (p, g, m, v),
+                    Moments::Device { m, v } => (p, g, m.clone(), v.clone()),
                     Moments::Host { .. } => unreachable!("checked above"),
                 })
                 .collect();
             let updated = gpu_kernels::adamw_update_all(items, &step, &seeds, scale).map_err(|e| Error::Tensor(e.to_string()))?;
             let mut out = Vec::with_capacity(updated.len());
-            for (p, m, v) in updated {
-                self.moments.push(Moments::Device { m, v });
+            for ((p, m, v), state) in updated.into_iter().zip(self.moments.iter_mut()) {
+                *state = Moments::Device { m, v };
                 out.push(p);
             }
             return Ok(out);
@@ -298,6 +300,14 @@ mod tests {
         }
         assert_eq!(host(pa).expect("a"), host(pb).expect("b"));
         assert_eq!(a.export().expect("a"), b.export().expect("b"));
+    }
+
+    #[test]
+    fn no_parameters_need_no_factor() {
+        let d = Device::flex();
+        let mut opt = AdamW::new(AdamWConfig::default(), &[], &d, OptimizerKind::AdamwBf16);
+        assert!(opt.update(0.1, vec![], vec![]).expect("empty update").is_empty());
+        assert_eq!(opt.step, 1);
     }
 
     #[test]

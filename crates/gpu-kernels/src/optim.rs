@@ -217,10 +217,9 @@ mod tests {
         Tensor::from_data(TensorData::new(vec![value], [1]), d)
     }
 
-    #[test]
-    fn update_follows_the_formula_element_by_element() {
-        let d = Device::flex();
-        let s = AdamWStep {
+    /// Step 3 at rate 0.01 with decay 0.1 (torch's betas and ε).
+    fn third_step(seed: u64) -> AdamWStep {
+        AdamWStep {
             lr: 0.01,
             beta1: 0.9,
             beta2: 0.999,
@@ -228,8 +227,14 @@ mod tests {
             weight_decay: 0.1,
             bias_correction1: 1.0 - 0.9f64.powi(3),
             bias_correction2: 1.0 - 0.999f64.powi(3),
-            seed: 7,
-        };
+            seed,
+        }
+    }
+
+    #[test]
+    fn update_follows_the_formula_element_by_element() {
+        let d = Device::flex();
+        let s = third_step(7);
         let grad_scale = 0.5f64;
         let (p, g, m, v) = ([1.0f32, -2.0, 0.5, 0.0], [0.3f32, -4.0, 0.0, 1.0], [0.1f32, 0.2, -0.3, 0.0], [0.01f32, 0.5, 0.2, 0.0]);
         let (pn, mn, vn) = adamw_update(
@@ -305,16 +310,7 @@ mod tests {
     #[test]
     fn grouped_entry_points_equal_the_per_tensor_ones() {
         let d = Device::flex();
-        let s = AdamWStep {
-            lr: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.1,
-            bias_correction1: 0.1,
-            bias_correction2: 0.001,
-            seed: 0,
-        };
+        let s = third_step(0);
         let item = |k: f32| {
             let x = |base: f32| t(vec![base * k, -base, 0.5 * base, k], [2, 2], &d);
             (x(1.0), x(0.3), x(0.1).cast(DType::BF16), x(0.01).abs().cast(DType::BF16))

@@ -323,20 +323,25 @@ fn attention_and_its_gradients_match_the_cpu_whole_and_in_blocks() {
     }
 }
 
-#[test]
-fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
-    use gpu_kernels::optim::{AdamWStep, adamw_update, portable_adamw_update, portable_squared_norm, squared_norm};
-    let device = cuda();
-    let s = AdamWStep {
+/// AdamW's scalars at step `t`: rate 2·10⁻⁴, decay 0.01, torch's betas and ε.
+fn adamw_step(t: i32, seed: u64) -> gpu_kernels::optim::AdamWStep {
+    gpu_kernels::optim::AdamWStep {
         lr: 2e-4,
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 0.01,
-        bias_correction1: 1.0 - 0.9f64.powi(4),
-        bias_correction2: 1.0 - 0.999f64.powi(4),
-        seed: 0x1234_5678_9ABC,
-    };
+        bias_correction1: 1.0 - 0.9f64.powi(t),
+        bias_correction2: 1.0 - 0.999f64.powi(t),
+        seed,
+    }
+}
+
+#[test]
+fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
+    use gpu_kernels::optim::{adamw_update, portable_adamw_update, portable_squared_norm, squared_norm};
+    let device = cuda();
+    let s = adamw_step(4, 0x1234_5678_9ABC);
     // The clipping factor, as the trainer passes it: a one-element f32 tensor on the device.
     let scale = Tensor::<1>::from_data(TensorData::new(vec![0.37f32], [1]), &device);
     // Odd sizes (partial blocks), a transposed (non-contiguous) gradient, three dtype pairs.
@@ -391,16 +396,7 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
 fn multi_tensor_adamw_and_norm_match_the_per_tensor_kernels() {
     use gpu_kernels::optim::{AdamWStep, adamw_update, adamw_update_all, portable_squared_norm, squared_norm_grouped};
     let device = cuda();
-    let s = AdamWStep {
-        lr: 2e-4,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        bias_correction1: 1.0 - 0.9f64.powi(7),
-        bias_correction2: 1.0 - 0.999f64.powi(7),
-        seed: 0,
-    };
+    let s = adamw_step(7, 0);
     let scale = Tensor::<1>::from_data(TensorData::new(vec![0.61f32], [1]), &device);
     // 61 small tensors, then 18 of 4 MiB (f32).
     let shapes: Vec<[usize; 2]> =

@@ -262,6 +262,14 @@ fn launch(function: usize, blocks: u32, stream: dsys::CUstream, params: &mut [*m
         .map_err(|e| Error::Cuda { call: "cuLaunchKernel (multi-tensor)", reason: format!("{e:?}") })
 }
 
+/// The device address of `binding` (on the runner thread, inside a queued task).
+fn address(server: &mut CudaServer, binding: cubecl::server::BufferBinding, id: cubecl_environment::stream::StreamId) -> Result<u64> {
+    server
+        .get_resource(binding, id)
+        .map(|r| r.resource().ptr)
+        .map_err(|e| Error::Cuda { call: "cubecl get_resource", reason: format!("{e:?}") })
+}
+
 /// Byte offsets of consecutive tensors in one buffer, each start 256-byte aligned, and the
 /// buffer's size.
 fn pack(bytes: impl Iterator<Item = usize>) -> (Vec<usize>, usize) {
@@ -359,12 +367,7 @@ pub(crate) fn adamw(
     let function = kernels.adamw[gk][mk];
     let queued = stream::enqueue(&first.0, move |server: &mut CudaServer, id, on| {
         let run = || -> Result<()> {
-            let address = |server: &mut CudaServer, binding| {
-                server
-                    .get_resource(binding, id)
-                    .map(|r| r.resource().ptr)
-                    .map_err(|e| Error::Cuda { call: "cubecl get_resource", reason: format!("{e:?}") })
-            };
+            let address = |server: &mut CudaServer, binding| address(server, binding, id);
             let [bp, bm, bv] = flat;
             let (base_p, base_m, base_v) = (address(server, bp)?, address(server, bm)?, address(server, bv)?);
             let scale_ptr = address(server, scale_binding)?;
@@ -449,12 +452,7 @@ pub(crate) fn squared_norm_partials(grads: &[CubeTensor]) -> Result<Option<CubeT
     let function = kernels.sum_squares[gk];
     let queued = stream::enqueue(first, move |server: &mut CudaServer, id, on| {
         let run = || -> Result<()> {
-            let address = |server: &mut CudaServer, binding| {
-                server
-                    .get_resource(binding, id)
-                    .map(|r| r.resource().ptr)
-                    .map_err(|e| Error::Cuda { call: "cubecl get_resource", reason: format!("{e:?}") })
-            };
+            let address = |server: &mut CudaServer, binding| address(server, binding, id);
             let mut partial_ptr = address(server, partial_binding)?;
             cublaslt::context(ordinal)?;
             let mut inputs = inputs.into_iter();

@@ -4,7 +4,7 @@
 # AdamW states and the embedding table on the device, and lean: table in host memory, bf16
 # moments; all-linear 4×512 lean with the side path under bf16 autocast, --lora-autocast;
 # all-linear 1×2048 lean), batch-1 decoding, then the Python anchor's `all seed all_2k
-# decode` (ANCHOR_VARIANTS) in the same call. TESTS_FILTER runs those device tests first;
+# decode` (ANCHOR_VARIANTS) in the same call (ANCHOR_FIRST=1: before kindling's). TESTS_FILTER runs those device tests first;
 # DECODE_VARIANTS (environment assignments, `+` joining several of one variant) decode again
 # under each, into $OUT/ab-decode.jsonl, before the anchor; DECODE_ARGS are added to every decode
 # (e.g. --compare-steps).
@@ -21,6 +21,11 @@ TRAIN="$X bench --suite train --device cuda --shape llama3-8b --model-dir $M --w
 LEAN="--host-embeddings --optim adamw_bf16"
 if [ -n "${TESTS_FILTER:-}" ]; then stage gk-tests 120 /tmp/kb/cuda --test-threads=1 $TESTS_FILTER || true; fi
 stage parity 60 $X bench --suite parity --device cuda --out "$OUT/bench.jsonl" || true
+# ANCHOR_FIRST=1: the anchor before kindling's runs (a call cut short by the device budget then
+# loses kindling's last workloads, not the anchor).
+if [ "${ANCHOR_FIRST:-0}" = 1 ] && [ -d "$ANCHORS/site" ]; then
+  stage anchor 260 env PYTHONPATH=$PWD/$ANCHORS/site bash "$ANCHORS/run_all.sh" "$OUT" ${ANCHOR_VARIANTS:-all seed all_2k decode} || true
+fi
 stage seed 150 $TRAIN --targets q_proj,v_proj --batch 4 --seq 512 || true
 stage all 90 $TRAIN --targets all-linear --batch 4 --seq 512 || true
 stage all-lean 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN || true
@@ -34,7 +39,7 @@ for v in ${DECODE_VARIANTS:-}; do
   echo "{\"variant\": \"$v\"}" >> "$OUT/ab-decode.jsonl"
   stage "decode-v$i" 60 env ${v//+/ } $DECODE --out "$OUT/ab-decode.jsonl" || true
 done
-if [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
+if [ "${ANCHOR_FIRST:-0}" != 1 ] && [ -d "$ANCHORS/site" ] && [ "$(left)" -gt 60 ]; then
   stage anchor "$(($(left) - 10))" env PYTHONPATH=$PWD/$ANCHORS/site bash "$ANCHORS/run_all.sh" "$OUT" ${ANCHOR_VARIANTS:-all seed all_2k decode} || true
 fi
 finish

@@ -30,7 +30,10 @@
 //! - [`dropout::fused_dropout`]: inverted dropout fused with a cast, its mask regenerated from a
 //!   counter hash in the backward instead of kept (CUDA training).
 //! - [`adamw_update`] / [`squared_norm`]: AdamW's update and the gradients' squared norm, one
-//!   kernel per parameter tensor on CUDA.
+//!   kernel per parameter tensor on CUDA; [`adamw_update_all`] / [`squared_norm_grouped`] one
+//!   kernel per group of [`UPDATE_GROUP`] tensors.
+//! - [`HostRows`]: rows of a host-resident table (frozen token embeddings) gathered by the
+//!   device from pinned, mapped pages, with no read-back of the ids (CUDA).
 //! - [`set_f32_matmul_precision`]: f32 products on CUDA in f32 or on TF32 tensor cores.
 //!
 //! # Invariant
@@ -61,6 +64,7 @@ mod error;
 pub mod extension;
 pub mod gemm;
 pub mod gemv_tuning;
+pub mod host_rows;
 pub mod linear;
 pub mod linear_cross_entropy;
 pub mod nf4;
@@ -88,11 +92,12 @@ pub use decode_position::{advance_decoding, copy_positions, decode_attention_at,
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, gemm_add, is_cuda};
 pub use gemv_tuning::{GemvTuning, gemv_tuning, set_gemv_tuning};
+pub use host_rows::HostRows;
 pub use linear::{linear, portable_linear};
 pub use linear_cross_entropy::linear_cross_entropy;
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear, nf4_linear_gradient_only};
 pub use norm::rms_norm;
-pub use optim::{AdamWStep, adamw_update, adamw_update_all, squared_norm, squared_norm_grouped};
+pub use optim::{AdamWOutputs, AdamWStep, UPDATE_GROUP, adamw_update, adamw_update_all, squared_norm, squared_norm_grouped};
 pub use precision::{F32MatmulPrecision, f32_matmul_precision, set_f32_matmul_precision, with_f32_matmul_precision};
 pub use rope::rope_heads;
 pub use softmax::scaled_softmax;

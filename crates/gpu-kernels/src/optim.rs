@@ -85,12 +85,33 @@ pub fn adamw_update(
     portable_adamw_update(p, g, m, v, s, grad_scale)
 }
 
+/// How many tensors one multi-tensor launch updates ([`adamw_update_all`] on CUDA). A caller that
+/// passes at most this many per call, and drops each call's inputs before the next, holds the
+/// old and new states of only that many tensors at once (as the per-tensor path does).
+pub const UPDATE_GROUP: usize = 48;
+
+/// The new values of one parameter's AdamW update ([`adamw_update_all`]).
+#[derive(Debug, Clone)]
+pub struct AdamWOutputs {
+    /// The parameter (f32).
+    pub p: Tensor<2>,
+    /// The first moment, in the moments' dtype.
+    pub m: Tensor<2>,
+    /// The second moment, in the moments' dtype.
+    pub v: Tensor<2>,
+    /// `p` rounded to bf16 (to nearest, as a cast), when asked for: the copy a bf16 model
+    /// computes with while `p` stays the f32 master.
+    pub p_bf16: Option<Tensor<2>>,
+}
+
 /// One AdamW update of each `(p, g, m, v)` (as [`adamw_update`]) with the scalars of `s`, tensor
-/// `k` drawing its rounding bits from `seeds[k]`; returns the new `(p, m, v)` per tensor.
+/// `k` drawing its rounding bits from `seeds[k]`; returns the new values per tensor, with bf16
+/// copies of the new parameters when `bf16_copies` is set.
 ///
 /// On CUDA, f32 parameters with gradients of one dtype and moments of one dtype (f32 or bf16)
-/// take a few multi-tensor launches (`cuda::multi_tensor`: groups of 48 tensors, the outputs
-/// slices of one buffer per kind); everything else, and every other backend, the per-tensor path.
+/// take one multi-tensor launch per [`UPDATE_GROUP`] tensors (`cuda::multi_tensor`; each output
+/// a fresh allocation; the copies written by the same kernel); everything else, and every other
+/// backend, the per-tensor path (and a cast for each copy).
 ///
 /// # Panics
 /// As [`adamw_update`], or when `seeds` and `items` differ in length.
@@ -99,7 +120,8 @@ pub fn adamw_update_all(
     s: &AdamWStep,
     seeds: &[u64],
     grad_scale: &Tensor<1>,
-) -> crate::Result<Vec<(Tensor<2>, Tensor<2>, Tensor<2>)>> {
+    bf16_copies: bool,
+) -> crate::Result<Vec<AdamWOutputs>> {
     assert_eq!(items.len(), seeds.len(), "adamw_update_all: one seed per tensor");
     #[cfg(feature = "cuda")]
     if let Some(first) = items.first()
@@ -109,7 +131,7 @@ pub fn adamw_update_all(
         let prims: Option<Vec<_>> = items.iter().map(|(p, g, m, v)| Some((prim(p)?, prim(g)?, prim(m)?, prim(v)?))).collect();
         let scale = grad_scale.clone().without_autodiff().try_into_primitive::<burn_cubecl::CubeBackend>().ok();
         if let (Some(prims), Some(scale)) = (prims, scale)
-            && let Some(outs) = crate::cuda::multi_tensor::adamw(&prims, &scale, s, seeds)?
+            && let Some(outs) = crate::cuda::multi_tensor::adamw(&prims, &scale, s, seeds, bf16_copies)?
         {
             let wrap = |t, like: &Tensor<2>| {
                 let t = Tensor::<2>::from_primitive::<burn_cubecl::CubeBackend>(t);
@@ -118,10 +140,27 @@ pub fn adamw_update_all(
                     None => t,
                 }
             };
-            return Ok(outs.into_iter().zip(&items).map(|((p, m, v), (lp, _, lm, lv))| (wrap(p, lp), wrap(m, lm), wrap(v, lv))).collect());
+            return Ok(outs
+                .into_iter()
+                .zip(&items)
+                .map(|(u, (lp, _, lm, lv))| AdamWOutputs {
+                    p: wrap(u.p, lp),
+                    m: wrap(u.m, lm),
+                    v: wrap(u.v, lv),
+                    p_bf16: u.p_bf16.map(|c| wrap(c, lp)),
+                })
+                .collect());
         }
     }
-    Ok(items.into_iter().zip(seeds).map(|((p, g, m, v), &seed)| adamw_update(p, g, m, v, &AdamWStep { seed, ..*s }, grad_scale)).collect())
+    Ok(items
+        .into_iter()
+        .zip(seeds)
+        .map(|((p, g, m, v), &seed)| {
+            let (p, m, v) = adamw_update(p, g, m, v, &AdamWStep { seed, ..*s }, grad_scale);
+            let p_bf16 = bf16_copies.then(|| p.clone().cast(DType::BF16).detach());
+            AdamWOutputs { p, m, v, p_bf16 }
+        })
+        .collect())
 }
 
 /// [`adamw_update`] as burn ops (every backend); bf16 moments are rounded on the host.
@@ -317,10 +356,13 @@ mod tests {
         };
         let items = vec![item(1.0), item(2.0)];
         let seeds = [5u64 << 32, 5u64 << 32 | 1];
-        let grouped = adamw_update_all(items.clone(), &s, &seeds, &scale(0.5, &d)).expect("update");
+        let grouped = adamw_update_all(items.clone(), &s, &seeds, &scale(0.5, &d), true).expect("update");
         for ((p, g, m, v), (k, got)) in items.into_iter().zip(grouped.into_iter().enumerate()) {
             let want = adamw_update(p, g, m, v, &AdamWStep { seed: seeds[k], ..s }, &scale(0.5, &d));
-            for (a, b) in [(got.0, want.0), (got.1, want.1), (got.2, want.2)] {
+            let copy = got.p_bf16.expect("a bf16 copy");
+            assert_eq!(copy.dtype(), DType::BF16);
+            assert_eq!(copy.into_data(), want.0.clone().cast(DType::BF16).into_data(), "copy {k}");
+            for (a, b) in [(got.p, want.0), (got.m, want.1), (got.v, want.2)] {
                 assert_eq!(a.into_data().convert::<f32>(), b.into_data().convert::<f32>(), "tensor {k}");
             }
         }

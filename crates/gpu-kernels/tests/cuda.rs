@@ -390,8 +390,8 @@ fn fused_adamw_and_squared_norm_match_the_burn_ops_path() {
     }
 }
 
-/// The multi-tensor path (groups of 48 tensors per launch; outputs sliced from one buffer per
-/// kind) against the per-tensor kernels, over 79 tensors (odd sizes; two groups and a part).
+/// The multi-tensor path (groups of 48 tensors per launch; one fresh allocation per output)
+/// against the per-tensor kernels, over 79 tensors (odd sizes; two groups and a part).
 #[test]
 fn multi_tensor_adamw_and_norm_match_the_per_tensor_kernels() {
     use gpu_kernels::optim::{AdamWStep, adamw_update, adamw_update_all, portable_squared_norm, squared_norm_grouped};
@@ -416,11 +416,19 @@ fn multi_tensor_adamw_and_norm_match_the_per_tensor_kernels() {
             .map(|(k, (p, g, m, v))| adamw_update(p.clone(), g.clone(), m.clone(), v.clone(), &AdamWStep { seed: seeds[k], ..s }, &scale))
             .collect();
         let before = gpu_kernels::cuda::multi_tensor_calls();
-        let multi = adamw_update_all(items.clone(), &s, &seeds, &scale).expect("multi-tensor update");
+        // bf16 copies of the new parameters in one of the cases.
+        let copies = g_dtype == DType::BF16;
+        let multi = adamw_update_all(items.clone(), &s, &seeds, &scale, copies).expect("multi-tensor update");
         assert_eq!(gpu_kernels::cuda::multi_tensor_calls(), before + 1, "the update took the multi-tensor path");
-        for (k, ((pm, mm, vm), (pt, mt, vt))) in multi.into_iter().zip(per_tensor).enumerate() {
+        for (k, (out, (pt, mt, vt))) in multi.into_iter().zip(per_tensor).enumerate() {
+            let (pm, mm, vm) = (out.p, out.m, out.v);
             assert_eq!((pm.dims(), mm.dtype(), vm.dtype()), (pt.dims(), m_dtype, m_dtype));
             let case = format!("tensor {k} {:?}, g {g_dtype:?}, moments {m_dtype:?}", shapes[k]);
+            assert_eq!(out.p_bf16.is_some(), copies, "{case}: a copy when asked for");
+            if let Some(copy) = out.p_bf16 {
+                let cast = pm.clone().cast(DType::BF16).into_data();
+                assert_eq!(copy.into_data(), cast, "{case}: the kernel's bf16 copy is the cast of its f32 output");
+            }
             assert_close(&format!("p, {case}"), &host(pm), &host(pt), 1e-6, 1e-6, 1e-6);
             for (name, a, b) in [("m", mm, mt), ("v", vm, vt)] {
                 if m_dtype == DType::F32 {
@@ -442,6 +450,44 @@ fn multi_tensor_adamw_and_norm_match_the_per_tensor_kernels() {
         let plain: f32 = portable_squared_norm(&grads).into_scalar();
         assert!(((multi - plain) / plain).abs() < 1e-4, "squared norm {multi} vs {plain}");
     }
+}
+
+/// Rows of a mapped host table gathered on the device equal the table's own bytes, for i32 and
+/// i64 ids, the first and last rows included; an id past the table gives zeros; an autodiff
+/// device gets an autodiff tensor.
+#[test]
+fn host_rows_gathered_on_the_device_are_the_tables_bytes() {
+    use burn::tensor::Int;
+    let device = cuda();
+    let (vocab, d) = (300usize, 72usize);
+    let values: Vec<half::bf16> = (0..vocab * d).map(|i| half::bf16::from_f32(((i * 7919) % 1000) as f32 * 0.01 - 5.0)).collect();
+    let table = std::sync::Arc::new(TensorData::new(values.clone(), [vocab, d]));
+    let rows = gpu_kernels::HostRows::map(table, &device).expect("a CUDA device maps the table");
+    let ids = [0i64, 299, 17, 17, 42, 1, 298, 150];
+    for dtype in [DType::I32, DType::I64] {
+        let before = gpu_kernels::cuda::host_row_gathers();
+        let t = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [2, 4]).convert_dtype(dtype), (&device, dtype));
+        let got = rows.gather(&t).expect("the device gathers the rows");
+        assert_eq!(gpu_kernels::cuda::host_row_gathers(), before + 1, "the gather took the mapped path ({dtype:?})");
+        assert_eq!(got.dims(), [2, 4, d]);
+        let got = got.into_data().try_to_vec::<half::bf16>().expect("bf16 rows");
+        let want: Vec<half::bf16> = ids.iter().flat_map(|&i| values[i as usize * d..(i as usize + 1) * d].to_vec()).collect();
+        assert_eq!(got, want, "rows gathered with {dtype:?} ids");
+    }
+    let outside = Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 300], [1, 2]), &device);
+    let got = rows.gather(&outside).expect("gathered").into_data().try_to_vec::<half::bf16>().expect("bf16 rows");
+    assert_eq!(&got[..d], &values[5 * d..6 * d]);
+    assert!(got[d..].iter().all(|v| v.to_f32() == 0.0), "an id past the table gives zeros");
+    // Unmapped before the next mapping (small tables can share pages, which the driver pins once).
+    drop(rows);
+    let autodiff = device.clone().autodiff();
+    let table = std::sync::Arc::new(TensorData::new(values.clone(), [vocab, d]));
+    let rows = gpu_kernels::HostRows::map(table, &autodiff).expect("mapped for the autodiff device");
+    let t = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 4], [1, 2]), &autodiff);
+    let got = rows.gather(&t).expect("gathered");
+    assert!(got.is_autodiff());
+    let got = got.into_data().try_to_vec::<half::bf16>().expect("bf16 rows");
+    assert_eq!(got, values[3 * d..5 * d].to_vec(), "rows gathered for the autodiff device");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use lora::{AdapterWeights, LoraAdapter, LoraConfig, PeftAdapter, PeftConfig};
 
 use crate::model::Llama;
@@ -45,13 +45,22 @@ pub fn apply_peft_adapter(model: &mut Llama, dir: &Path) -> Result<()> {
     apply_adapter(model, &adapter, dir)
 }
 
-/// Applies loaded peft factors to the model.
+/// Applies loaded peft factors to the model, in the model's dtype (inference).
 ///
 /// # Errors
 /// A module the model does not have, or factors whose shapes disagree with it, named.
 pub fn apply_adapter(model: &mut Llama, adapter: &PeftAdapter, origin: &Path) -> Result<()> {
-    let device = model.embed_tokens.device();
     let dtype = model.embed_tokens.dtype();
+    apply_adapter_as(model, adapter, origin, dtype)
+}
+
+/// [`apply_adapter`] with the factors in `dtype` (a resumed training run keeps its f32 factors
+/// f32 in a bf16 model, as [`attach_lora`] made them).
+///
+/// # Errors
+/// As [`apply_adapter`].
+pub fn apply_adapter_as(model: &mut Llama, adapter: &PeftAdapter, origin: &Path, dtype: DType) -> Result<()> {
+    let device = model.embed_tokens.device();
     let mut projections: BTreeMap<String, &mut lora::Projection> = model.projections_mut().into_iter().collect();
     for (module, w) in &adapter.modules {
         let p = projections

@@ -8,7 +8,8 @@
 //!   for the products, the input stays bf16, `x·Aᵀ` is rounded to bf16 before `·Bᵀ`, and the
 //!   second product accumulates onto the base output (`base + h·Bᵀ` in f32, rounded once to
 //!   bf16: [`gpu_kernels::gemm_add`]; autocast rounds `Δy` to bf16 first, then the sum). The
-//!   factors, their gradients and the optimizer stay f32. On the H200 this moves half the side
+//!   optimizer updates f32 factors (in training, masters whose bf16 copies the model holds:
+//!   bf16 factors take this path as they are). On the H200 this moves half the side
 //!   path's bytes (all-linear r64 4×512: +10 % tokens/s, and +4 % more from the accumulating
 //!   product; `docs/benchmarks.md`).
 //!

@@ -97,7 +97,9 @@ pub struct TrainingArgs {
     pub tf32: Option<bool>,
     /// The LoRA side path as bf16 autocast computes it (HF's Trainer with `bf16=True`): bf16
     /// copies of the f32 factors multiply the bf16 activations, and the bf16 result is added to
-    /// the base's output; factors, gradients and optimizer stay f32 (see [`lora::autocast`]).
+    /// the base's output; the optimizer updates f32 factors (see [`lora::autocast`]). The trainer
+    /// keeps them as masters and gives the model bf16 copies written by the update (the values
+    /// a cast at each use would give).
     /// Off: peft's f32 side path (the Python anchor's). Needs `bf16`. Not written when off.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lora_autocast: bool,

@@ -1,8 +1,8 @@
 //! AdamW (torch / bitsandbytes `AdamW32bit` math) with its states in f32 on the device, in f32
 //! in host memory ("paged", streamed to the device per update), or in bf16 on the device
 //! (stochastically rounded, half the memory: `gpu_kernels::stochastic_round`), and HF's
-//! global-norm gradient clipping. The arithmetic is `gpu_kernels::optim` (one kernel per tensor
-//! on CUDA), always in f32.
+//! global-norm gradient clipping. The arithmetic is `gpu_kernels::optim` (on CUDA one kernel
+//! per group of `gpu_kernels::UPDATE_GROUP` tensors), always in f32.
 //!
 //! For a parameter `p` with gradient `g` at step `t` (1-based), rate `η`, decay `λ`:
 //! `p ← p·(1 − ηλ)`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
@@ -13,17 +13,17 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use gpu_kernels::env_switch::EnvSwitch;
-use gpu_kernels::{AdamWStep, adamw_update, squared_norm, squared_norm_grouped};
+use gpu_kernels::{AdamWStep, UPDATE_GROUP, adamw_update, squared_norm, squared_norm_grouped};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, OptimizerKind, Result};
 
-/// `KINDLING_OPTIM=multi-tensor`: the gradient norm and the updates of device-resident moments
-/// take one kernel per group of 48 tensors on CUDA (`gpu_kernels::adamw_update_all`,
-/// `squared_norm_grouped`) instead of one per tensor: the same arithmetic, ≈ 7 % off an
-/// all-linear Llama-3-8B step on the H200, but ≈ 0.5 GiB more of CubeCL's reserved pool
-/// (`docs/benchmarks.md`, session 20), hence off by default.
-static MULTI_TENSOR: EnvSwitch = EnvSwitch::new("KINDLING_OPTIM", "multi-tensor");
+/// `KINDLING_OPTIM=per-tensor`: one kernel per tensor for the gradient norm and the updates of
+/// device-resident moments, instead of one per group of [`gpu_kernels::UPDATE_GROUP`] tensors
+/// (`gpu_kernels::adamw_update_all`, `squared_norm_grouped`; the same arithmetic). On CUDA the
+/// grouped launches take ≈ 7 % off an all-linear Llama-3-8B step on the H200
+/// (`docs/benchmarks.md`, sessions 20–21); this switch is for comparing the two.
+static PER_TENSOR: EnvSwitch = EnvSwitch::new("KINDLING_OPTIM", "per-tensor");
 
 /// Optimizer hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -36,6 +36,24 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// Decoupled weight decay λ.
     pub weight_decay: f64,
+}
+
+impl AdamWConfig {
+    /// The update kernels' scalars for update `t` (1-based) at rate `lr`: the bias corrections
+    /// `1 − βᵗ`; seed 0 (each tensor gets its own).
+    pub fn step(&self, lr: f64, t: usize) -> AdamWStep {
+        let t = t as i32;
+        AdamWStep {
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            bias_correction1: 1.0 - self.beta1.powi(t),
+            bias_correction2: 1.0 - self.beta2.powi(t),
+            seed: 0,
+        }
+    }
 }
 
 impl Default for AdamWConfig {
@@ -111,21 +129,45 @@ impl AdamW {
         grads: Vec<Tensor<2>>,
         grad_scale: Option<&Tensor<1>>,
     ) -> Result<Vec<Tensor<2>>> {
+        Ok(self.update_inner(lr, params, grads, grad_scale, false)?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// [`AdamW::update_scaled`] of f32 masters, also returning the new values rounded to bf16
+    /// (to nearest, as a cast: the copies a bf16 model computes with), written by the update's
+    /// own kernel on CUDA.
+    ///
+    /// # Errors
+    /// Host/device transfer failures.
+    pub fn update_with_bf16_copies(
+        &mut self,
+        lr: f64,
+        params: Vec<Tensor<2>>,
+        grads: Vec<Tensor<2>>,
+        grad_scale: &Tensor<1>,
+    ) -> Result<(Vec<Tensor<2>>, Vec<Tensor<2>>)> {
+        let updated = self.update_inner(lr, params, grads, Some(grad_scale), true)?;
+        let mut copies = Vec::with_capacity(updated.len());
+        let mut out = Vec::with_capacity(updated.len());
+        for (p, copy) in updated {
+            copies.push(copy.unwrap_or_else(|| p.clone().cast(DType::BF16).detach()));
+            out.push(p);
+        }
+        Ok((out, copies))
+    }
+
+    /// The update; each new parameter with its bf16 copy when `copies` and the path makes one.
+    fn update_inner(
+        &mut self,
+        lr: f64,
+        params: Vec<Tensor<2>>,
+        grads: Vec<Tensor<2>>,
+        grad_scale: Option<&Tensor<1>>,
+        copies: bool,
+    ) -> Result<Vec<(Tensor<2>, Option<Tensor<2>>)>> {
         assert_eq!(params.len(), self.moments.len(), "one gradient per parameter");
         assert!(grad_scale.is_some() || params.is_empty(), "a gradient factor for every update");
         self.step += 1;
-        let c = self.config;
-        let t = self.step as i32;
-        let step = AdamWStep {
-            lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            bias_correction1: 1.0 - c.beta1.powi(t),
-            bias_correction2: 1.0 - c.beta2.powi(t),
-            seed: 0,
-        };
+        let step = self.config.step(lr, self.step);
         if params.is_empty() {
             return Ok(Vec::new());
         }
@@ -133,21 +175,29 @@ impl AdamW {
         // The rounding draws of bf16 states: one stream per (step, tensor), so a resumed run
         // draws what the uninterrupted one did.
         let seeds: Vec<u64> = (0..params.len()).map(|index| (self.step as u64) << 32 | index as u64).collect();
-        if MULTI_TENSOR.is_on() && self.moments.iter().all(|s| matches!(s, Moments::Device { .. })) {
-            let items = params
-                .into_iter()
-                .zip(grads)
-                .zip(&self.moments)
-                .map(|((p, g), state)| match state {
-                    Moments::Device { m, v } => (p, g, m.clone(), v.clone()),
-                    Moments::Host { .. } => unreachable!("checked above"),
-                })
-                .collect();
-            let updated = gpu_kernels::adamw_update_all(items, &step, &seeds, scale).map_err(|e| Error::Tensor(e.to_string()))?;
-            let mut out = Vec::with_capacity(updated.len());
-            for ((p, m, v), state) in updated.into_iter().zip(self.moments.iter_mut()) {
-                *state = Moments::Device { m, v };
-                out.push(p);
+        if !PER_TENSOR.is_on() && self.moments.iter().all(|s| matches!(s, Moments::Device { .. })) {
+            // A group at a time, its states replaced before the next group's outputs are
+            // allocated: the old moments and the gradients are freed as the update goes, so
+            // that only one group's old and new states coexist (as on the per-tensor path).
+            let mut out = Vec::with_capacity(params.len());
+            let (mut params, mut grads) = (params.into_iter(), grads.into_iter());
+            for (start, states) in (0..self.moments.len()).step_by(UPDATE_GROUP).zip(self.moments.chunks_mut(UPDATE_GROUP)) {
+                let items = states
+                    .iter()
+                    .zip(params.by_ref())
+                    .zip(grads.by_ref())
+                    .map(|((state, p), g)| match state {
+                        Moments::Device { m, v } => (p, g, m.clone(), v.clone()),
+                        Moments::Host { .. } => unreachable!("checked above"),
+                    })
+                    .collect();
+                let seeds = &seeds[start..start + states.len()];
+                let updated =
+                    gpu_kernels::adamw_update_all(items, &step, seeds, scale, copies).map_err(|e| Error::Tensor(e.to_string()))?;
+                for (u, state) in updated.into_iter().zip(states.iter_mut()) {
+                    *state = Moments::Device { m: u.m, v: u.v };
+                    out.push((u.p, u.p_bf16));
+                }
             }
             return Ok(out);
         }
@@ -163,7 +213,7 @@ impl AdamW {
                 ),
             };
             let (p_new, m, v) = adamw_update(p, g, m, v, &step, scale);
-            out.push(p_new);
+            out.push((p_new, None));
             *state = match state {
                 Moments::Device { .. } => Moments::Device { m, v },
                 Moments::Host { shape, .. } => Moments::Host { m: host(m)?, v: host(v)?, shape: *shape },
@@ -242,8 +292,8 @@ impl Clip {
 pub fn clip(grads: &[Tensor<2>], max_norm: Option<f64>, device: &Device) -> Clip {
     let squared_norm = match grads {
         [] => Tensor::<1>::zeros([1], (device, DType::F32)),
-        _ if MULTI_TENSOR.is_on() => squared_norm_grouped(grads),
-        _ => squared_norm(grads),
+        _ if PER_TENSOR.is_on() => squared_norm(grads),
+        _ => squared_norm_grouped(grads),
     };
     let factor = match max_norm {
         Some(max) if max > 0.0 => {
@@ -300,6 +350,40 @@ mod tests {
         }
         assert_eq!(host(pa).expect("a"), host(pb).expect("b"));
         assert_eq!(a.export().expect("a"), b.export().expect("b"));
+    }
+
+    #[test]
+    fn updates_in_groups_equal_one_update_per_tensor() {
+        // More tensors than one group holds, bf16 moments: tensor k of step t must draw its
+        // rounding bits from seed `t << 32 | k` whichever group it falls in.
+        let d = Device::flex();
+        let n = 2 * UPDATE_GROUP + 3;
+        let cfg = AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() };
+        let mut opt = AdamW::new(cfg, &vec![[1, 3]; n], &d, OptimizerKind::AdamwBf16);
+        let value = |k: usize, j: usize, s: f32| ((k * 3 + j) as f32 * 0.37 + s).sin();
+        let params: Vec<Tensor<2>> = (0..n).map(|k| t((0..3).map(|j| value(k, j, 0.0)).collect(), &d)).collect();
+        let grads = |step: usize| -> Vec<Tensor<2>> { (0..n).map(|k| t((0..3).map(|j| value(k, j, step as f32)).collect(), &d)).collect() };
+        let one = Tensor::<1>::ones([1], (&d, DType::F32));
+        let mut expected: Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> = params
+            .iter()
+            .map(|p| (p.clone(), Tensor::zeros([1, 3], (&d, DType::BF16)), Tensor::zeros([1, 3], (&d, DType::BF16))))
+            .collect();
+        let mut got = params;
+        for step in 1..=2usize {
+            got = opt.update(1e-2, got, grads(step)).expect("grouped update");
+            let s = cfg.step(1e-2, step);
+            expected = expected
+                .into_iter()
+                .zip(grads(step))
+                .enumerate()
+                .map(|(k, ((p, m, v), g))| adamw_update(p, g, m, v, &AdamWStep { seed: (step as u64) << 32 | k as u64, ..s }, &one))
+                .collect();
+        }
+        let states = opt.export().expect("export");
+        for (k, ((p, m, v), (p_got, (m_got, v_got, _)))) in expected.into_iter().zip(got.into_iter().zip(states)).enumerate() {
+            assert_eq!(host(p_got).expect("p"), host(p).expect("p"), "parameter {k}");
+            assert_eq!((m_got, v_got), (host(m).expect("m"), host(v).expect("v")), "moments {k}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use llama_model::Llama;
 use lora::LoraConfig;
 
@@ -87,11 +87,20 @@ pub struct Trainer {
     resumed_from: Option<usize>,
     checkpoints: bool,
     collective: Box<dyn Collective>,
+    /// Under `lora_autocast`: the adapters' f32 factors, which the optimizer updates, while the
+    /// model holds their bf16 copies (see [`Trainer::new`]); `None` otherwise.
+    masters: Option<Vec<Tensor<2>>>,
 }
 
 /// Held for the whole of an optimizer step: burn's device RNG (dropout) is process-wide, so
 /// steps of concurrent runs in one process take turns, each re-seeding it first.
 static STEP_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `KINDLING_LORA_FACTORS=cast`: under `lora_autocast`, keep the f32 factors in the model and
+/// cast them to bf16 at each use (three casts per factor and step with recomputation, and their
+/// gradients cast back to f32) instead of keeping bf16 copies beside f32 masters — the same
+/// values either way, to compare the two on a device.
+static CAST_FACTORS: gpu_kernels::env_switch::EnvSwitch = gpu_kernels::env_switch::EnvSwitch::new("KINDLING_LORA_FACTORS", "cast");
 
 /// `KINDLING_CLIP=sync`: wait for the gradient norm before queuing the updates (as a host-side
 /// clipping coefficient would), to compare the two on a device.
@@ -117,6 +126,11 @@ fn hidden(model: &Llama, ids: Tensor<2, Int>, batch: &Batch) -> Tensor<3> {
 
 fn trainable(model: &Llama) -> Vec<Tensor<2>> {
     (0..model.layers.len()).flat_map(|i| crate::recompute::block_trainable(model, i)).collect()
+}
+
+/// bf16 copies of `masters` (round to nearest, as autocast casts them), detached.
+fn bf16_copies(masters: &[Tensor<2>]) -> Vec<Tensor<2>> {
+    masters.iter().map(|m| m.clone().cast(DType::BF16).detach()).collect()
 }
 
 fn set_trainable(model: &mut Llama, values: Vec<Tensor<2>>) {
@@ -186,11 +200,53 @@ impl Trainer {
             resumed_from: None,
             checkpoints: true,
             collective: Box::new(SingleRank),
+            masters: None,
         };
         if trainer.setup.resume {
             trainer.restore()?;
         }
+        if trainer.setup.args.lora_autocast && trainer.model.embed_tokens.dtype() == DType::BF16 && !CAST_FACTORS.is_on() {
+            trainer.keep_masters();
+        }
         Ok(trainer)
+    }
+
+    /// Under `lora_autocast` the side path reads bf16 factors: rather than casting each f32
+    /// factor at every use (forward, recomputation, backward) and each gradient back to f32,
+    /// the model holds bf16 copies and the optimizer updates f32 masters, from which the
+    /// copies are made again after each update (the values autocast's casts give, so the run
+    /// is the same; the gradients, bf16 products' outputs either way, stay bf16 until summed
+    /// over micro-batches or ranks, which happens in f32). Memory: the bf16 copies take what
+    /// the gradients' halving frees.
+    fn keep_masters(&mut self) {
+        let masters: Vec<Tensor<2>> = trainable(&self.model).into_iter().map(|t| t.detach()).collect();
+        if masters.is_empty() || masters.iter().any(|m| m.dtype() != DType::F32) {
+            return;
+        }
+        set_trainable(&mut self.model, bf16_copies(&masters));
+        self.masters = Some(masters);
+    }
+
+    /// Keeps the adapters' f32 factors in the model and casts them at each use under
+    /// `lora_autocast` (`KINDLING_LORA_FACTORS=cast` does this for every run): slower, and the
+    /// same values as the default.
+    pub fn with_factors_cast_per_use(mut self) -> Self {
+        if let Some(masters) = self.masters.take() {
+            set_trainable(&mut self.model, masters);
+        }
+        self
+    }
+
+    /// The model with the adapters' f32 factors (the masters under `lora_autocast`).
+    fn model_with_masters(&self) -> std::borrow::Cow<'_, Llama> {
+        match &self.masters {
+            Some(masters) => {
+                let mut model = self.model.clone();
+                set_trainable(&mut model, masters.clone());
+                std::borrow::Cow::Owned(model)
+            }
+            None => std::borrow::Cow::Borrowed(&self.model),
+        }
     }
 
     /// Replaces where checkpoints are written (tests simulate a full disk).
@@ -241,13 +297,17 @@ impl Trainer {
         self.schedule.total
     }
 
-    /// The model (with its adapters).
+    /// The model (with its adapters; under `lora_autocast` their factors are the bf16 copies
+    /// the steps compute with: [`Trainer::into_model`] gives the f32 ones).
     pub fn model(&self) -> &Llama {
         &self.model
     }
 
-    /// Consumes the trainer, returning the model.
-    pub fn into_model(self) -> Llama {
+    /// Consumes the trainer, returning the model with the adapters' f32 factors.
+    pub fn into_model(mut self) -> Llama {
+        if let Some(masters) = self.masters.take() {
+            set_trainable(&mut self.model, masters);
+        }
         self.model
     }
 
@@ -260,7 +320,9 @@ impl Trainer {
                 dir.display()
             )));
         }
-        llama_model::adapters::apply_adapter(&mut self.model, &adapter, &dir)?;
+        // The factors keep the dtype the fresh adapters have (f32), whatever the model's.
+        let dtype = trainable(&self.model).first().map_or(DType::F32, Tensor::dtype);
+        llama_model::adapters::apply_adapter_as(&mut self.model, &adapter, &dir, dtype)?;
         for (_, p) in self.model.projections_mut() {
             if let Some(l) = p.lora.as_mut() {
                 l.dropout = burn::nn::DropoutConfig::new(self.setup.lora.dropout).init();
@@ -358,7 +420,11 @@ impl Trainer {
                 (value, g?)
             };
             loss_total += value as f64;
+            // bf16 gradients (of the bf16 copies) are summed in f32, as the cast-per-use
+            // path's f32 gradients are.
+            let widen = self.masters.is_some() && (accum > 1 || world > 1);
             for (sum, g) in sums.iter_mut().zip(micro_grads) {
+                let g = if widen { g.cast(DType::F32) } else { g };
                 *sum = Some(match sum.take() {
                     Some(s) => s + g,
                     None => g,
@@ -382,10 +448,23 @@ impl Trainer {
             clipping.norm()?;
         }
         let lr = self.schedule.lr_at(self.state.step);
-        let detached: Vec<Tensor<2>> = params.into_iter().map(|p| p.detach()).collect();
-        let updated = self.optimizer.update_scaled(lr, detached, grads, Some(&clipping.factor))?;
+        // The masters go to the optimizer by value, so that it frees each group's old values
+        // as it goes (an error here leaves no masters: resume from the last checkpoint).
+        let values = match self.masters.take() {
+            Some(masters) => {
+                drop(params);
+                // The update's kernel also writes the bf16 copies the model computes with.
+                let (updated, copies) = self.optimizer.update_with_bf16_copies(lr, masters, grads, &clipping.factor)?;
+                self.masters = Some(updated);
+                copies
+            }
+            None => {
+                let detached = params.into_iter().map(|p| p.detach()).collect();
+                self.optimizer.update_scaled(lr, detached, grads, Some(&clipping.factor))?
+            }
+        };
         crate::step_phases::mark("adamw", &self.device);
-        set_trainable(&mut self.model, updated);
+        set_trainable(&mut self.model, values);
         crate::step_phases::mark("new parameters", &self.device);
         Ok((loss_total, crate::host_wait::timed(|| clipping.norm())?, lr, tokens))
     }
@@ -417,7 +496,7 @@ impl Trainer {
         if !self.is_main() {
             return Ok(self.setup.output_dir.clone());
         }
-        let adapter = llama_model::adapters::extract_adapter(&self.model, &self.setup.lora, &self.setup.base_model_name)?;
+        let adapter = llama_model::adapters::extract_adapter(&self.model_with_masters(), &self.setup.lora, &self.setup.base_model_name)?;
         let moments = self.optimizer.export()?;
         let dir = checkpoint::save(&self.setup.output_dir, &adapter, &moments, &self.state, self.storage.as_ref())?;
         if let Some(keep) = self.setup.args.save_total_limit {

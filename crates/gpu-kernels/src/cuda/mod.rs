@@ -11,12 +11,14 @@ pub(crate) mod decode_attention;
 pub(crate) mod dropout;
 pub(crate) mod gemm;
 pub(crate) mod graph;
+pub(crate) mod host_rows;
 pub(crate) mod interop;
 pub(crate) mod multi_tensor;
 pub(crate) mod nf4;
 pub(crate) mod nf4_gemv;
 pub(crate) mod nf4_gemv_fused;
 pub(crate) mod norm;
+pub(crate) mod nvrtc_module;
 pub(crate) mod optim;
 pub mod profile;
 pub(crate) mod rope;
@@ -26,6 +28,7 @@ pub(crate) mod swiglu;
 
 pub use cublaslt::{GemmCall, GemmDType, Operand};
 pub use gemm::time_cublaslt_linear;
+pub use host_rows::host_row_gathers;
 pub use multi_tensor::multi_tensor_calls;
 pub use stream::host_synchronized_gemms;
 

@@ -9,31 +9,30 @@
 //! `cuda::optim`'s per-tensor kernels in the same order, and draw the same stochastic-rounding
 //! bits (`counter_hash(i, seed)` per tensor seed).
 //!
-//! AdamW writes fresh tensors, each a 256-byte-aligned slice of one buffer per kind (parameters,
-//! first and second moments): three allocations per step instead of three per tensor (1,344 for
-//! Llama-3-8B r64 all-linear). The launches are queued on burn's stream (`stream::enqueue`),
-//! where the runner thread turns the handles into addresses; without a verified stream, `None`
-//! (the caller takes the per-tensor path).
+//! AdamW writes fresh tensors, one allocation per output (the sizes of the inputs, so that the
+//! pool serves them from the slices the previous step's outputs freed: one buffer per kind for
+//! all tensors needed pages of its own, +0.7 GiB of reserved pool on Llama-3-8B). The launches
+//! are queued on burn's stream (`stream::enqueue`), where the runner thread turns the handles
+//! into addresses; without a verified stream, `None` (the caller takes the per-tensor path).
 
 use std::collections::HashMap;
-use std::ffi::{CString, c_void};
+use std::ffi::c_void;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::DType;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl_runtime::server::ServerStorage;
-use cudarc::driver::{result as drv, sys as dsys};
-use cudarc::nvrtc::result as nvrtc;
+use cudarc::driver::sys as dsys;
 
 use super::cublaslt;
 use super::interop::{contiguous, cuda_ordinal};
+use super::nvrtc_module;
 use super::stream::{self, CudaServer};
 use crate::error::{Error, Result};
 use crate::optim::AdamWStep;
 
 /// Tensors per launch (keeps [`AdamwGroup`] under CUDA's 4 KiB of kernel parameters).
-const GROUP: usize = 48;
+const GROUP: usize = crate::optim::UPDATE_GROUP;
 /// Threads per block; AdamW takes one element per thread.
 const BLOCK: u32 = 256;
 /// Elements each norm block sums (16 per thread).
@@ -44,7 +43,7 @@ const SOURCE: &str = r#"
 #define BLOCK 256
 #define NORM_CHUNK (BLOCK * 16)
 struct AdamwGroup {
-    unsigned long long p[GROUP], g[GROUP], m[GROUP], v[GROUP], po[GROUP], mo[GROUP], vo[GROUP];
+    unsigned long long p[GROUP], g[GROUP], m[GROUP], v[GROUP], po[GROUP], mo[GROUP], vo[GROUP], pc[GROUP];
     unsigned int n[GROUP], seed_lo[GROUP], seed_hi[GROUP], first_block[GROUP + 1], count;
 };
 struct NormGroup {
@@ -72,6 +71,12 @@ __device__ __forceinline__ void store(unsigned short* x, unsigned int i, float y
     else if ((b & 0x007FFFFFu) != 0u) b |= 0x00400000u;
     x[i] = (unsigned short)(b >> 16);
 }
+// bf16 rounded to nearest, ties to even (as a cast does); NaNs kept quiet.
+__device__ __forceinline__ unsigned short bf16_nearest(float y) {
+    unsigned int b = __float_as_uint(y);
+    if ((b & 0x7F800000u) == 0x7F800000u) return (unsigned short)(((b & 0x007FFFFFu) != 0u ? (b | 0x00400000u) : b) >> 16);
+    return (unsigned short)((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
 // The tensor whose blocks hold `block`: the last t with first_block[t] <= block.
 __device__ __forceinline__ int owner(const unsigned int* first_block, int count, unsigned int block) {
     int lo = 0, hi = count - 1;
@@ -93,7 +98,9 @@ __device__ void adamw(const AdamwGroup& a, const float* scale, const Scalars& s)
     float vi = load(v, i) * s.beta2 + gi * gi * s.one_minus_beta2;
     float denom = sqrtf(vi / s.bias_correction2) + s.eps;
     float pi = p[i] * s.decay;
-    ((float*)a.po[t])[i] = pi - mi / s.bias_correction1 / denom * s.lr;
+    float pn = pi - mi / s.bias_correction1 / denom * s.lr;
+    ((float*)a.po[t])[i] = pn;
+    if (a.pc[t] != 0ull) ((unsigned short*)a.pc[t])[i] = bf16_nearest(pn);
     unsigned int r = STOCHASTIC ? counter_hash(i, a.seed_lo[t], a.seed_hi[t]) : 0u;
     store((M*)a.mo[t], i, mi, r);
     store((M*)a.vo[t], i, vi, r >> 16);
@@ -139,6 +146,8 @@ struct AdamwGroup {
     po: [u64; GROUP],
     mo: [u64; GROUP],
     vo: [u64; GROUP],
+    /// The new parameter's bf16 copy, or 0 for none.
+    pc: [u64; GROUP],
     n: [u32; GROUP],
     seed_lo: [u32; GROUP],
     seed_hi: [u32; GROUP],
@@ -179,6 +188,15 @@ struct Kernels {
     sum_squares: [usize; 2],
 }
 
+/// The outputs of one tensor's update.
+pub(crate) struct Updated {
+    pub(crate) p: CubeTensor,
+    pub(crate) m: CubeTensor,
+    pub(crate) v: CubeTensor,
+    /// `p` in bf16, when asked for.
+    pub(crate) p_bf16: Option<CubeTensor>,
+}
+
 /// Updates and norms queued on this path so far (so tests can tell it from the fallback).
 static QUEUED: AtomicU64 = AtomicU64::new(0);
 
@@ -204,46 +222,9 @@ fn kernels(ordinal: usize) -> Option<Kernels> {
 }
 
 fn compile(ordinal: usize) -> Result<Kernels> {
-    let nv = |call: &'static str| move |e: nvrtc::NvrtcError| Error::Cuda { call, reason: format!("{e:?}") };
-    let dv = |call: &'static str| move |e: drv::DriverError| Error::Cuda { call, reason: format!("{e:?}") };
-    // The primary context current on this thread (as cuBLASLt's calls have it).
-    cublaslt::context(ordinal)?;
-    let device = drv::device::get(ordinal as i32).map_err(dv("cuDeviceGet"))?;
-    let attribute = |a| {
-        // SAFETY: a valid device ordinal's handle and a plain attribute query.
-        unsafe { drv::device::get_attribute(device, a) }.map_err(dv("cuDeviceGetAttribute"))
-    };
-    let major = attribute(dsys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-    let minor = attribute(dsys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-    let source = CString::new(SOURCE).map_err(|e| Error::Cuda { call: "kernel source", reason: e.to_string() })?;
-    let program = nvrtc::create_program(&source, None).map_err(nv("nvrtcCreateProgram"))?;
-    let options = [format!("--gpu-architecture=compute_{major}{minor}"), "--std=c++17".to_string()];
-    // SAFETY: `program` was just created and is destroyed below, once.
-    let compiled = unsafe { nvrtc::compile_program(program, &options) };
-    let ptx = match compiled {
-        // SAFETY: as above; the program compiled.
-        Ok(()) => unsafe { nvrtc::get_ptx(program) }.map_err(nv("nvrtcGetPTX")),
-        Err(e) => {
-            // SAFETY: as above.
-            let log = unsafe { nvrtc::get_program_log(program) }.unwrap_or_default();
-            let log: String = log.iter().map(|&c| c as u8 as char).collect();
-            Err(Error::Cuda { call: "nvrtcCompileProgram", reason: format!("{e:?}: {log}") })
-        }
-    };
-    // SAFETY: created above, not destroyed before.
-    let _ = unsafe { nvrtc::destroy_program(program) };
-    let ptx = ptx?;
-    // SAFETY: a NUL-terminated PTX image (NVRTC's output includes the terminator).
-    let module = unsafe { drv::module::load_data(ptx.as_ptr() as *const c_void) }.map_err(dv("cuModuleLoadData"))?;
-    let function = |name: &str| -> Result<usize> {
-        let name = CString::new(name).map_err(|e| Error::Cuda { call: "kernel name", reason: e.to_string() })?;
-        // SAFETY: the module was loaded above and is never unloaded.
-        Ok(unsafe { drv::module::get_function(module, name) }.map_err(dv("cuModuleGetFunction"))? as usize)
-    };
-    Ok(Kernels {
-        adamw: [[function("adamw_f32_f32")?, function("adamw_f32_bf16")?], [function("adamw_bf16_f32")?, function("adamw_bf16_bf16")?]],
-        sum_squares: [function("sum_squares_f32")?, function("sum_squares_bf16")?],
-    })
+    let names = ["adamw_f32_f32", "adamw_f32_bf16", "adamw_bf16_f32", "adamw_bf16_bf16", "sum_squares_f32", "sum_squares_bf16"];
+    let f = nvrtc_module::compile(ordinal, SOURCE, &names)?;
+    Ok(Kernels { adamw: [[f[0], f[1]], [f[2], f[3]]], sum_squares: [f[4], f[5]] })
 }
 
 /// 0 for f32, 1 for bf16, `None` otherwise.
@@ -256,45 +237,23 @@ fn kind(dtype: DType) -> Option<usize> {
 }
 
 fn launch(function: usize, blocks: u32, stream: dsys::CUstream, params: &mut [*mut c_void]) -> Result<()> {
-    // SAFETY: `function` is a kernel of the current context whose parameters are, in order, the
-    // values `params` point to (checked layouts above); the stream belongs to that context.
-    unsafe { drv::launch_kernel(function as dsys::CUfunction, (blocks, 1, 1), (BLOCK, 1, 1), 0, stream, params) }
-        .map_err(|e| Error::Cuda { call: "cuLaunchKernel (multi-tensor)", reason: format!("{e:?}") })
-}
-
-/// The device address of `binding` (on the runner thread, inside a queued task).
-fn address(server: &mut CudaServer, binding: cubecl::server::BufferBinding, id: cubecl_environment::stream::StreamId) -> Result<u64> {
-    server
-        .get_resource(binding, id)
-        .map(|r| r.resource().ptr)
-        .map_err(|e| Error::Cuda { call: "cubecl get_resource", reason: format!("{e:?}") })
-}
-
-/// Byte offsets of consecutive tensors in one buffer, each start 256-byte aligned, and the
-/// buffer's size.
-fn pack(bytes: impl Iterator<Item = usize>) -> (Vec<usize>, usize) {
-    let mut offsets = Vec::new();
-    let mut total = 0usize;
-    for b in bytes {
-        offsets.push(total);
-        total += b.next_multiple_of(256);
-    }
-    (offsets, total)
+    nvrtc_module::launch(function, blocks, BLOCK, stream, params)
 }
 
 /// One AdamW update per `(p, g, m, v)` with every gradient scaled by `scale[0]`, tensor `k`
-/// drawing its bf16 rounding bits from `seeds[k]`; the new `(p, m, v)` per tensor, or `None`
+/// drawing its bf16 rounding bits from `seeds[k]`; the new `(p, m, v)` per tensor and, with
+/// `bf16_copies`, the new `p` rounded to bf16 (to nearest, as a cast), or `None`
 /// for what this path does not take (a parameter not f32, gradients or moments of mixed dtypes
 /// or neither f32 nor bf16, an empty or oversized tensor, no verified stream).
 ///
-/// The outputs are fresh tensors, slices of one buffer per kind ([`pack`]); the inputs are
-/// unchanged.
+/// The outputs are fresh tensors (one allocation each); the inputs are unchanged.
 pub(crate) fn adamw(
     items: &[(CubeTensor, CubeTensor, CubeTensor, CubeTensor)],
     scale: &CubeTensor,
     s: &AdamWStep,
     seeds: &[u64],
-) -> Result<Option<Vec<(CubeTensor, CubeTensor, CubeTensor)>>> {
+    bf16_copies: bool,
+) -> Result<Option<Vec<Updated>>> {
     let Some(first) = items.first() else { return Ok(None) };
     let (g_kind, m_kind) = (kind(first.1.dtype), kind(first.2.dtype));
     let (Some(gk), Some(mk)) = (g_kind, m_kind) else { return Ok(None) };
@@ -321,27 +280,24 @@ pub(crate) fn adamw(
     let scale = contiguous(scale.clone());
     let m_dtype = first.2.dtype;
     let sizes: Vec<u32> = items.iter().map(|(p, ..)| p.meta.num_elements() as u32).collect();
-    let (p_offsets, p_total) = pack(sizes.iter().map(|&n| n as usize * 4));
-    let (m_offsets, m_total) = pack(sizes.iter().map(|&n| n as usize * m_dtype.size()));
     let client = first.0.client.clone();
     let device = first.0.device.clone();
-    let (po, mo, vo) = (client.empty(p_total), client.empty(m_total), client.empty(m_total));
-    let slice = |handle: &cubecl::server::Handle, total: usize, offset: usize, bytes: usize| {
-        handle.clone().offset_start(offset as u64).offset_end((total - offset - bytes) as u64)
-    };
-    let outs: Vec<(CubeTensor, CubeTensor, CubeTensor)> = items
+    let outs: Vec<Updated> = items
         .iter()
-        .enumerate()
-        .map(|(k, (p, ..))| {
-            let n = sizes[k] as usize;
-            let shape = p.meta.shape().clone();
-            let tensor = |h, dtype| CubeTensor::new_contiguous(client.clone(), device.clone(), shape.clone(), h, dtype);
-            let m_bytes = n * m_dtype.size();
-            (
-                tensor(slice(&po, p_total, p_offsets[k], n * 4), DType::F32),
-                tensor(slice(&mo, m_total, m_offsets[k], m_bytes), m_dtype),
-                tensor(slice(&vo, m_total, m_offsets[k], m_bytes), m_dtype),
-            )
+        .map(|(p, ..)| {
+            let n = p.meta.num_elements();
+            let tensor = |dtype: DType| {
+                let handle = client.empty(n * dtype.size());
+                CubeTensor::new_contiguous(client.clone(), device.clone(), p.meta.shape().clone(), handle, dtype)
+            };
+            Updated { p: tensor(DType::F32), m: tensor(m_dtype), v: tensor(m_dtype), p_bf16: bf16_copies.then(|| tensor(DType::BF16)) }
+        })
+        .collect();
+    let outputs: Vec<_> = outs
+        .iter()
+        .map(|u| {
+            let bind = |t: &CubeTensor| t.handle.clone().binding();
+            (bind(&u.p), bind(&u.m), bind(&u.v), u.p_bf16.as_ref().map(bind))
         })
         .collect();
     let inputs: Vec<_> = items
@@ -350,7 +306,6 @@ pub(crate) fn adamw(
             (p.handle.clone().binding(), g.handle.clone().binding(), m.handle.clone().binding(), v.handle.clone().binding())
         })
         .collect();
-    let flat = [po.binding(), mo.binding(), vo.binding()];
     let scale_binding = scale.handle.clone().binding();
     let scalars = Scalars {
         beta1: s.beta1 as f32,
@@ -365,66 +320,61 @@ pub(crate) fn adamw(
     };
     let seeds = seeds.to_vec();
     let function = kernels.adamw[gk][mk];
-    let queued = stream::enqueue(&first.0, move |server: &mut CudaServer, id, on| {
-        let run = || -> Result<()> {
-            let address = |server: &mut CudaServer, binding| address(server, binding, id);
-            let [bp, bm, bv] = flat;
-            let (base_p, base_m, base_v) = (address(server, bp)?, address(server, bm)?, address(server, bv)?);
-            let scale_ptr = address(server, scale_binding)?;
-            cublaslt::context(ordinal)?;
-            let mut inputs = inputs.into_iter();
-            for start in (0..sizes.len()).step_by(GROUP) {
-                let end = (start + GROUP).min(sizes.len());
-                let mut group = AdamwGroup {
-                    p: [0; GROUP],
-                    g: [0; GROUP],
-                    m: [0; GROUP],
-                    v: [0; GROUP],
-                    po: [0; GROUP],
-                    mo: [0; GROUP],
-                    vo: [0; GROUP],
-                    n: [0; GROUP],
-                    seed_lo: [0; GROUP],
-                    seed_hi: [0; GROUP],
-                    first_block: [0; GROUP + 1],
-                    count: (end - start) as u32,
+    let queued = nvrtc_module::queue(&first.0, &QUEUED, move |server: &mut CudaServer, id, on| {
+        let address = |server: &mut CudaServer, binding| nvrtc_module::address(server, binding, id);
+        let scale_ptr = address(server, scale_binding)?;
+        cublaslt::context(ordinal)?;
+        let mut inputs = inputs.into_iter();
+        let mut outputs = outputs.into_iter();
+        for start in (0..sizes.len()).step_by(GROUP) {
+            let end = (start + GROUP).min(sizes.len());
+            let mut group = AdamwGroup {
+                p: [0; GROUP],
+                g: [0; GROUP],
+                m: [0; GROUP],
+                v: [0; GROUP],
+                po: [0; GROUP],
+                mo: [0; GROUP],
+                vo: [0; GROUP],
+                pc: [0; GROUP],
+                n: [0; GROUP],
+                seed_lo: [0; GROUP],
+                seed_hi: [0; GROUP],
+                first_block: [0; GROUP + 1],
+                count: (end - start) as u32,
+            };
+            let mut blocks = 0u32;
+            for (j, k) in (start..end).enumerate() {
+                let (bp, bg, bm, bv) =
+                    inputs.next().ok_or_else(|| Error::Cuda { call: "multi-tensor AdamW", reason: "missing input".into() })?;
+                group.p[j] = address(server, bp)?;
+                group.g[j] = address(server, bg)?;
+                group.m[j] = address(server, bm)?;
+                group.v[j] = address(server, bv)?;
+                let (op, om, ov, oc) =
+                    outputs.next().ok_or_else(|| Error::Cuda { call: "multi-tensor AdamW", reason: "missing output".into() })?;
+                group.po[j] = address(server, op)?;
+                group.mo[j] = address(server, om)?;
+                group.vo[j] = address(server, ov)?;
+                group.pc[j] = match oc {
+                    Some(oc) => address(server, oc)?,
+                    None => 0,
                 };
-                let mut blocks = 0u32;
-                for (j, k) in (start..end).enumerate() {
-                    let (bp, bg, bm, bv) =
-                        inputs.next().ok_or_else(|| Error::Cuda { call: "multi-tensor AdamW", reason: "missing input".into() })?;
-                    group.p[j] = address(server, bp)?;
-                    group.g[j] = address(server, bg)?;
-                    group.m[j] = address(server, bm)?;
-                    group.v[j] = address(server, bv)?;
-                    group.po[j] = base_p + p_offsets[k] as u64;
-                    group.mo[j] = base_m + m_offsets[k] as u64;
-                    group.vo[j] = base_v + m_offsets[k] as u64;
-                    group.n[j] = sizes[k];
-                    group.seed_lo[j] = seeds[k] as u32;
-                    group.seed_hi[j] = (seeds[k] >> 32) as u32;
-                    group.first_block[j] = blocks;
-                    blocks += sizes[k].div_ceil(BLOCK);
-                }
-                group.first_block[end - start] = blocks;
-                let mut scale_arg = scale_ptr;
-                let mut scalars_arg = scalars;
-                let mut params: [*mut c_void; 3] = [
-                    (&mut group as *mut AdamwGroup).cast(),
-                    (&mut scale_arg as *mut u64).cast(),
-                    (&mut scalars_arg as *mut Scalars).cast(),
-                ];
-                launch(function, blocks, on.sys(), &mut params)?;
+                group.n[j] = sizes[k];
+                group.seed_lo[j] = seeds[k] as u32;
+                group.seed_hi[j] = (seeds[k] >> 32) as u32;
+                group.first_block[j] = blocks;
+                blocks += sizes[k].div_ceil(BLOCK);
             }
-            Ok(())
-        };
-        if let Err(e) = run() {
-            stream::defer_error(e);
+            group.first_block[end - start] = blocks;
+            let mut scale_arg = scale_ptr;
+            let mut scalars_arg = scalars;
+            let mut params: [*mut c_void; 3] =
+                [(&mut group as *mut AdamwGroup).cast(), (&mut scale_arg as *mut u64).cast(), (&mut scalars_arg as *mut Scalars).cast()];
+            launch(function, blocks, on.sys(), &mut params)?;
         }
+        Ok(())
     })?;
-    if queued {
-        QUEUED.fetch_add(1, Ordering::Relaxed);
-    }
     Ok(queued.then_some(outs))
 }
 
@@ -450,56 +400,37 @@ pub(crate) fn squared_norm_partials(grads: &[CubeTensor]) -> Result<Option<CubeT
     let inputs: Vec<_> = grads.iter().map(|g| g.handle.clone().binding()).collect();
     let partial_binding = partial.binding();
     let function = kernels.sum_squares[gk];
-    let queued = stream::enqueue(first, move |server: &mut CudaServer, id, on| {
-        let run = || -> Result<()> {
-            let address = |server: &mut CudaServer, binding| address(server, binding, id);
-            let mut partial_ptr = address(server, partial_binding)?;
-            cublaslt::context(ordinal)?;
-            let mut inputs = inputs.into_iter();
-            let mut offset = 0u32;
-            for start in (0..sizes.len()).step_by(GROUP) {
-                let end = (start + GROUP).min(sizes.len());
-                let mut group = NormGroup {
-                    g: [0; GROUP],
-                    n: [0; GROUP],
-                    first_block: [0; GROUP + 1],
-                    count: (end - start) as u32,
-                    out_offset: offset,
-                };
-                let mut blocks = 0u32;
-                for (j, k) in (start..end).enumerate() {
-                    let binding = inputs.next().ok_or_else(|| Error::Cuda { call: "multi-tensor norm", reason: "missing input".into() })?;
-                    group.g[j] = address(server, binding)?;
-                    group.n[j] = sizes[k];
-                    group.first_block[j] = blocks;
-                    blocks += sizes[k].div_ceil(NORM_CHUNK);
-                }
-                group.first_block[end - start] = blocks;
-                let mut params: [*mut c_void; 2] = [(&mut group as *mut NormGroup).cast(), (&mut partial_ptr as *mut u64).cast()];
-                launch(function, blocks, on.sys(), &mut params)?;
-                offset += blocks;
+    let queued = nvrtc_module::queue(first, &QUEUED, move |server: &mut CudaServer, id, on| {
+        let address = |server: &mut CudaServer, binding| nvrtc_module::address(server, binding, id);
+        let mut partial_ptr = address(server, partial_binding)?;
+        cublaslt::context(ordinal)?;
+        let mut inputs = inputs.into_iter();
+        let mut offset = 0u32;
+        for start in (0..sizes.len()).step_by(GROUP) {
+            let end = (start + GROUP).min(sizes.len());
+            let mut group =
+                NormGroup { g: [0; GROUP], n: [0; GROUP], first_block: [0; GROUP + 1], count: (end - start) as u32, out_offset: offset };
+            let mut blocks = 0u32;
+            for (j, k) in (start..end).enumerate() {
+                let binding = inputs.next().ok_or_else(|| Error::Cuda { call: "multi-tensor norm", reason: "missing input".into() })?;
+                group.g[j] = address(server, binding)?;
+                group.n[j] = sizes[k];
+                group.first_block[j] = blocks;
+                blocks += sizes[k].div_ceil(NORM_CHUNK);
             }
-            Ok(())
-        };
-        if let Err(e) = run() {
-            stream::defer_error(e);
+            group.first_block[end - start] = blocks;
+            let mut params: [*mut c_void; 2] = [(&mut group as *mut NormGroup).cast(), (&mut partial_ptr as *mut u64).cast()];
+            launch(function, blocks, on.sys(), &mut params)?;
+            offset += blocks;
         }
+        Ok(())
     })?;
-    if queued {
-        QUEUED.fetch_add(1, Ordering::Relaxed);
-    }
     Ok(queued.then_some(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tensors_pack_at_aligned_offsets() {
-        let (offsets, total) = pack([100, 256, 257, 10].into_iter());
-        assert_eq!((offsets, total), (vec![0, 256, 512, 1024], 1280));
-    }
 
     #[test]
     fn groups_fit_in_the_kernel_parameter_space() {

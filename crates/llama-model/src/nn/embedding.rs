@@ -5,17 +5,29 @@
 //! of the step's `batch · len` ids are gathered on the host and only that `[batch, len, d]`
 //! block is uploaded, so the table (`vocab · d` elements, 1 GiB in bf16 for Llama-3-8B) never
 //! takes device memory. Both give the same values: the host rows are the table's own bytes.
+//!
+//! On CUDA the host table is pinned and mapped into the device's address space at load
+//! (`gpu_kernels::HostRows`), and the device gathers the rows itself, behind the ids on the
+//! stream: no read-back of the ids, no host gather, no upload of the block
+//! (`KINDLING_EMBED=host-gather` keeps the host's gather, to compare).
 
 use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use gpu_kernels::HostRows;
+use gpu_kernels::env_switch::EnvSwitch;
+
+/// `KINDLING_EMBED=host-gather`: the host gathers the rows even where the device could.
+static HOST_GATHER: EnvSwitch = EnvSwitch::new("KINDLING_EMBED", "host-gather");
 
 /// A `[vocab, d]` table held in host memory for a device.
 #[derive(Debug, Clone)]
 pub struct HostTable {
     data: Arc<TensorData>,
     device: Device,
+    /// The same pages mapped for the device's own gathers, where it can (CUDA).
+    mapped: Option<Arc<HostRows>>,
 }
 
 /// The token-embedding table, looked up by id.
@@ -56,7 +68,9 @@ impl TokenEmbedding {
     /// If `data` is not 2-D.
     pub fn host(data: TensorData, device: &Device) -> Self {
         assert_eq!(data.shape().num_dims(), 2, "token embeddings: a [vocab, d] table");
-        Self { weight: None, host: Some(HostTable { data: Arc::new(data), device: device.clone() }) }
+        let data = Arc::new(data);
+        let mapped = if HOST_GATHER.is_on() { None } else { HostRows::map(data.clone(), device).map(Arc::new) };
+        Self { weight: None, host: Some(HostTable { data, device: device.clone(), mapped }) }
     }
 
     /// The device the looked-up rows land on.
@@ -110,12 +124,15 @@ impl TokenEmbedding {
     /// - tokens: `[batch, len]` → `[batch, len, d]`
     ///
     /// # Panics
-    /// If an id is negative or not below `vocab` (host table; the device lookup's behaviour for
-    /// such ids is the backend's).
+    /// If an id is negative or not below `vocab` (host table gathered on the host; a device
+    /// table's behaviour for such ids is the backend's, a mapped host table's a row of zeros).
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         match self.table() {
             Table::Device(w) => burn::tensor::module::embedding(w.val(), tokens),
             Table::Host(h) => {
+                if let Some(rows) = h.mapped.as_ref().and_then(|m| m.gather(&tokens)) {
+                    return rows;
+                }
                 let [batch, len] = tokens.dims();
                 let ids = tokens.into_data().convert::<i64>();
                 let ids = ids.as_slice::<i64>().expect("i64 ids after conversion");

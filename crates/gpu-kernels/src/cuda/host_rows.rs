@@ -17,7 +17,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cudarc::driver::sys as dsys;
 
 use super::cublaslt;
-use super::interop::contiguous;
+use super::interop::{contiguous, cuda_ordinal};
 use super::nvrtc_module;
 use super::stream::{self, CudaServer};
 use crate::error::{Error, Result};
@@ -119,8 +119,8 @@ impl MappedTable {
     }
 
     /// `[batch, len, d]`: row `ids[b, i]` of the table at `[b, i, :]`, in the table's dtype, on
-    /// `ids`' device (queued on burn's stream); `None` without a verified stream or for ids that
-    /// are not i32 or i64.
+    /// `ids`' device (queued on burn's stream); `None` without a verified stream, for ids that
+    /// are not i32 or i64, or on another device than the mapping's.
     pub(crate) fn gather(&self, ids: &CubeTensor) -> Result<Option<CubeTensor>> {
         let kernel = match ids.dtype {
             DType::I32 => self.kernels[0],
@@ -129,6 +129,10 @@ impl MappedTable {
         };
         let dims = ids.meta.shape().clone();
         if dims.num_dims() != 2 || dims.num_elements() == 0 || dims.num_elements() > u32::MAX as usize {
+            return Ok(None);
+        }
+        // The pages are mapped, and the kernel loaded, for one device's context.
+        if cuda_ordinal(&ids.device).ok() != Some(self.ordinal) {
             return Ok(None);
         }
         stream::check_deferred()?;

@@ -39,11 +39,20 @@ pub fn reference_gemm_add<B: Backend>(
     B::float_add(reference_gemm::<B>(a, b, transpose_a, transpose_b), y)
 }
 
+/// The CUDA ordinal of `device` (autodiff or not), `None` for another device.
+#[cfg(feature = "cuda")]
+pub(crate) fn cuda_index(device: &Device) -> Option<usize> {
+    match device.as_dispatch().clone().inner() {
+        burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(d)) => Some(d.index),
+        _ => None,
+    }
+}
+
 /// Whether `device` is a CUDA device (autodiff or not) and the `cuda` feature is on.
 pub fn is_cuda(device: &Device) -> bool {
     #[cfg(feature = "cuda")]
     {
-        matches!(device.as_dispatch().clone().inner(), burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(_)))
+        cuda_index(device).is_some()
     }
     #[cfg(not(feature = "cuda"))]
     {

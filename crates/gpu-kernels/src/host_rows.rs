@@ -25,8 +25,7 @@ impl HostRows {
     /// pages (with one warning naming the reason).
     pub fn map(data: Arc<TensorData>, device: &Device) -> Option<Self> {
         #[cfg(feature = "cuda")]
-        if let burn::backend::DispatchDevice::Cube(cubecl::Device::Cuda(cuda)) = device.as_dispatch().clone().inner() {
-            let ordinal = cuda.index;
+        if let Some(ordinal) = crate::gemm::cuda_index(device) {
             return match crate::cuda::host_rows::MappedTable::register(data, ordinal) {
                 Ok(mapped) => mapped.map(|mapped| Self { mapped, device: device.clone() }),
                 Err(e) => {
@@ -59,9 +58,9 @@ impl HostRows {
                 }
             };
             let t = Tensor::<3>::from_primitive::<B>(rows);
+            // An autodiff device always has a checkpointing strategy.
             Some(match self.device.gradient_checkpointing_strategy() {
                 Some(strategy) => t.autodiff().with_gradient_checkpointing_strategy(strategy),
-                None if self.device.is_autodiff() => t.autodiff(),
                 None => t,
             })
         }

@@ -82,6 +82,12 @@ pub struct AdamW {
     pub step: usize,
 }
 
+/// `t` rounded to bf16 (to nearest, as autocast casts it), detached: the copy a bf16 model
+/// computes with.
+pub(crate) fn bf16_copy(t: &Tensor<2>) -> Tensor<2> {
+    t.clone().cast(DType::BF16).detach()
+}
+
 fn host(t: Tensor<2>) -> Result<Vec<f32>> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Tensor(format!("{e:?}")))
 }
@@ -149,7 +155,7 @@ impl AdamW {
         let mut copies = Vec::with_capacity(updated.len());
         let mut out = Vec::with_capacity(updated.len());
         for (p, copy) in updated {
-            copies.push(copy.unwrap_or_else(|| p.clone().cast(DType::BF16).detach()));
+            copies.push(copy.unwrap_or_else(|| bf16_copy(&p)));
             out.push(p);
         }
         Ok((out, copies))

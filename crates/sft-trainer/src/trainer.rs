@@ -128,11 +128,6 @@ fn trainable(model: &Llama) -> Vec<Tensor<2>> {
     (0..model.layers.len()).flat_map(|i| crate::recompute::block_trainable(model, i)).collect()
 }
 
-/// bf16 copies of `masters` (round to nearest, as autocast casts them), detached.
-fn bf16_copies(masters: &[Tensor<2>]) -> Vec<Tensor<2>> {
-    masters.iter().map(|m| m.clone().cast(DType::BF16).detach()).collect()
-}
-
 fn set_trainable(model: &mut Llama, values: Vec<Tensor<2>>) {
     let mut it = values.into_iter();
     for (_, p) in model.projections_mut() {
@@ -223,7 +218,7 @@ impl Trainer {
         if masters.is_empty() || masters.iter().any(|m| m.dtype() != DType::F32) {
             return;
         }
-        set_trainable(&mut self.model, bf16_copies(&masters));
+        set_trainable(&mut self.model, masters.iter().map(crate::optim::bf16_copy).collect());
         self.masters = Some(masters);
     }
 

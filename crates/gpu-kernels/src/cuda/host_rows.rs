@@ -9,8 +9,8 @@
 //! host path's panic cannot be raised from a kernel).
 
 use std::ffi::c_void;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use burn::tensor::{DType, TensorData};
 use burn_cubecl::tensor::CubeTensor;
@@ -45,8 +45,8 @@ extern "C" __global__ void gather_rows_i64(const uint4* table, const long long* 
 }
 "#;
 
-/// `[i32 ids, i64 ids]` per device ordinal, compiled on first use (`None` after a failure).
-static KERNELS: Mutex<Vec<(usize, Option<[usize; 2]>)>> = Mutex::new(Vec::new());
+/// `[i32 ids, i64 ids]` per device ordinal.
+static KERNELS: nvrtc_module::PerDevice<[usize; 2]> = nvrtc_module::PerDevice::new("row gathers from host memory");
 
 /// Gathers queued on this path so far (so tests can tell it from the host path).
 static QUEUED: AtomicU64 = AtomicU64::new(0);
@@ -57,19 +57,10 @@ pub fn host_row_gathers() -> u64 {
 }
 
 fn kernels(ordinal: usize) -> Option<[usize; 2]> {
-    let mut guard = KERNELS.lock().ok()?;
-    if let Some((_, k)) = guard.iter().find(|(o, _)| *o == ordinal) {
-        return *k;
-    }
-    let compiled = match nvrtc_module::compile(ordinal, SOURCE, &["gather_rows_i32", "gather_rows_i64"]) {
-        Ok(f) => Some([f[0], f[1]]),
-        Err(e) => {
-            eprintln!("gpu-kernels: row gathers from host memory are off on CUDA device {ordinal}: {e}");
-            None
-        }
-    };
-    guard.push((ordinal, compiled));
-    compiled
+    KERNELS.get(ordinal, |ordinal| {
+        let f = nvrtc_module::compile(ordinal, SOURCE, &["gather_rows_i32", "gather_rows_i64"])?;
+        Ok([f[0], f[1]])
+    })
 }
 
 /// A `[vocab, d]` host table pinned and mapped for device `ordinal`; unmapped on drop.

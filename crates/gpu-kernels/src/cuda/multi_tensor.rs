@@ -15,9 +15,7 @@
 //! are queued on burn's stream (`stream::enqueue`), where the runner thread turns the handles
 //! into addresses; without a verified stream, `None` (the caller takes the per-tensor path).
 
-use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::DType;
@@ -205,20 +203,12 @@ pub fn multi_tensor_calls() -> u64 {
     QUEUED.load(Ordering::Relaxed)
 }
 
-static KERNELS: Mutex<Option<HashMap<usize, Option<Kernels>>>> = Mutex::new(None);
+static KERNELS: nvrtc_module::PerDevice<Kernels> = nvrtc_module::PerDevice::new("the multi-tensor optimizer kernels");
 
-/// The kernels of device `ordinal`, compiled on first use (`None`, with one warning, when NVRTC
-/// or the module load fails: the callers then take the per-tensor kernels).
+/// The kernels of device `ordinal`, compiled on first use (`None` when NVRTC or the module load
+/// failed: the callers then take the per-tensor kernels).
 fn kernels(ordinal: usize) -> Option<Kernels> {
-    let mut guard = KERNELS.lock().ok()?;
-    let map = guard.get_or_insert_with(HashMap::new);
-    *map.entry(ordinal).or_insert_with(|| match compile(ordinal) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            eprintln!("gpu-kernels: the multi-tensor optimizer kernels are off on CUDA device {ordinal}: {e}");
-            None
-        }
-    })
+    KERNELS.get(ordinal, compile)
 }
 
 fn compile(ordinal: usize) -> Result<Kernels> {

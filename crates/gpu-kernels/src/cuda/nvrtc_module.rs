@@ -7,6 +7,7 @@
 //! space (`host_rows`).
 
 use std::ffi::{CString, c_void};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cudarc::driver::{result as drv, sys as dsys};
@@ -102,4 +103,29 @@ pub(crate) fn queue(
         counter.fetch_add(1, Ordering::Relaxed);
     }
     Ok(queued)
+}
+
+/// Kernels compiled once per device on first use: `None` for a device where compiling or
+/// loading failed (said once on stderr; the callers then take another path).
+pub(crate) struct PerDevice<K: Copy> {
+    compiled: Mutex<Vec<(usize, Option<K>)>>,
+    /// What the kernels do, for the warning.
+    what: &'static str,
+}
+
+impl<K: Copy> PerDevice<K> {
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Self { compiled: Mutex::new(Vec::new()), what }
+    }
+
+    /// Device `ordinal`'s kernels, `compile`d on the first call for it.
+    pub(crate) fn get(&self, ordinal: usize, compile: impl FnOnce(usize) -> Result<K>) -> Option<K> {
+        let mut guard = self.compiled.lock().ok()?;
+        if let Some((_, k)) = guard.iter().find(|(o, _)| *o == ordinal) {
+            return *k;
+        }
+        let k = compile(ordinal).map_err(|e| eprintln!("gpu-kernels: {} are off on CUDA device {ordinal}: {e}", self.what)).ok();
+        guard.push((ordinal, k));
+        k
+    }
 }

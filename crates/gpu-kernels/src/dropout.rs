@@ -20,6 +20,11 @@ pub fn set_seed(seed: u64) {
     STREAM.store(splitmix(seed), Ordering::Relaxed);
 }
 
+/// Tests that restart the stream and then draw from it hold this, so that no other test's draws
+/// come between.
+#[cfg(test)]
+pub(crate) static STREAM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,8 +32,9 @@ fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The next seed of the stream (one per fused dropout or adapter op).
 #[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
-fn next_seed() -> u64 {
+pub(crate) fn next_seed() -> u64 {
     splitmix(STREAM.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -79,6 +85,7 @@ mod tests {
 
     #[test]
     fn the_mask_drops_about_p_and_the_backward_reuses_it() {
+        let _stream = STREAM_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let device = Device::flex().autodiff();
         let x = Tensor::<2>::random([64, 50], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let w = Tensor::<2>::random([64, 50], Distribution::Normal(0.0, 1.0), &device.clone().without_autodiff());

@@ -20,6 +20,7 @@ use burn::backend::TensorMetadata;
 
 use crate::decode::GemvPlan;
 use crate::gemm::reference_gemm;
+use crate::lora_nf4::SidePath;
 use crate::nf4::Nf4Meta;
 
 /// A packed 4-bit weight as backend tensors: the arguments of [`KernelBackend::nf4_linear`].
@@ -93,6 +94,13 @@ pub trait KernelBackend: Backend {
     /// The gradients `(dg, du)` of [`KernelBackend::swiglu`] for upstream `grad` (one pass
     /// over the three inputs).
     fn swiglu_backward(gate: FloatTensor<Self>, up: FloatTensor<Self>, grad: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// A one-element root whose backward gives `y` the gradient `upstream` of `y`'s shape and
+    /// dtype (see [`crate::gradient_root`]): off autodiff, `⟨y, upstream⟩`; under autodiff a
+    /// zero that is never computed, the backward registering `upstream` itself.
+    fn gradient_root(y: FloatTensor<Self>, upstream: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_sum(Self::float_mul(y, upstream))
+    }
 
     /// `base + delta` of two 1-D tensors of one length in f32, rounded once to `base`'s dtype
     /// (see [`crate::add_cast`]).
@@ -223,6 +231,32 @@ pub trait KernelBackend: Backend {
         let _ = (packed, code, absmax, qcodes, nested_code);
         let m = x.shape().num_elements() / meta.cols.max(1);
         Self::float_zeros([m, meta.rows].into(), &x.device(), x.dtype().into())
+    }
+
+    /// `x · Wᵀ + (s · dropout(x) · Aᵀ) · Bᵀ` for a packed `W: [rows, cols]`, `x: [m, cols]`,
+    /// `a: [r, cols]`, `b: [rows, r]` of `x`'s dtype (see [`crate::lora_nf4`]); with
+    /// `side.value` false, `[m, rows]` zeros whose backward under autodiff is the op's.
+    #[allow(clippy::too_many_arguments)]
+    fn nf4_lora_linear(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        code: FloatTensor<Self>,
+        absmax: FloatTensor<Self>,
+        qcodes: IntTensor<Self>,
+        nested_code: FloatTensor<Self>,
+        meta: Nf4Meta,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        side: SidePath,
+    ) -> FloatTensor<Self> {
+        if !side.value {
+            let m = x.shape().num_elements() / meta.cols.max(1);
+            return Self::float_zeros([m, meta.rows].into(), &x.device(), x.dtype().into());
+        }
+        let xd = crate::lora_nf4::dropout_rows::<Self>(x.clone(), side, a.dtype());
+        let h = Self::gemm(xd, a, false, true);
+        let base = Self::nf4_linear(x, packed, code, absmax, qcodes, nested_code, meta);
+        Self::gemm_add(h, b, false, true, base)
     }
 
     /// Batch-1 decoding products of `x: [1, d]` with up to three packed weights, an RMSNorm of

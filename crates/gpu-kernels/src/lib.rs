@@ -10,7 +10,9 @@
 //!   double-quantized) to a dense weight, by one CubeCL kernel on CUDA.
 //! - [`nf4_linear`]: `x · Wᵀ` for a packed weight whose backward dequantizes again instead of
 //!   keeping the dense weight alive (QLoRA's memory budget); [`nf4_linear_gradient_only`] the
-//!   same backward under a value of zeros, for a recomputed product whose value is never read.
+//!   same backward under a value of zeros, for a recomputed product whose value is never read;
+//!   [`nf4_lora_linear`] such a product with its LoRA adapter as one op, whose backward joins
+//!   the two input gradients inside the base's product.
 //! - [`rms_norm`], [`rope_heads`], [`scaled_softmax`], [`swiglu`]: the layer's element-wise
 //!   chains (RMSNorm, RoPE with the head transpose, attention's scaled causal softmax, the MLP
 //!   gate), one kernel forward and one backward each on CUDA.
@@ -34,12 +36,16 @@
 //!   kernel per group of [`UPDATE_GROUP`] tensors.
 //! - [`HostRows`]: rows of a host-resident table (frozen token embeddings) gathered by the
 //!   device from pinned, mapped pages, with no read-back of the ids (CUDA).
+//! - [`gradient_root`]: a root for `backward()` that hands a known gradient to a tensor (a
+//!   recomputed block's output), with nothing run over the tensor on CUDA.
 //! - [`set_f32_matmul_precision`]: f32 products on CUDA in f32 or on TF32 tensor cores.
 //!
 //! # Invariant
 //! Every function computes the same mathematical result on every device: the CUDA paths are
 //! taken only on CUDA devices with the `cuda` feature, and otherwise the functions are burn's
 //! own ops (and, for [`nf4_dequantize`], bit-identical to the host codec on every path).
+//! [`gradient_root`] is the one exception by design: only its gradients are specified (the
+//! same on every device), not its value.
 //! [`StepGraph`] alone exists only on CUDA (elsewhere it says so with an error).
 //! Libraries call these with backend-generic `Tensor`s; the binary's features pick the device.
 //!
@@ -64,9 +70,11 @@ mod error;
 pub mod extension;
 pub mod gemm;
 pub mod gemv_tuning;
+pub mod gradient_root;
 pub mod host_rows;
 pub mod linear;
 pub mod linear_cross_entropy;
+pub mod lora_nf4;
 pub mod nf4;
 pub mod norm;
 pub mod optim;
@@ -92,9 +100,11 @@ pub use decode_position::{advance_decoding, copy_positions, decode_attention_at,
 pub use error::{Error, Result};
 pub use gemm::{bmm, gemm, gemm_add, is_cuda};
 pub use gemv_tuning::{GemvTuning, gemv_tuning, set_gemv_tuning};
+pub use gradient_root::gradient_root;
 pub use host_rows::HostRows;
 pub use linear::{linear, portable_linear};
 pub use linear_cross_entropy::linear_cross_entropy;
+pub use lora_nf4::nf4_lora_linear;
 pub use nf4::{HostScales, Nf4Meta, PackedNf4, nf4_dequantize, nf4_dequantize_unfused, nf4_linear, nf4_linear_gradient_only};
 pub use norm::rms_norm;
 pub use optim::{AdamWOutputs, AdamWStep, UPDATE_GROUP, adamw_update, adamw_update_all, squared_norm, squared_norm_grouped};

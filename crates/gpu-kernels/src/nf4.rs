@@ -349,7 +349,7 @@ pub fn nf4_dequantize_unfused(w: &PackedNf4, dtype: FloatDType) -> Tensor<2> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use nf4_quant::{Absmax, Nf4Tensor, QuantConfig};
 

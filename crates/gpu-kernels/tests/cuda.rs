@@ -502,6 +502,10 @@ fn rms_norm_kernels_match_the_burn_ops_path_and_its_autodiff() {
         (3, 4096, DType::F32, 1e-5),
         (1, 4096, DType::BF16, 2e-2),
         (130, 600, DType::F32, 1e-5),
+        (300, 256, DType::BF16, 2e-2),
+        (70, 4096, DType::F32, 1e-5),
+        // Rows of 100 bf16 values are no whole number of 16-byte vectors: the scalar kernels.
+        (70, 100, DType::BF16, 2e-2),
     ];
     for (rows, d, dtype, tol) in cases {
         let x0 = Tensor::<2>::random([rows, d], Distribution::Normal(0.3, 2.0), &plain).cast(dtype);
@@ -534,13 +538,14 @@ fn fused_rope_softmax_and_swiglu_match_the_burn_ops_path_and_its_autodiff() {
         let lift = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &device).require_grad();
         let weight = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &plain).cast(dtype);
 
-        // RoPE: [b, s, n, d] → [b, n, s, d], per-batch and shared tables.
-        for rows in [1, 2] {
-            let x0 = Tensor::<4>::random([2, 37, 3, 128], Distribution::Normal(0.0, 1.0), &plain).cast(dtype);
-            let half = Tensor::<3>::random([rows, 37, 64], Distribution::Uniform(-3.0, 3.0), &plain);
+        // RoPE: [b, s, n, d] → [b, n, s, d], per-batch and shared tables; heads of 128 (halves
+        // of whole 16-byte vectors) and of 20 (halves of 10: not).
+        for (rows, dh) in [(1, 128), (2, 128), (2, 20)] {
+            let x0 = Tensor::<4>::random([2, 37, 3, dh], Distribution::Normal(0.0, 1.0), &plain).cast(dtype);
+            let half = Tensor::<3>::random([rows, 37, dh / 2], Distribution::Uniform(-3.0, 3.0), &plain);
             let full = Tensor::cat(vec![half.clone(), half], 2);
             let (cos, sin) = (full.clone().cos().cast(dtype), full.sin().cast(dtype));
-            let w = weight([2, 3, 37, 128]);
+            let w = weight([2, 3, 37, dh]);
             let run = |fast: bool| {
                 let x = lift(&x0);
                 let (c, s) = (Tensor::<3>::from_data(cos.to_data(), &device), Tensor::<3>::from_data(sin.to_data(), &device));
@@ -554,7 +559,8 @@ fn fused_rope_softmax_and_swiglu_match_the_burn_ops_path_and_its_autodiff() {
         }
 
         // Softmax: causal square and rectangular (cached) rows, and plain rows.
-        for (s, t, causal) in [(67, 67, true), (5, 70, true), (1, 300, false)] {
+        // 512 and 136 keys: rows of whole 16-byte vectors; 67, 70, 300: not.
+        for (s, t, causal) in [(67, 67, true), (5, 70, true), (1, 300, false), (40, 512, true), (8, 136, true), (2, 512, false)] {
             let s0 = Tensor::<3>::random([6, s, t], Distribution::Normal(0.0, 4.0), &plain).cast(dtype);
             let w = Tensor::<3>::random([6, s, t], Distribution::Normal(0.0, 1.0), &plain).cast(dtype);
             let run = |fast: bool| {
@@ -1060,4 +1066,74 @@ fn a_recorded_decoding_step_replays_at_the_advancing_device_position() {
     let prefix = |t: Tensor<4>| host(t.narrow(2, 0, again).reshape([hkv * again, dh]));
     assert_eq!(prefix(keys_before), prefix(pk), "keys copied in place");
     assert_eq!(prefix(values_before), prefix(pv), "values copied in place");
+}
+
+/// The backward root hands the upstream gradient to `y` on CUDA exactly as `⟨y, g⟩` does, in
+/// bf16 (a recomputed block's dtype), without computing the product (its value is 0 there).
+#[test]
+fn gradient_root_backpropagates_the_upstream_gradient() {
+    let device = cuda().autodiff();
+    let plain = cuda();
+    let x0 = Tensor::<2>::random([64, 96], Distribution::Normal(0.0, 1.0), &plain).cast(DType::BF16);
+    let w0 = Tensor::<2>::random([48, 96], Distribution::Normal(0.0, 0.2), &plain).cast(DType::BF16);
+    let g0 = Tensor::<2>::random([64, 48], Distribution::Normal(0.0, 1.0), &plain).cast(DType::BF16);
+    let run = |root: bool| {
+        let x = Tensor::<2>::from_data(x0.to_data(), (&device, DType::BF16)).require_grad();
+        let w = Tensor::<2>::from_data(w0.to_data(), (&device, DType::BF16)).require_grad();
+        let y = linear(x.clone(), w.clone());
+        let g = Tensor::<2>::from_data(g0.to_data(), (&device, DType::BF16));
+        let grads = if root {
+            let r = gpu_kernels::gradient_root(y, g);
+            assert_eq!(r.clone().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32"), vec![0.0], "the kernel path's root");
+            r.backward()
+        } else {
+            (y.cast(DType::F32) * g.cast(DType::F32)).sum().backward()
+        };
+        (host(x.grad(&grads).expect("dx")), host(w.grad(&grads).expect("dw")))
+    };
+    let (fast, slow) = (run(true), run(false));
+    assert_close("root dx", &fast.0, &slow.0, 2e-2, 2e-2, 2e-2);
+    assert_close("root dw", &fast.1, &slow.1, 2e-2, 2e-2, 2e-2);
+}
+
+/// A LoRA-adapted packed projection as one op (`nf4_lora_linear`, bf16 as in training) gives
+/// the separate ops' value and gradients (`dx` within bf16 rounding: the two input gradients now
+/// meet inside the base's product instead of in an add), and by its gradient only the same
+/// gradients under a zero value.
+#[test]
+fn lora_adapted_nf4_projection_as_one_op_matches_the_separate_ops() {
+    use gpu_kernels::dropout::{fused_dropout, set_seed};
+    use gpu_kernels::{gemm_add, nf4_linear_gradient_only, nf4_lora_linear};
+    let _turn = DROPOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let device = cuda().autodiff();
+    let plain = cuda();
+    let (rows, inp, out, r) = (96, 512, 320, 16);
+    let t = Nf4Tensor::quantize(&random_weights(out * inp, 21), &[out, inp], &QuantConfig::nf4().with_blocksize(64)).expect("quantize");
+    let w = upload(&t, &plain);
+    let bf = |dims: [usize; 2], std: f64| Tensor::<2>::random(dims, Distribution::Normal(0.0, std), &plain).cast(DType::BF16);
+    let (x0, a0, b0, g0) = (bf([rows, inp], 1.0), bf([r, inp], 0.05), bf([out, r], 0.05), bf([rows, out], 1.0));
+    let run = |fused: bool, value: bool| {
+        let lift = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), (&device, DType::BF16)).require_grad();
+        let (x, a, b) = (lift(&x0), lift(&a0), lift(&b0));
+        set_seed(5);
+        let y = if fused {
+            nf4_lora_linear(x.clone(), &w, a.clone(), b.clone(), 0.1, 0.5, value).expect("the kernel path on CUDA")
+        } else {
+            let base = if value { nf4_linear(x.clone(), &w) } else { nf4_linear_gradient_only(x.clone(), &w) };
+            let xd = fused_dropout(x.clone(), 0.1, 0.5, DType::BF16).expect("fused dropout");
+            gemm_add(linear(xd, a.clone()), b.clone(), false, true, base)
+        };
+        let grads =
+            (y.clone().cast(DType::F32) * Tensor::<2>::from_data(g0.to_data(), (&device, DType::BF16)).cast(DType::F32)).sum().backward();
+        (host(y.inner()), host(x.grad(&grads).expect("dx")), host(a.grad(&grads).expect("dA")), host(b.grad(&grads).expect("dB")))
+    };
+    let (fused, separate) = (run(true, true), run(false, true));
+    assert_close("lora y", &fused.0, &separate.0, 1e-6, 1e-6, 1e-6);
+    assert_close("lora dx", &fused.1, &separate.1, 2e-2, 2e-2, 1e-2);
+    assert_close("lora dA", &fused.2, &separate.2, 1e-6, 1e-6, 1e-6);
+    assert_close("lora dB", &fused.3, &separate.3, 1e-6, 1e-6, 1e-6);
+    let gradient_only = run(true, false);
+    assert!(gradient_only.0.iter().all(|&v| v == 0.0), "the value is not computed");
+    assert_close("lora dx (gradient only)", &gradient_only.1, &fused.1, 1e-6, 1e-6, 1e-6);
+    assert_close("lora dA (gradient only)", &gradient_only.2, &fused.2, 1e-6, 1e-6, 1e-6);
 }

@@ -95,6 +95,31 @@ impl LoraAdapter {
         gpu_kernels::gemm_add(h.reshape([rows, r]), b, false, true, base.reshape([rows, out])).reshape(dims)
     }
 
+    /// `x · Wᵀ + Δy` for a packed 4-bit base `w` (no bias, `x`'s dtype its compute dtype) as one
+    /// op ([`gpu_kernels::nf4_lora_linear`]: the backward joins the two input gradients inside the
+    /// base's product) when the kernel path takes it — CUDA training with dropout, the products
+    /// in `x`'s dtype (bf16 inputs under [`crate::autocast`]'s bf16 setting, or factors of `x`'s
+    /// dtype); `None` otherwise. With `value` false the value is zeros and only the gradients
+    /// are the product's ([`gpu_kernels::nf4_linear_gradient_only`]'s contract).
+    ///
+    /// # Shapes
+    /// - x: `[..., in]` → `[..., out]`
+    pub fn with_packed_base<const D: usize>(&self, x: Tensor<D>, w: &gpu_kernels::PackedNf4, value: bool) -> Option<Tensor<D>> {
+        let (dtype, a, b) = (x.dtype(), self.a.val(), self.b.val());
+        let bf16 = dtype == DType::BF16 && a.dtype() == DType::F32 && bf16_side_path();
+        let side = if bf16 { DType::BF16 } else { a.dtype() };
+        if side != dtype
+            || b.dtype() != a.dtype()
+            || self.dropout.prob <= 0.0
+            || !x.device().is_autodiff()
+            || !gpu_kernels::is_cuda(&x.device())
+        {
+            return None;
+        }
+        let (a, b) = if bf16 { (a.cast(DType::BF16), b.cast(DType::BF16)) } else { (a, b) };
+        gpu_kernels::nf4_lora_linear(x, w, a, b, self.dropout.prob, self.scaling, value)
+    }
+
     /// The side path's first half: `h = s · dropout(x) · Aᵀ` and `B`, both in the products' dtype
     /// (the factors' dtype, or bf16 for bf16 inputs under [`crate::autocast`]'s bf16 setting).
     ///

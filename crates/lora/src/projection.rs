@@ -21,25 +21,42 @@ impl Projection {
     }
 
     /// The output; the adapter's contribution joins the base's output with one rounding on CUDA
-    /// ([`LoraAdapter::add_delta`]; a cast, then an add elsewhere).
+    /// ([`LoraAdapter::add_delta`]; a cast, then an add elsewhere). A packed base with an
+    /// enabled adapter in CUDA training runs as one op ([`LoraAdapter::with_packed_base`]).
     ///
     /// # Shapes
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let Some(y) = self.packed_with_adapter(x.clone(), true) {
+            return y;
+        }
         self.with_adapter(self.base.forward(x.clone()), x)
     }
 
     /// [`Projection::forward`] for a recomputed forward whose output value nobody reads: the
     /// base enters by its gradient only ([`BaseLinear::forward_gradient_only`]: zeros for a packed
-    /// base on the GPU), the adapter as in `forward`. The gradients of the input and of the
-    /// adapter's factors are `forward`'s.
+    /// base on the GPU), the adapter as in `forward` (or, as one op with a packed base in CUDA
+    /// training, zeros for the whole value). The gradients of the input and of the adapter's
+    /// factors are `forward`'s.
     ///
     /// # Shapes
     /// - x: `[..., in]`
     /// - output: `[..., out]`
     pub fn forward_gradient_only<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let Some(y) = self.packed_with_adapter(x.clone(), false) {
+            return y;
+        }
         self.with_adapter(self.base.forward_gradient_only(x.clone()), x)
+    }
+
+    /// A packed base and its enabled adapter as one op, where the kernel path takes it
+    /// ([`LoraAdapter::with_packed_base`]).
+    fn packed_with_adapter<const D: usize>(&self, x: Tensor<D>, value: bool) -> Option<Tensor<D>> {
+        let lora = self.lora.as_ref().filter(|l| l.enabled)?;
+        let BaseLinear::Nf4(base) = &self.base else { return None };
+        let packed = base.packed_plain(x.dtype())?;
+        lora.with_packed_base(x, packed, value)
     }
 
     /// `base` (the base's output for `x`) plus the enabled adapter's contribution for `x`.

@@ -6,8 +6,9 @@
 //!    parameters untracked; the `L + 1` states are kept (detached).
 //! 2. Head: `x = h_L` tracked, `ℓ = loss(head(x))`; its backward gives `g_L = ∂ℓ/∂h_L`.
 //! 3. For `i = L−1 … 0`: `x = hᵢ` tracked, `y = blockᵢ(x)` with the block's adapters tracked; the
-//!    backward of `⟨y, gᵢ₊₁⟩` (a sum of `y ⊙ gᵢ₊₁`, whose gradient in `y` is exactly `gᵢ₊₁`)
-//!    gives `gᵢ = ∂ℓ/∂hᵢ` and the block's adapter gradients. `y`'s value is never read, so this
+//!    backward of `⟨y, gᵢ₊₁⟩` (whose gradient in `y` is exactly `gᵢ₊₁`; on CUDA the root
+//!    [`gpu_kernels::gradient_root`] registers `gᵢ₊₁` as `y`'s gradient without the product and
+//!    the sum) gives `gᵢ = ∂ℓ/∂hᵢ` and the block's adapter gradients. `y`'s value is never read, so this
 //!    pass runs the block for gradients only ([`llama_model::LayerContext::block_for_gradients`]):
 //!    a packed `W_down` on the GPU is neither dequantized nor multiplied in it (the last product
 //!    of the block feeds nothing but `y`; its backward `dx = dy · W_down` still runs).
@@ -127,7 +128,7 @@ pub fn loss_and_grads(
             Some(strategy) => g.autodiff().with_gradient_checkpointing_strategy(strategy),
             None => g.autodiff(),
         };
-        let grads = (y * upstream).sum().backward();
+        let grads = gpu_kernels::gradient_root(y, upstream).backward();
         for p in block_trainable(model, i) {
             per_block[i].push(p.grad(&grads).ok_or_else(|| Error::Tensor(format!("an adapter factor of block {i} received no gradient")))?);
         }

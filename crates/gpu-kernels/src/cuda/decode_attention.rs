@@ -81,13 +81,14 @@ fn decode_attention_kernel<F: Float, I: Int, N: Size>(
         let qb = head * dh;
         let q1 = f32::cast_from(qkv[qb + unit]);
         let q2 = f32::cast_from(qkv[qb + unit + half]);
-        q[unit] = f32::cast_from(F::cast_from(q1 * c - q2 * s));
-        q[unit + half] = f32::cast_from(F::cast_from(q2 * c + q1 * s));
+        // The RoPE kernel's arithmetic (`super::rope`): explicit fused multiply-adds.
+        q[unit] = f32::cast_from(F::cast_from(fma(q1, c, -(q2 * s))));
+        q[unit + half] = f32::cast_from(F::cast_from(fma(q2, c, q1 * s)));
         let kb = kv_offset + kv * dh;
         let k1 = f32::cast_from(qkv[kb + unit]);
         let k2 = f32::cast_from(qkv[kb + unit + half]);
-        let r1 = F::cast_from(k1 * c - k2 * s);
-        let r2 = F::cast_from(k2 * c + k1 * s);
+        let r1 = F::cast_from(fma(k1, c, -(k2 * s)));
+        let r2 = F::cast_from(fma(k2, c, k1 * s));
         k_new[unit] = f32::cast_from(r1);
         k_new[unit + half] = f32::cast_from(r2);
         let vb = v_offset + kv * dh;

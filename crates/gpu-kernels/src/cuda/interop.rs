@@ -49,8 +49,8 @@ pub(crate) fn contiguous(t: CubeTensor) -> CubeTensor {
     if t.is_contiguous() { t } else { burn_cubecl::kernel::into_contiguous(t) }
 }
 
-/// `KINDLING_ELEMWISE=scalar`: the element-wise kernels that take 16-byte vectors (SwiGLU,
-/// dropout) take one value per thread instead (an A/B switch).
+/// `KINDLING_ELEMWISE=scalar`: the kernels that take 16-byte vectors (SwiGLU, dropout, RMSNorm,
+/// RoPE, softmax) take one value per thread instead (an A/B switch).
 static SCALAR_ELEMWISE: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_ELEMWISE", "scalar");
 
 /// Values per thread of an element-wise kernel over `n` values: `wide` when `n` is a multiple

@@ -19,6 +19,7 @@ use burn::backend::{
 use burn::tensor::DType;
 
 use super::KernelBackend;
+use crate::lora_nf4::SidePath;
 use crate::nf4::Nf4Meta;
 
 /// An op of one tracked input `x`, as its backward sees it.
@@ -145,6 +146,19 @@ impl<B: KernelBackend> InputGradient<B> for DropoutGrad {
 }
 
 #[derive(Debug)]
+struct RootGrad;
+
+impl<B: KernelBackend> InputGradient<B> for RootGrad {
+    /// The upstream gradient to hand to `y`.
+    type State = FloatTensor<B>;
+
+    /// The kept upstream gradient, whatever the root's own (a one-element one).
+    fn input_gradient(upstream: Self::State, _grad: FloatTensor<B>) -> FloatTensor<B> {
+        upstream
+    }
+}
+
+#[derive(Debug)]
 struct RopeGrad;
 
 impl<B: KernelBackend> InputGradient<B> for RopeGrad {
@@ -249,6 +263,45 @@ impl<B: KernelBackend> Backward<B, 3> for GemmAddBackward {
 }
 
 #[derive(Debug)]
+struct LoraNf4Backward;
+
+/// What [`LoraNf4Backward`] keeps: the packed base and the factor `A` if `x` is tracked, `x_d` if
+/// `A` is, `h` if `B` is, `B` if `x` or `A` is; the side path's settings and `x`'s dtype.
+#[derive(Debug, Clone)]
+struct LoraNf4State<B: Backend> {
+    base: Option<Nf4State<B>>,
+    a: Option<FloatTensor<B>>,
+    xd: Option<FloatTensor<B>>,
+    h: Option<FloatTensor<B>>,
+    b: Option<FloatTensor<B>>,
+    side: SidePath,
+    x_dtype: DType,
+}
+
+impl<B: KernelBackend> Backward<B, 3> for LoraNf4Backward {
+    type State = LoraNf4State<B>;
+
+    /// `dB = dyᵀ·h`, `dh = dy·B`, `dA = dhᵀ·x_d`, `dx = dy·W + dropout(dh·A)` (the base's
+    /// product accumulating onto the side path's input gradient: no separate add).
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_a, node_b] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let LoraNf4State { base, a, xd, h, b, side, x_dtype } = ops.state;
+        let db = node_b.as_ref().and(h).map(|h| B::gemm(dy.clone(), h, true, false));
+        register::<B>(grads, node_b.map(|n| n.id), db);
+        let Some(b) = b else { return };
+        let dh = B::gemm(dy.clone(), b, false, false);
+        let da = node_a.as_ref().and(xd).map(|xd| B::gemm(dh.clone(), xd, true, false));
+        register::<B>(grads, node_a.map(|n| n.id), da);
+        if let (Some(node), Some(a), Some((packed, code, absmax, qcodes, nested_code, meta))) = (node_x, a, base) {
+            let side_dx = crate::lora_nf4::dropout_rows::<B>(B::gemm(dh, a, false, false), side, x_dtype);
+            let w = B::nf4_dense(packed, code, absmax, qcodes, nested_code, meta);
+            grads.register::<B>(node.id, B::gemm_add(dy, w, false, false, side_dx));
+        }
+    }
+}
+
+#[derive(Debug)]
 struct BlockedAttentionBackward;
 
 /// `q`, `k`, `v`, the scale, causality, the rows per block and the query heads per K/V head.
@@ -348,6 +401,12 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         use burn::backend::TensorMetadata;
         let in_dtype = x.dtype();
         unary::<B, C, DropoutGrad>(x, |x| B::dropout(x, p, scale, seed, dtype), |_, _| (p, scale, seed, in_dtype))
+    }
+
+    fn gradient_root(y: FloatTensor<Self>, upstream: FloatTensor<Self>) -> FloatTensor<Self> {
+        use burn::backend::TensorMetadata;
+        let upstream = upstream.into_primitive();
+        unary::<B, C, RootGrad>(y, |y| B::float_zeros([1].into(), &y.device(), y.dtype().into()), |_, _| upstream)
     }
 
     fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, inverse: bool) -> FloatTensor<Self> {
@@ -486,6 +545,55 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
     ) -> FloatTensor<Self> {
         let state = (packed, code.into_primitive(), absmax.into_primitive(), qcodes, nested_code.into_primitive(), meta);
         packed_product::<B, C>(x, state, B::nf4_linear)
+    }
+
+    fn nf4_lora_linear(
+        x: FloatTensor<Self>,
+        packed: IntTensor<Self>,
+        code: FloatTensor<Self>,
+        absmax: FloatTensor<Self>,
+        qcodes: IntTensor<Self>,
+        nested_code: FloatTensor<Self>,
+        meta: Nf4Meta,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        side: SidePath,
+    ) -> FloatTensor<Self> {
+        use burn::backend::TensorMetadata;
+        let (x_tracked, a_tracked, b_tracked) = (x.is_tracked(), a.is_tracked(), b.is_tracked());
+        let (x, x_node) = x.into_parts();
+        let (a, a_node) = a.into_parts();
+        let (b, b_node) = b.into_parts();
+        let base = (packed, code.into_primitive(), absmax.into_primitive(), qcodes, nested_code.into_primitive(), meta);
+        match LoraNf4Backward.prepare::<C>([x_node, a_node, b_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let x_dtype = x.dtype();
+                let xd = crate::lora_nf4::dropout_rows::<B>(x.clone(), side, a.dtype());
+                let h = B::gemm(xd.clone(), a.clone(), false, true);
+                let y = if side.value {
+                    let (packed, code, absmax, qcodes, nested_code, meta) = base.clone();
+                    let base_y = B::nf4_linear(x, packed, code, absmax, qcodes, nested_code, meta);
+                    B::gemm_add(h.clone(), b.clone(), false, true, base_y)
+                } else {
+                    let m = x.shape().num_elements() / meta.cols.max(1);
+                    B::float_zeros([m, meta.rows].into(), &x.device(), x_dtype.into())
+                };
+                let state = LoraNf4State {
+                    base: x_tracked.then_some(base),
+                    a: x_tracked.then_some(a),
+                    xd: a_tracked.then_some(xd),
+                    h: b_tracked.then_some(h),
+                    b: (x_tracked || a_tracked).then_some(b),
+                    side,
+                    x_dtype,
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (packed, code, absmax, qcodes, nested_code, meta) = base;
+                prep.finish(B::nf4_lora_linear(x, packed, code, absmax, qcodes, nested_code, meta, a, b, side))
+            }
+        }
     }
 
     fn nf4_linear_gradient_only(

@@ -79,21 +79,10 @@ pub fn nf4_gemv_fused(
         #[cfg(any(test, feature = "cuda"))]
         {
             let plan = GemvPlan { parts: weights.len(), norm_eps: norm.as_ref().map(|n| n.1), epilogue };
-            use crate::extension::{KernelBackend, Nf4Parts};
+            use crate::extension::KernelBackend;
             use burn::backend::Dispatch;
-            let dtype = float_dtype(x.dtype());
-            let part = |w: &PackedNf4| {
-                let (packed, code, absmax, qcodes, nested_code, meta) = w.parts(dtype);
-                Nf4Parts {
-                    packed: packed.into_dispatch(),
-                    code: code.into_dispatch(),
-                    absmax: absmax.into_dispatch(),
-                    qcodes: qcodes.into_dispatch(),
-                    nested_code: nested_code.into_dispatch(),
-                    meta,
-                }
-            };
-            let pick = |i: usize| part(weights.get(i).copied().unwrap_or(weights[0]));
+            let dtype = crate::nf4::float_dtype(x.dtype());
+            let pick = |i: usize| weights.get(i).copied().unwrap_or(weights[0]).parts(dtype);
             let norm_w = norm.map_or_else(|| x.clone().reshape([d]), |n| n.0);
             let residual = residual.unwrap_or_else(|| x.clone());
             let y = <Dispatch as KernelBackend>::nf4_gemv_fused(
@@ -221,17 +210,6 @@ pub fn portable_decode_attention(
     let (kt, vt) = (keys.clone().narrow(2, 0, pos + 1), values.clone().narrow(2, 0, pos + 1));
     let o = crate::attention(q.reshape([1, hkv, heads / hkv, dh]), kt, vt, false, None);
     (o.reshape([1, nq]), keys, values)
-}
-
-/// The compute dtype named by a tensor dtype (f32 for anything but bf16/f16).
-#[cfg(any(test, feature = "cuda"))]
-pub(crate) fn float_dtype(dtype: burn::tensor::DType) -> burn::tensor::FloatDType {
-    use burn::tensor::{DType, FloatDType};
-    match dtype {
-        DType::BF16 => FloatDType::BF16,
-        DType::F16 => FloatDType::F16,
-        _ => FloatDType::F32,
-    }
 }
 
 /// [`nf4_gemv_fused`] as the backend's separate primitives (RMSNorm, packed linear, SwiGLU,

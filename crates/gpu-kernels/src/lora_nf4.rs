@@ -92,23 +92,17 @@ pub fn nf4_lora_linear<const D: usize>(
     {
         use crate::extension::KernelBackend;
         use burn::backend::Dispatch;
-        use burn::tensor::FloatDType;
-        let compute = match dtype {
-            DType::BF16 => FloatDType::BF16,
-            DType::F16 => FloatDType::F16,
-            _ => FloatDType::F32,
-        };
         let rows: usize = dims[..D - 1].iter().product();
-        let (packed, code, absmax, qcodes, nested_code, meta) = w.parts(compute);
+        let w = w.parts(crate::nf4::float_dtype(dtype));
         let side = SidePath { p, scale, seed: crate::dropout::next_seed(), value };
         let y = <Dispatch as KernelBackend>::nf4_lora_linear(
             x.reshape([rows, inp]).into_dispatch(),
-            packed.into_dispatch(),
-            code.into_dispatch(),
-            absmax.into_dispatch(),
-            qcodes.into_dispatch(),
-            nested_code.into_dispatch(),
-            meta,
+            w.packed,
+            w.code,
+            w.absmax,
+            w.qcodes,
+            w.nested_code,
+            w.meta,
             a.into_dispatch(),
             b.into_dispatch(),
             side,

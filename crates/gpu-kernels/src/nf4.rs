@@ -168,25 +168,27 @@ impl PackedNf4 {
         Self { packed, code, scales, shape: [meta.rows, meta.cols], blocksize: meta.blocksize }
     }
 
-    /// `(packed, code, absmax, qcodes, nested_code, meta)` for the backend ops; `absmax` is the
-    /// nested absmax under double quantization, and unused slots repeat another tensor.
+    /// The packed parts as the backend ops take them ([`crate::extension::Nf4Parts`] of the
+    /// dispatch backend), the dense weight in `dtype`; `absmax` is the nested absmax under double
+    /// quantization, and unused slots repeat another tensor.
     #[cfg(any(test, feature = "cuda"))]
-    pub(crate) fn parts(&self, dtype: FloatDType) -> (Tensor<1, Int>, Tensor<1>, Tensor<1>, Tensor<1, Int>, Tensor<1>, Nf4Meta) {
+    pub(crate) fn parts(&self, dtype: FloatDType) -> crate::extension::Nf4Parts<burn::backend::Dispatch> {
         let [rows, cols] = self.shape;
         let meta =
             |nested_blocksize, offset, double| Nf4Meta { rows, cols, blocksize: self.blocksize, nested_blocksize, offset, double, dtype };
-        match &self.scales {
-            DeviceScales::Plain(a) => {
-                (self.packed.clone(), self.code.clone(), a.clone(), self.packed.clone(), a.clone(), meta(1, 0.0, false))
+        let (absmax, qcodes, nested_code, meta) = match &self.scales {
+            DeviceScales::Plain(a) => (a.clone(), self.packed.clone(), a.clone(), meta(1, 0.0, false)),
+            DeviceScales::Double { codes, nested_absmax, nested_code, nested_blocksize, offset } => {
+                (nested_absmax.clone(), codes.clone(), nested_code.clone(), meta(*nested_blocksize, *offset, true))
             }
-            DeviceScales::Double { codes, nested_absmax, nested_code, nested_blocksize, offset } => (
-                self.packed.clone(),
-                self.code.clone(),
-                nested_absmax.clone(),
-                codes.clone(),
-                nested_code.clone(),
-                meta(*nested_blocksize, *offset, true),
-            ),
+        };
+        crate::extension::Nf4Parts {
+            packed: self.packed.clone().into_dispatch(),
+            code: self.code.clone().into_dispatch(),
+            absmax: absmax.into_dispatch(),
+            qcodes: qcodes.into_dispatch(),
+            nested_code: nested_code.into_dispatch(),
+            meta,
         }
     }
 
@@ -272,16 +274,21 @@ pub fn nf4_linear_gradient_only<const D: usize>(x: Tensor<D>, w: &PackedNf4) -> 
     packed_product(x, w, false)
 }
 
+/// The compute dtype named by a tensor dtype (f32 for anything but bf16/f16).
+pub(crate) fn float_dtype(dtype: DType) -> FloatDType {
+    match dtype {
+        DType::BF16 => FloatDType::BF16,
+        DType::F16 => FloatDType::F16,
+        _ => FloatDType::F32,
+    }
+}
+
 /// `x · Wᵀ` (`value`), or its zeros with the product's backward (`!value`) on the kernel path.
 fn packed_product<const D: usize>(x: Tensor<D>, w: &PackedNf4, value: bool) -> Tensor<D> {
     let dims = x.dims();
     let [out, inp] = w.shape;
     assert_eq!(dims[D - 1], inp, "nf4_linear: x is {dims:?} but the weight is [{out}, {inp}]");
-    let dtype = match x.dtype() {
-        DType::BF16 => FloatDType::BF16,
-        DType::F16 => FloatDType::F16,
-        _ => FloatDType::F32,
-    };
+    let dtype = float_dtype(x.dtype());
     if !crate::gemm::uses_extension(&x.device()) {
         return crate::linear(x, nf4_dequantize(w, dtype));
     }
@@ -290,17 +297,9 @@ fn packed_product<const D: usize>(x: Tensor<D>, w: &PackedNf4, value: bool) -> T
         use crate::extension::KernelBackend;
         use burn::backend::Dispatch;
         let rows: usize = dims[..D - 1].iter().product();
-        let (packed, code, absmax, qcodes, nested_code, meta) = w.parts(dtype);
+        let w = w.parts(dtype);
         let op = if value { <Dispatch as KernelBackend>::nf4_linear } else { <Dispatch as KernelBackend>::nf4_linear_gradient_only };
-        let y = op(
-            x.reshape([rows, inp]).into_dispatch(),
-            packed.into_dispatch(),
-            code.into_dispatch(),
-            absmax.into_dispatch(),
-            qcodes.into_dispatch(),
-            nested_code.into_dispatch(),
-            meta,
-        );
+        let y = op(x.reshape([rows, inp]).into_dispatch(), w.packed, w.code, w.absmax, w.qcodes, w.nested_code, w.meta);
         let mut out_dims = dims;
         out_dims[D - 1] = out;
         Tensor::<2>::from_dispatch(y).reshape(out_dims)

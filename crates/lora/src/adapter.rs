@@ -105,19 +105,30 @@ impl LoraAdapter {
     /// # Shapes
     /// - x: `[..., in]` → `[..., out]`
     pub fn with_packed_base<const D: usize>(&self, x: Tensor<D>, w: &gpu_kernels::PackedNf4, value: bool) -> Option<Tensor<D>> {
-        let (dtype, a, b) = (x.dtype(), self.a.val(), self.b.val());
-        let bf16 = dtype == DType::BF16 && a.dtype() == DType::F32 && bf16_side_path();
-        let side = if bf16 { DType::BF16 } else { a.dtype() };
-        if side != dtype
-            || b.dtype() != a.dtype()
+        let dtype = x.dtype();
+        if self.side_dtype(dtype) != dtype
+            || self.b.val().dtype() != self.a.val().dtype()
             || self.dropout.prob <= 0.0
             || !x.device().is_autodiff()
             || !gpu_kernels::is_cuda(&x.device())
         {
             return None;
         }
-        let (a, b) = if bf16 { (a.cast(DType::BF16), b.cast(DType::BF16)) } else { (a, b) };
+        let (a, b) = self.factors_in(dtype);
         gpu_kernels::nf4_lora_linear(x, w, a, b, self.dropout.prob, self.scaling, value)
+    }
+
+    /// The dtype the side path's products run in for inputs of `dtype`: bf16 for bf16 inputs
+    /// through f32 factors under [`crate::autocast`]'s bf16 setting, else the factors' own.
+    fn side_dtype(&self, dtype: DType) -> DType {
+        let factors = self.a.val().dtype();
+        if dtype == DType::BF16 && factors == DType::F32 && bf16_side_path() { DType::BF16 } else { factors }
+    }
+
+    /// `A` and `B` for inputs of `dtype`, cast to [`LoraAdapter::side_dtype`] where it differs.
+    fn factors_in(&self, dtype: DType) -> (Tensor<2>, Tensor<2>) {
+        let (a, b, side) = (self.a.val(), self.b.val(), self.side_dtype(dtype));
+        if a.dtype() == side { (a, b) } else { (a.cast(side), b.cast(side)) }
     }
 
     /// The side path's first half: `h = s · dropout(x) · Aᵀ` and `B`, both in the products' dtype
@@ -127,9 +138,8 @@ impl LoraAdapter {
     /// - x: `[..., in]`
     /// - h: `[..., r]`, B: `[out, r]`
     fn down<const D: usize>(&self, x: Tensor<D>) -> (Tensor<D>, Tensor<2>) {
-        let (dtype, a, b) = (x.dtype(), self.a.val(), self.b.val());
-        let bf16 = dtype == DType::BF16 && a.dtype() == DType::F32 && bf16_side_path();
-        let (a, b) = if bf16 { (a.cast(DType::BF16), b.cast(DType::BF16)) } else { (a, b) };
+        let dtype = x.dtype();
+        let (a, b) = self.factors_in(dtype);
         let side = a.dtype();
         // CUDA training: one kernel casts, drops and scales (the path is linear in x, so `s`
         // moves to its input), and no mask is kept for the backward.

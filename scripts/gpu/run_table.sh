@@ -3,7 +3,7 @@
 # layer recomputation and TF32 side-path products (seed q,v 4×512; all-linear 4×512 with f32
 # AdamW states and the embedding table on the device, and lean: table in host memory, bf16
 # moments; all-linear 4×512 lean with the side path under bf16 autocast, --lora-autocast;
-# all-linear 1×2048 lean), batch-1 decoding, then the Python anchor's `all seed all_2k
+# all-linear 1×2048 lean; the goal's row, lean autocast, a second time), batch-1 decoding, then the Python anchor's `all seed all_2k
 # decode` (ANCHOR_VARIANTS) in the same call (ANCHOR_FIRST=1: before kindling's). TESTS_FILTER runs those device tests first;
 # DECODE_VARIANTS (environment assignments, `+` joining several of one variant) decode again
 # under each, into $OUT/ab-decode.jsonl, before the anchor; DECODE_ARGS are added to every decode
@@ -31,6 +31,10 @@ stage all 90 $TRAIN --targets all-linear --batch 4 --seq 512 || true
 stage all-lean 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN || true
 stage all-lean-autocast 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN --lora-autocast || true
 stage all-2k-lean 90 $TRAIN --targets all-linear --batch 1 --seq 2048 $LEAN || true
+# The goal's row again (GOAL_REPEAT=0: once): a second figure on the same machine.
+if [ "${GOAL_REPEAT:-1}" = 1 ]; then
+  stage all-lean-autocast-2 90 $TRAIN --targets all-linear --batch 4 --seq 512 $LEAN --lora-autocast || true
+fi
 DECODE="$X bench --suite decode --device cuda --shape llama3-8b --model-dir $M --new-tokens 128 ${DECODE_ARGS:-}"
 stage decode 90 $DECODE --out "$OUT/bench.jsonl" || true
 i=0

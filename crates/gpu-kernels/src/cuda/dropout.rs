@@ -1,7 +1,7 @@
 //! The dropout kernel (CubeCL): vectors of 4 elements per thread (8 from bf16/f16 to bf16/f16)
-//! when the length and the buffers' offsets allow, else one; each element's mask from the
-//! counter hash of its index ([`crate::dropout::keep_bits`], [`super::counter_hash`]), the
-//! product in f32, one rounding.
+//! when the length and the buffers' offsets allow, else one; each element's mask from a 16-bit
+//! half of the counter hash of its index's pair ([`crate::dropout::keep_bits`],
+//! [`super::counter_hash`]: one hash per two lanes), the product in f32, one rounding.
 
 use super::counter_hash::counter_hash;
 use super::interop::{Elemwise, contiguous, empty_1d};
@@ -28,11 +28,25 @@ fn dropout_kernel<I: Float, O: Float, N: Size>(
     let scaled = Vector::<f32, N>::cast_from(x[i]) * Vector::<f32, N>::new(scale);
     let width = scaled.vector_size().comptime();
     let mut kept = Vector::<f32, N>::new(0.0f32);
-    #[unroll]
-    for l in 0..width {
-        let bits = counter_hash(i * width + l, seed_lo, seed_hi) >> 8u32;
+    if comptime![width == 1] {
+        // Element i takes the half (i & 1) of its pair's hash.
+        let h = counter_hash(i >> 1, seed_lo, seed_hi);
+        let bits = (h >> (u32::cast_from(i & 1) * 16u32)) & 0xFFFFu32;
         if bits >= threshold {
-            kept.insert(l, scaled.extract(l));
+            kept.insert(0usize, scaled.extract(0usize));
+        }
+    } else {
+        // An even width: lane pairs (2k, 2k + 1) share the hash of pair `i · width/2 + k`.
+        let pairs = comptime![width / 2];
+        #[unroll]
+        for k in 0..pairs {
+            let h = counter_hash(i * pairs + k, seed_lo, seed_hi);
+            if (h & 0xFFFFu32) >= threshold {
+                kept.insert(2 * k, scaled.extract(2 * k));
+            }
+            if (h >> 16u32) >= threshold {
+                kept.insert(2 * k + 1, scaled.extract(2 * k + 1));
+            }
         }
     }
     y[i] = Vector::<O, N>::cast_from(kept);

@@ -1,8 +1,9 @@
 //! The fused NF4/FP4 dequantization kernel (CubeCL, compiled by NVRTC).
 //!
-//! One thread decodes one 32-bit word of packed bytes — 8 values, all in one scale block since
-//! every blocksize is a multiple of 8 — and writes them as 16-byte vectors (8 × bf16/f16 or
-//! 2 × 4 × f32). Bytes are read little-endian: byte `j` of the word holds values `2j` (high
+//! A unit decodes 32-bit words of packed bytes — 8 values each, all in one scale block since
+//! every blocksize is a multiple of 8 — and writes each as 16-byte vectors (8 × bf16/f16 or
+//! 2 × 4 × f32); it decodes [`WORDS`] words, a cube's width apart, loading all of them and
+//! their scales before its first store. Bytes are read little-endian: byte `j` of the word holds values `2j` (high
 //! nibble) and `2j + 1` (low nibble).
 //!
 //! Bit-exactness: each value is one f32 product `code[q] · scale`, rounded once to the output
@@ -54,6 +55,14 @@ pub(crate) fn double_scale(code_value: f32, nested_absmax: f32, offset: f32, zer
     product + offset
 }
 
+/// Words each unit decodes (`KINDLING_DEQUANT=word`: one, the earlier mapping). A cube of `D`
+/// units covers `D · WORDS` consecutive words; unit `u` takes words `u, u + D, u + 2D, …` of
+/// them, so each of its loads and stores is coalesced across the cube, and its loads are all
+/// issued before the first store (four independent reads in flight per unit, not one).
+const WORDS: usize = 4;
+
+static ONE_WORD: crate::env_switch::EnvSwitch = crate::env_switch::EnvSwitch::new("KINDLING_DEQUANT", "word");
+
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn dequant_kernel<F: Float, N: Size>(
@@ -65,33 +74,59 @@ fn dequant_kernel<F: Float, N: Size>(
     out: &mut [Vector<F, N>],
     offset: f32,
     zero: u32,
+    #[comptime] words: usize,
     #[comptime] blocksize: usize,
     #[comptime] nested_blocksize: usize,
     #[comptime] double: bool,
 ) {
-    let t = ABSOLUTE_POS;
-    if t >= packed.len() {
+    // The 16 code values in shared memory: the lookups are then no global loads, and the
+    // compiler need not order them after this unit's earlier stores.
+    let mut table = Shared::<[f32]>::new_slice(16usize);
+    let unit = UNIT_POS as usize;
+    if unit < 16 {
+        table[unit] = code[unit];
+    }
+    sync_cube();
+    let len = packed.len();
+    let dim = CUBE_DIM as usize;
+    let first = CUBE_POS * dim * words + unit;
+    if first >= len {
         terminate!();
     }
-    let word = packed[t];
-    let block = (t * 8) / blocksize;
-    let scale = block_scale(absmax, qcodes, nested_code, block, offset, zero, nested_blocksize, double);
+    // Loads first: the words (an index past the end reads the last word, never stored) and
+    // their scales.
+    let mut held = Array::<u32>::new(words);
+    let mut scales = Array::<f32>::new(words);
+    #[unroll]
+    for k in 0..words {
+        let t = min(first + k * dim, len - 1);
+        held[k] = packed[t];
+        scales[k] = block_scale(absmax, qcodes, nested_code, (t * 8) / blocksize, offset, zero, nested_blocksize, double);
+    }
     let vs = out.vector_size().comptime();
     let groups = comptime![8 / vs];
     #[unroll]
-    for g in 0..groups {
-        let mut v = Vector::<F, N>::empty();
-        #[unroll]
-        for l in 0..vs {
-            let shift = comptime![{
-                let i = g * vs + l;
-                (8 * (i / 2) + if i.is_multiple_of(2) { 4 } else { 0 }) as u32
-            }];
-            let nibble = (word >> shift) & 0xFu32;
-            let value = code[usize::cast_from(nibble)] * scale;
-            v.insert(l, F::cast_from(value));
+    for k in 0..words {
+        let t = first + k * dim;
+        if t < len {
+            let word = held[k];
+            let scale = scales[k];
+            #[unroll]
+            for g in 0..groups {
+                let mut v = Vector::<F, N>::empty();
+                #[unroll]
+                for l in 0..vs {
+                    let shift = comptime![{
+                        let i = g * vs + l;
+                        (8 * (i / 2) + if i.is_multiple_of(2) { 4 } else { 0 }) as u32
+                    }];
+                    let nibble = (word >> shift) & 0xFu32;
+                    let value = table[usize::cast_from(nibble)] * scale;
+                    v.insert(l, F::cast_from(value));
+                }
+                out[t * groups + g] = v;
+            }
         }
-        out[t * groups + g] = v;
     }
 }
 
@@ -141,7 +176,8 @@ pub(crate) fn dequantize(w: &PackedNf4, dtype: FloatDType) -> Option<Tensor<2>> 
     let handle: Handle = client.empty(n * elem_size);
     let out = CubeTensor::new_contiguous(client.clone(), packed.device.clone(), [rows, cols].into(), handle.clone(), out_dtype);
     let cube_dim = CubeDim::new_1d(256);
-    let cube_count = cubecl::calculate_cube_count_elemwise(&client, words, cube_dim);
+    let per_unit = if ONE_WORD.is_on() { 1 } else { WORDS };
+    let cube_count = cubecl::calculate_cube_count_elemwise(&client, words.div_ceil(per_unit), cube_dim);
     let len = |t: &CubeTensor| t.meta.num_elements();
     // SAFETY: every buffer holds at least the elements given (lengths checked at upload; the
     // output was allocated for n values) and the kernel guards its one data-dependent index range.
@@ -168,6 +204,7 @@ pub(crate) fn dequantize(w: &PackedNf4, dtype: FloatDType) -> Option<Tensor<2>> 
                 args.5,
                 offset,
                 0u32,
+                per_unit,
                 w.blocksize,
                 nested_blocksize,
                 double,
@@ -185,6 +222,7 @@ pub(crate) fn dequantize(w: &PackedNf4, dtype: FloatDType) -> Option<Tensor<2>> 
                 args.5,
                 offset,
                 0u32,
+                per_unit,
                 w.blocksize,
                 nested_blocksize,
                 double,
@@ -202,6 +240,7 @@ pub(crate) fn dequantize(w: &PackedNf4, dtype: FloatDType) -> Option<Tensor<2>> 
                 args.5,
                 offset,
                 0u32,
+                per_unit,
                 w.blocksize,
                 nested_blocksize,
                 double,

@@ -179,73 +179,37 @@ pub(crate) fn dequantize(w: &PackedNf4, dtype: FloatDType) -> Option<Tensor<2>> 
     let per_unit = if ONE_WORD.is_on() { 1 } else { WORDS };
     let cube_count = cubecl::calculate_cube_count_elemwise(&client, words.div_ceil(per_unit), cube_dim);
     let len = |t: &CubeTensor| t.meta.num_elements();
-    // SAFETY: every buffer holds at least the elements given (lengths checked at upload; the
-    // output was allocated for n values) and the kernel guards its one data-dependent index range.
-    unsafe {
-        let args = (
-            BufferArg::from_raw_parts(packed.handle.clone(), words),
-            BufferArg::from_raw_parts(code.handle.clone(), len(&code)),
-            BufferArg::from_raw_parts(absmax.handle.clone(), len(&absmax)),
-            BufferArg::from_raw_parts(qcodes.handle.clone(), len(&qcodes)),
-            BufferArg::from_raw_parts(nested_code.handle.clone(), len(&nested_code)),
-            BufferArg::from_raw_parts(handle, n),
-        );
-        match out_dtype {
-            DType::BF16 => dequant_kernel::launch_unchecked::<half::bf16>(
-                &client,
-                cube_count,
-                cube_dim,
-                vector_size,
-                args.0,
-                args.1,
-                args.2,
-                args.3,
-                args.4,
-                args.5,
-                offset,
-                0u32,
-                per_unit,
-                w.blocksize,
-                nested_blocksize,
-                double,
-            ),
-            DType::F16 => dequant_kernel::launch_unchecked::<half::f16>(
-                &client,
-                cube_count,
-                cube_dim,
-                vector_size,
-                args.0,
-                args.1,
-                args.2,
-                args.3,
-                args.4,
-                args.5,
-                offset,
-                0u32,
-                per_unit,
-                w.blocksize,
-                nested_blocksize,
-                double,
-            ),
-            _ => dequant_kernel::launch_unchecked::<f32>(
-                &client,
-                cube_count,
-                cube_dim,
-                vector_size,
-                args.0,
-                args.1,
-                args.2,
-                args.3,
-                args.4,
-                args.5,
-                offset,
-                0u32,
-                per_unit,
-                w.blocksize,
-                nested_blocksize,
-                double,
-            ),
-        }
+    macro_rules! launch {
+        ($f:ty) => {
+            // SAFETY: every buffer holds at least the elements given (lengths checked at upload;
+            // the output was allocated for n values) and the kernel guards its one data-dependent
+            // index range.
+            unsafe {
+                dequant_kernel::launch_unchecked::<$f>(
+                    &client,
+                    cube_count,
+                    cube_dim,
+                    vector_size,
+                    BufferArg::from_raw_parts(packed.handle.clone(), words),
+                    BufferArg::from_raw_parts(code.handle.clone(), len(&code)),
+                    BufferArg::from_raw_parts(absmax.handle.clone(), len(&absmax)),
+                    BufferArg::from_raw_parts(qcodes.handle.clone(), len(&qcodes)),
+                    BufferArg::from_raw_parts(nested_code.handle.clone(), len(&nested_code)),
+                    BufferArg::from_raw_parts(handle, n),
+                    offset,
+                    0u32,
+                    per_unit,
+                    w.blocksize,
+                    nested_blocksize,
+                    double,
+                )
+            }
+        };
+    }
+    match out_dtype {
+        DType::BF16 => launch!(half::bf16),
+        DType::F16 => launch!(half::f16),
+        _ => launch!(f32),
     }
     Some(Tensor::from_primitive::<CubeBackend>(out))
 }
